@@ -1,0 +1,472 @@
+"""Tests for snakestream.io: round trips per format, metadata spacing, errors."""
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+from snakestream import io as sio  # noqa: E402
+from snakestream.errors import InputError  # noqa: E402
+
+SPACING = np.array([0.4, 0.1625, 0.2])
+SHAPE = (7, 10, 13)
+CHUNKS = (3, 4, 5)
+CROP = (slice(1, 6), slice(2, 9), slice(3, 12))
+
+
+def make_array(dtype, shape=SHAPE, seed=0):
+    rng = np.random.default_rng(seed)
+    if np.issubdtype(dtype, np.integer):
+        hi = min(np.iinfo(dtype).max, 60000)
+        return rng.integers(0, hi, size=shape).astype(dtype)
+    return rng.normal(100, 30, size=shape).astype(dtype)
+
+
+def zarr_attrs_array(path, attrs, group_attrs=None, name=None, zarr_format=2):
+    """A Zarr array with hand-written attributes (optionally inside a group)."""
+    import zarr
+
+    data = make_array(np.uint16)
+    if name is None:
+        arr = zarr.create_array(str(path), shape=SHAPE, chunks=CHUNKS, dtype="uint16",
+                                zarr_format=zarr_format)
+    else:
+        group = zarr.open_group(str(path), mode="w", zarr_format=zarr_format)
+        group.attrs.update(group_attrs or {})
+        arr = group.create_array(name, shape=SHAPE, chunks=CHUNKS, dtype="uint16")
+    arr[...] = data
+    arr.attrs.update(attrs)
+    return data
+
+
+def assert_error(excinfo, *parts):
+    text = str(excinfo.value)
+    assert "\n" not in text and "Fix:" in text
+    for part in parts:
+        assert str(part) in text, text
+
+
+# --------------------------------------------------------------------------- round trips
+
+ROUND_TRIPS = [
+    ("v.zarr", None, {"zarr_format": 2}, np.uint16),
+    ("v.zarr", "raw/s0", {"zarr_format": 2}, np.float32),
+    ("v.ome.zarr", None, {"zarr_format": 3}, np.float32),
+    ("v.zarr", "raw/s0", {"zarr_format": 3}, np.uint16),
+    ("v.n5", "c0/s0", {}, np.uint16),
+    ("v.n5", None, {}, np.float32),
+    ("v.n5", "s0", {}, np.int64),
+    ("v.h5", "volumes/raw", {}, np.uint16),
+    ("v.hdf5", None, {}, np.float32),
+    ("v.nrrd", None, {}, np.uint16),
+    ("v.nhdr", None, {}, np.float32),
+    ("v.tif", None, {}, np.uint16),
+    ("v.tiff", None, {}, np.float32),
+    ("v.tif", None, {}, np.float64),
+    ("v.tif", None, {}, np.uint8),
+]
+
+
+@pytest.mark.parametrize("name,dataset,kwargs,dtype", ROUND_TRIPS)
+def test_round_trip(tmp_path, name, dataset, kwargs, dtype):
+    data = make_array(dtype)
+    path = tmp_path / name
+    sio.write_volume(path, data, SPACING, dataset=dataset, chunks=CHUNKS, **kwargs)
+    vol = sio.open_volume(path, dataset)
+    assert vol.shape == SHAPE and vol.dtype == np.dtype(dtype)
+    assert vol.spacing.dtype == np.float64
+    np.testing.assert_allclose(vol.spacing, SPACING, rtol=1e-9)
+    full = vol.read()
+    assert full.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(full, data)
+    np.testing.assert_array_equal(vol.read(CROP), data[CROP])
+    assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
+
+
+def test_overwrite_replaces_container(tmp_path):
+    path = tmp_path / "v.zarr"
+    sio.write_volume(path, make_array(np.uint16), SPACING, dataset="a")
+    new = make_array(np.uint16, seed=1)
+    sio.write_volume(path, new, SPACING * 2, dataset="b")
+    vol = sio.open_volume(path)  # only "b" is left, so it is picked
+    assert vol.dataset == "b"
+    np.testing.assert_array_equal(vol.read(), new)
+    np.testing.assert_allclose(vol.spacing, SPACING * 2)
+
+
+def test_single_dataset_is_picked_and_volume_pickles(tmp_path):
+    import pickle
+
+    data = make_array(np.uint16)
+    sio.write_volume(tmp_path / "one.h5", data, SPACING, dataset="grp/vol")
+    vol = pickle.loads(pickle.dumps(sio.open_volume(tmp_path / "one.h5")))
+    assert vol.dataset == "grp/vol"
+    np.testing.assert_array_equal(vol.read(CROP), data[CROP])
+
+
+def test_config_spacing_overrides_metadata(tmp_path):
+    path = tmp_path / "v.h5"
+    sio.write_volume(path, make_array(np.uint8), SPACING, dataset="d")
+    vol = sio.open_volume(path, "d", spacing=[1, 2, 3])
+    np.testing.assert_array_equal(vol.spacing, [1.0, 2.0, 3.0])
+
+
+# --------------------------------------------------------------------------- N5 details
+
+def test_n5_layout_is_xyz_big_endian_and_crop_reads_only_its_blocks(tmp_path):
+    import json
+    import struct
+
+    data = make_array(np.uint16)
+    path = tmp_path / "v.n5"
+    sio.write_volume(path, data, SPACING, dataset="s0", chunks=CHUNKS)
+    attrs = json.loads((path / "s0" / "attributes.json").read_text())
+    assert attrs["dimensions"] == [13, 10, 7] and attrs["blockSize"] == [5, 4, 3]
+    assert attrs["pixelResolution"] == {"dimensions": [0.2, 0.1625, 0.4], "unit": "um"}
+    # last block in x (index 2), first in y and z: 3 of 5 x voxels remain
+    import gzip
+    raw = (path / "s0" / "2" / "0" / "0").read_bytes()
+    assert struct.unpack(">HH3I", raw[:16]) == (0, 3, 3, 4, 3)
+    body = np.frombuffer(gzip.decompress(raw[16:]), ">u2").reshape(3, 4, 3)
+    np.testing.assert_array_equal(body, data[0:3, 0:4, 10:13])
+    # a corrupt block outside the crop is never opened
+    (path / "s0" / "0" / "2" / "2").write_bytes(b"garbage")
+    vol = sio.open_volume(path, "s0")
+    crop = (slice(0, 3), slice(0, 4), slice(0, 10))
+    np.testing.assert_array_equal(vol.read(crop), data[crop])
+    with pytest.raises(InputError) as excinfo:
+        vol.read()
+    assert_error(excinfo, os.path.join("s0", "0", "2", "2"), "N5 block")
+
+
+def test_n5_raw_missing_blocks_and_full_edge_blocks(tmp_path):
+    """Hand-written N5: raw blocks, one block absent (zeros), edge block stored full size."""
+    import json
+    import struct
+
+    root = tmp_path / "h.n5"
+    ds = root / "vol"
+    ds.mkdir(parents=True)
+    (root / "attributes.json").write_text('{"n5": "2.0.0"}')
+    (ds / "attributes.json").write_text(json.dumps({
+        "dimensions": [3, 2, 2], "blockSize": [2, 2, 2], "dataType": "int16",
+        "compression": {"type": "raw"}, "resolution": [0.2, 0.1625, 0.4]}))
+    expected = np.zeros((2, 2, 3), np.int16)
+    block = np.arange(8, dtype=np.int16).reshape(2, 2, 2) - 4
+    (ds / "0" / "0").mkdir(parents=True)
+    (ds / "0" / "0" / "0").write_bytes(struct.pack(">HH3I", 0, 3, 2, 2, 2) + block.astype(">i2").tobytes())
+    expected[:, :, 0:2] = block  # block x=1 is absent: zeros
+    vol = sio.open_volume(root, "vol")
+    np.testing.assert_array_equal(vol.read(), expected)
+    np.testing.assert_allclose(vol.spacing, SPACING)
+    # an edge block stored at full block size is cropped to the volume
+    (ds / "1" / "0").mkdir(parents=True)
+    (ds / "1" / "0" / "0").write_bytes(struct.pack(">HH3I", 0, 3, 2, 2, 2) + block.astype(">i2").tobytes())
+    expected[:, :, 2] = block[:, :, 0]
+    np.testing.assert_array_equal(vol.read(), expected)
+
+
+def test_n5_corrupt_gzip_body_names_the_block(tmp_path):
+    import struct
+
+    path = tmp_path / "c.n5"
+    sio.write_volume(path, make_array(np.uint8), SPACING, dataset="s0", chunks=CHUNKS)
+    (path / "s0" / "0" / "0" / "0").write_bytes(struct.pack(">HH3I", 0, 3, 5, 4, 3) + b"not gzip")
+    with pytest.raises(InputError) as excinfo:
+        sio.open_volume(path, "s0").read()
+    assert_error(excinfo, "corrupt N5 block", os.path.join("s0", "0", "0", "0"))
+
+
+def test_n5_viewer_root_resolution_times_downsampling(tmp_path):
+    import json
+
+    path = tmp_path / "v.n5"
+    sio.write_volume(path, make_array(np.uint8), SPACING, dataset="setup0/s1", chunks=CHUNKS)
+    ds_attrs = path / "setup0" / "s1" / "attributes.json"
+    attrs = json.loads(ds_attrs.read_text())
+    del attrs["pixelResolution"]
+    attrs["downsamplingFactors"] = [2, 2, 1]  # x, y, z
+    ds_attrs.write_text(json.dumps(attrs))
+    (path / "attributes.json").write_text(json.dumps({"n5": "4.0.0", "pixelResolution": {
+        "dimensions": [0.1, 0.08125, 0.4], "unit": "um"}}))
+    np.testing.assert_allclose(sio.open_volume(path, "setup0/s1").spacing, SPACING)
+
+
+# --------------------------------------------------------------------------- metadata spacing
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_ome_zarr_multiscales_spacing(tmp_path, zarr_format):
+    multiscales = [{
+        "version": "0.4",
+        "axes": [{"name": n, "type": "space", "unit": "micrometer"} for n in "zyx"],
+        "datasets": [
+            {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [0.2, 0.08125, 0.1]}]},
+            {"path": "1", "coordinateTransformations": [
+                {"type": "scale", "scale": list(SPACING)}, {"type": "translation", "translation": [0, 0, 0]}]},
+        ],
+    }]
+    group_attrs = ({"multiscales": multiscales} if zarr_format == 2
+                   else {"ome": {"version": "0.5", "multiscales": multiscales}})
+    path = tmp_path / "img.ome.zarr"
+    zarr_attrs_array(path, {}, group_attrs, name="1", zarr_format=zarr_format)
+    np.testing.assert_allclose(sio.open_volume(path, "1").spacing, SPACING)
+
+
+@pytest.mark.parametrize("attrs,expected", [
+    ({"pixelResolution": [0.2, 0.1625, 0.4]}, SPACING),
+    ({"pixelResolution": {"dimensions": [200, 162.5, 400], "unit": "nm"}}, SPACING),
+    ({"resolution": [0.2, 0.1625, 0.4]}, SPACING),
+    ({"spacing": [0.4, 0.1625, 0.2]}, SPACING),
+])
+def test_attribute_spacing_conventions(tmp_path, attrs, expected):
+    path = tmp_path / "a.zarr"
+    zarr_attrs_array(path, attrs)
+    np.testing.assert_allclose(sio.open_volume(path).spacing, expected)
+
+
+def test_nrrd_space_directions_gzip_written_by_pynrrd(tmp_path):
+    import nrrd
+
+    data = make_array(np.int16)
+    header = {"space dimension": 3, "space directions": np.diag([0.2, 0.1625, 0.4])}
+    path = tmp_path / "g.nrrd"
+    nrrd.write(str(path), data, header, index_order="C")  # gzip by default
+    vol = sio.open_volume(path)
+    assert vol.shape == SHAPE
+    np.testing.assert_allclose(vol.spacing, SPACING)
+    np.testing.assert_array_equal(vol.read(CROP), data[CROP])
+
+
+def test_ome_tiff_physical_size(tmp_path):
+    import tifffile
+
+    data = make_array(np.uint16)
+    path = tmp_path / "o.ome.tif"
+    tifffile.imwrite(path, data, ome=True, metadata={
+        "axes": "ZYX", "PhysicalSizeZ": 400, "PhysicalSizeZUnit": "nm",
+        "PhysicalSizeY": 0.1625, "PhysicalSizeX": 0.2})
+    vol = sio.open_volume(path)
+    np.testing.assert_allclose(vol.spacing, SPACING)
+    np.testing.assert_array_equal(vol.read(CROP), data[CROP])
+
+
+def test_hdf5_element_size_um_by_hand(tmp_path):
+    import h5py
+
+    data = make_array(np.float32)
+    path = tmp_path / "ilastik.h5"
+    with h5py.File(path, "w") as fh:
+        fh.create_dataset("exported_data", data=data, chunks=CHUNKS).attrs["element_size_um"] = SPACING
+        fh.create_dataset("other/thing", data=np.zeros(4))
+    vol = sio.open_volume(path, "/exported_data")
+    np.testing.assert_allclose(vol.spacing, SPACING)
+    assert vol.chunks == CHUNKS
+    np.testing.assert_array_equal(vol.read(CROP), data[CROP])
+
+
+# --------------------------------------------------------------------------- downsampling
+
+def reference_block_mean(data, factors):
+    out_shape = [-(-n // f) for n, f in zip(data.shape, factors)]
+    out = np.empty(out_shape, np.float64)
+    for index in np.ndindex(*out_shape):
+        block = data[tuple(slice(i * f, (i + 1) * f) for i, f in zip(index, factors))]
+        out[index] = block.astype(np.float64).mean()
+    return out
+
+
+@pytest.mark.parametrize("name,factors", [
+    ("d.zarr", (2, 3, 4)), ("d.zarr", (1, 1, 1)), ("d.nrrd", (3, 2, 5)), ("d.n5", (7, 10, 13)),
+    ("d.tif", (2, 4, 3)),
+])
+def test_read_downsampled_matches_block_mean(tmp_path, name, factors):
+    data = make_array(np.uint16)
+    sio.write_volume(tmp_path / name, data, SPACING, chunks=CHUNKS)
+    vol = sio.open_volume(tmp_path / name)
+    small = sio.read_downsampled(vol, factors)
+    assert small.dtype == np.float32
+    np.testing.assert_allclose(small, reference_block_mean(data, factors), rtol=1e-6)
+
+
+def test_read_downsampled_streams_z_slabs(tmp_path):
+    data = make_array(np.uint16)
+    sio.write_volume(tmp_path / "s.zarr", data, SPACING, chunks=CHUNKS)
+    vol = sio.open_volume(tmp_path / "s.zarr")
+    depths, inner = [], vol._reader
+    vol._reader = lambda s: (depths.append(s[0].stop - s[0].start), inner(s))[1]
+    sio.read_downsampled(vol, (2, 2, 2))
+    assert depths == [4, 3]  # z chunk 3 rounded up to a multiple of 2; never the whole volume
+
+
+def test_read_downsampled_bad_factors(tmp_path):
+    sio.write_volume(tmp_path / "d.zarr", make_array(np.uint8), SPACING)
+    with pytest.raises(InputError) as excinfo:
+        sio.read_downsampled(sio.open_volume(tmp_path / "d.zarr"), (0, 2, 2))
+    assert_error(excinfo, "d.zarr", "factors")
+
+
+# --------------------------------------------------------------------------- errors
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InputError) as excinfo:
+        sio.open_volume(tmp_path / "nope.zarr")
+    assert_error(excinfo, "nope.zarr", "not found")
+
+
+@pytest.mark.parametrize("name", ["w.zarr", "w.n5", "w.h5"])
+def test_wrong_dataset_lists_available(tmp_path, name):
+    sio.write_volume(tmp_path / name, make_array(np.uint8), SPACING, dataset="raw/s0")
+    with pytest.raises(InputError) as excinfo:
+        sio.open_volume(tmp_path / name, "raw/s9")
+    assert_error(excinfo, name, "raw/s9", "raw/s0")
+
+
+def test_no_dataset_with_several_lists_them(tmp_path):
+    import h5py
+
+    with h5py.File(tmp_path / "two.h5", "w") as fh:
+        fh["a"] = np.zeros((2, 2, 2))
+        fh["b"] = np.zeros((2, 2, 2))
+    with pytest.raises(InputError) as excinfo:
+        sio.open_volume(tmp_path / "two.h5")
+    assert_error(excinfo, "two.h5", "a, b", "dataset")
+
+
+def test_two_d_data(tmp_path):
+    import h5py
+    import tifffile
+
+    with h5py.File(tmp_path / "flat.h5", "w") as fh:
+        fh["img"] = np.zeros((4, 5))
+    with pytest.raises(InputError) as excinfo:
+        sio.open_volume(tmp_path / "flat.h5", "img", spacing=SPACING)
+    assert_error(excinfo, "flat.h5", "2-D", "3-D")
+    tifffile.imwrite(tmp_path / "flat.tif", np.zeros((4, 5), np.uint8))
+    with pytest.raises(InputError) as excinfo:
+        sio.open_volume(tmp_path / "flat.tif", spacing=SPACING)
+    assert_error(excinfo, "flat.tif", "2-D")
+    with pytest.raises(InputError) as excinfo:
+        sio.write_volume(tmp_path / "w.zarr", np.zeros((4, 5)), SPACING)
+    assert_error(excinfo, "w.zarr", "2-D")
+
+
+def test_unknown_extension(tmp_path):
+    (tmp_path / "vol.mrc").write_bytes(b"x")
+    with pytest.raises(InputError) as excinfo:
+        sio.open_volume(tmp_path / "vol.mrc")
+    assert_error(excinfo, "vol.mrc", "'.mrc'", ".zarr")
+
+
+@pytest.mark.parametrize("name", ["bare.zarr", "bare.tif"])
+def test_no_spacing_anywhere(tmp_path, name):
+    import tifffile
+    import zarr
+
+    if name.endswith(".zarr"):
+        zarr.create_array(str(tmp_path / name), shape=(2, 3, 4), dtype="u1")
+    else:
+        tifffile.imwrite(tmp_path / name, np.zeros((2, 3, 4), np.uint8))
+    with pytest.raises(InputError) as excinfo:
+        sio.open_volume(tmp_path / name)
+    assert_error(excinfo, name, "spacing", "spacing: [z, y, x]")
+    assert sio.open_volume(tmp_path / name, spacing=(1, 1, 1)).shape == (2, 3, 4)
+
+
+@pytest.mark.parametrize("bad", [[1, 2], [1, -2, 3], [0, 1, 1], [1, float("nan"), 1], "abc"])
+def test_bad_config_spacing(tmp_path, bad):
+    sio.write_volume(tmp_path / "s.zarr", make_array(np.uint8), SPACING)
+    with pytest.raises(InputError) as excinfo:
+        sio.open_volume(tmp_path / "s.zarr", spacing=bad)
+    assert_error(excinfo, "s.zarr", "not 3 positive", "config")
+
+
+def test_bad_metadata_spacing(tmp_path):
+    zarr_attrs_array(tmp_path / "m.zarr", {"spacing": [0.4, 0.2]})
+    with pytest.raises(InputError) as excinfo:
+        sio.open_volume(tmp_path / "m.zarr")
+    assert_error(excinfo, "m.zarr", "attribute 'spacing'")
+
+
+def test_region_out_of_bounds(tmp_path):
+    sio.write_volume(tmp_path / "r.zarr", make_array(np.uint8), SPACING)
+    vol = sio.open_volume(tmp_path / "r.zarr")
+    with pytest.raises(InputError) as excinfo:
+        vol.read((slice(0, 8), slice(0, 2), slice(0, 2)))
+    assert_error(excinfo, "r.zarr", "outside")
+
+
+def test_require_finite(tmp_path):
+    data = np.ones((3, 3, 3), np.float32)
+    sio.require_finite(data, "ok.zarr")
+    sio.require_finite(np.ones((2, 2, 2), np.uint16), "int.zarr")
+    data[0, 0, 0], data[1, 1, 1] = np.nan, np.inf
+    with pytest.raises(InputError) as excinfo:
+        sio.require_finite(data, "fixed.zarr [raw/s0]")
+    assert_error(excinfo, "fixed.zarr [raw/s0]", "2 of 27")
+
+
+def test_corrupt_zarr(tmp_path):
+    bad = tmp_path / "bad.zarr"
+    bad.mkdir()
+    (bad / ".zarray").write_text("{not json")
+    with pytest.raises(InputError) as excinfo:
+        sio.open_volume(bad, spacing=SPACING)
+    assert_error(excinfo, "bad.zarr", "Zarr")
+
+
+# --------------------------------------------------------------------------- atomic_path
+
+def test_atomic_path_exception_leaves_nothing(tmp_path):
+    target = tmp_path / "out.zarr"
+    with pytest.raises(RuntimeError):
+        with sio.atomic_path(target) as tmp:
+            assert Path(tmp).parent == tmp_path and tmp.endswith(".zarr")
+            os.makedirs(os.path.join(tmp, "sub"))
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_path_replaces_file_and_directory(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with sio.atomic_path(target) as tmp:
+        assert not os.path.exists(tmp)
+        Path(tmp).write_text("new")
+        assert target.read_text() == "old"
+    assert target.read_text() == "new"
+    folder = tmp_path / "out.zarr"
+    (folder / "stale").mkdir(parents=True)
+    with sio.atomic_path(folder) as tmp:
+        os.makedirs(os.path.join(tmp, "fresh"))
+    assert sorted(p.name for p in folder.iterdir()) == ["fresh"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt", "out.zarr"]
+
+
+# --------------------------------------------------------------------------- output Zarr
+
+def test_create_and_open_zarr(tmp_path):
+    path = tmp_path / "warped.zarr"
+    arr = sio.create_zarr(path, (7, 10, 13), "float32", (4, 5, 6), SPACING, attrs={"step": "x"})
+    arr[0:4, 0:5, 0:6] = 1.5
+    again = sio.open_zarr_array(path)
+    assert again.metadata.zarr_format == 2 and again.shape == (7, 10, 13)
+    assert dict(again.attrs) == {"step": "x", "spacing": list(SPACING)}
+    assert again[0, 0, 0] == 1.5 and again[6, 9, 12] == 0
+    vol = sio.open_volume(path)
+    np.testing.assert_allclose(vol.spacing, SPACING)
+    sio.create_zarr(path, (2, 2, 2), "uint8", (2, 2, 2), SPACING)  # overwrite
+    assert sio.open_zarr_array(path, mode="r+").shape == (2, 2, 2)
+
+
+def test_open_zarr_array_errors(tmp_path):
+    with pytest.raises(InputError) as excinfo:
+        sio.open_zarr_array(tmp_path / "missing.zarr")
+    assert_error(excinfo, "missing.zarr", "not found")
+    sio.write_volume(tmp_path / "g.zarr", make_array(np.uint8), SPACING, dataset="a")
+    with pytest.raises(InputError) as excinfo:
+        sio.open_zarr_array(tmp_path / "g.zarr")
+    assert_error(excinfo, "g.zarr", "group")
