@@ -1,0 +1,20 @@
+# snakestream: blockwise registration of two large 3-D volumes.
+#   snakemake --cores 2 --configfile config/demo.yaml
+# Stages: fixed grid -> global affine -> block table -> one job per block
+#         -> gather (linear blending, per z slab) -> warp (per z slab)
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+include: "rules/common.smk"
+include: "rules/global.smk"
+include: "rules/blocks.smk"
+include: "rules/gather.smk"
+include: "rules/warp.smk"
+
+
+rule all:
+    input:
+        all_targets,
+    default_target: True

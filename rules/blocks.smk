@@ -1,0 +1,78 @@
+# Stage 2: the block index table and one registration job per block.
+
+
+checkpoint block_table:
+    input:
+        grid=f"{OUT}/grid.json",
+        masks=mask_paths(CFG["fixed"]),
+    output:
+        f"{OUT}/blocks/table.tsv",
+    params:
+        fixed=CFG["fixed"],
+        blocksize=(CFG.get("blocks") or {}).get("blocksize"),
+        overlap=(CFG.get("blocks") or {}).get("overlap"),
+        threshold=(CFG.get("blocks") or {}).get("foreground_fraction"),
+    log:
+        f"{OUT}/logs/block_table.log",
+    benchmark:
+        f"{OUT}/benchmarks/block_table.tsv"
+    localrule: True
+    script:
+        "../scripts/block_table.py"
+
+
+rule align_block:
+    input:
+        table=f"{OUT}/blocks/table.tsv",
+        affine=f"{OUT}/global/affine.mat",
+    output:
+        f"{BLOCKS_DIR}/z{{bz}}/y{{by}}/z{{bz}}_y{{by}}_x{{bx}}.npz",
+    params:
+        fixed=CFG["fixed"],
+        moving=CFG["moving"],
+        steps=CFG.get("_block_steps"),
+        margin=(CFG.get("blocks") or {}).get("moving_margin"),
+        on_failure=(CFG.get("blocks") or {}).get("on_block_failure"),
+    threads: 1
+    resources:
+        mem_mb=block_mem_mb,
+        runtime=block_runtime,
+    log:
+        f"{OUT}/logs/blocks/z{{bz}}/y{{by}}/z{{bz}}_y{{by}}_x{{bx}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/blocks/z{{bz}}/y{{by}}/z{{bz}}_y{{by}}_x{{bx}}.tsv"
+    script:
+        "../scripts/align_block.py"
+
+
+rule block_row_qc:
+    input:
+        table=f"{OUT}/blocks/table.tsv",
+        blocks=blocks_for_row,
+    output:
+        f"{BLOCKS_DIR}/z{{bz}}/qc.tsv",
+    params:
+        blocks_dir=BLOCKS_DIR,
+    log:
+        f"{OUT}/logs/block_qc/z{{bz}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/block_qc/z{{bz}}.tsv"
+    localrule: True
+    script:
+        "../scripts/block_qc.py"
+
+
+rule block_qc:
+    input:
+        rows=lambda wc: [f"{BLOCKS_DIR}/z{r:04d}/qc.tsv" for r in block_rows()],
+    output:
+        f"{OUT}/blocks/qc.tsv",
+    params:
+        blocks_dir=BLOCKS_DIR,
+    log:
+        f"{OUT}/logs/block_qc.log",
+    benchmark:
+        f"{OUT}/benchmarks/block_qc.tsv"
+    localrule: True
+    script:
+        "../scripts/block_qc.py"

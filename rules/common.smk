@@ -1,0 +1,117 @@
+# Config, paths and input functions shared by every stage. Nothing here reads
+# image data: each cluster job re-parses this file, so parse time stays small.
+import json
+import os
+import sys
+
+SCRIPTS = os.path.join(workflow.basedir, "scripts")
+sys.path.insert(0, SCRIPTS)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (SCRIPTS, os.environ.get("PYTHONPATH")) if p
+)
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+from snakemake.exceptions import WorkflowError
+from snakestream.config import load_schema, validate
+from snakestream.errors import SnakestreamError
+
+if not config:
+    raise WorkflowError(
+        "snakestream: no configuration given. Fix: run with --configfile my.yaml "
+        "(see config/config.yaml for a template, config/demo.yaml for the demo)."
+    )
+try:
+    CFG = validate(config, load_schema(os.path.join(workflow.basedir, "config/schema.yaml")))
+except SnakestreamError as err:
+    raise WorkflowError(f"snakestream config error: {err}") from None
+
+OUT = CFG["output"].rstrip("/")
+BLOCKS = bool(CFG.get("blocks"))
+BLOCKS_DIR = f"{OUT}/blocks"
+
+
+wildcard_constraints:
+    bz=r"\d{4}",
+    by=r"\d{4}",
+    bx=r"\d{4}",
+    slab=r"\d+",
+
+
+def volume_path(spec):
+    """An input volume's path (a folder for Zarr/N5, a file otherwise)."""
+    return spec["path"]
+
+
+def mask_paths(spec):
+    mask = spec.get("mask")
+    if not mask:
+        return []
+    return [mask if isinstance(mask, str) else mask["path"]]
+
+
+def grid_info():
+    """The fixed grid (shape, chunks, number of slabs), from the fixed_grid checkpoint."""
+    with open(checkpoints.fixed_grid.get().output[0]) as fh:
+        return json.load(fh)
+
+
+def block_table():
+    from snakestream.blocks import read_table
+
+    return read_table(checkpoints.block_table.get().output[0])
+
+
+def block_file(bid):
+    from snakestream.blocks import block_relpath
+
+    return f"{BLOCKS_DIR}/{block_relpath(bid)}"
+
+
+def slab_z_range(slab):
+    g = grid_info()
+    z0 = int(slab) * g["chunks"][0]
+    return z0, min(z0 + g["chunks"][0], g["shape"][0])
+
+
+def blocks_for_slab(wildcards):
+    """Block files whose region touches one gather slab (not the whole list)."""
+    z0, z1 = slab_z_range(wildcards.slab)
+    t = block_table()
+    t = t[t.aligned.astype(bool) & (t.z0 < z1) & (t.z1 > z0)]
+    return [block_file(b) for b in t.id]
+
+
+def blocks_for_row(wildcards):
+    t = block_table()
+    t = t[t.aligned.astype(bool) & (t.iz == int(wildcards.bz))]
+    return [block_file(b) for b in t.id]
+
+
+def block_rows():
+    t = block_table()
+    return sorted(t.iz.unique())
+
+
+def all_targets(wildcards):
+    g = grid_info()
+    slabs = range(g["n_slabs"])
+    out = [f"{OUT}/global/affine.mat", f"{OUT}/global/qc.json"]
+    if BLOCKS:
+        out += [f"{OUT}/blocks/table.tsv", f"{OUT}/blocks/qc.tsv"]
+        out += [f"{OUT}/gather/slab_{s}.json" for s in slabs]
+    out += [f"{OUT}/warp/slab_{s}.json" for s in slabs]
+    return out
+
+
+def block_mem_mb(wildcards, attempt):
+    """Memory for one block job, from block size and steps (MB)."""
+    from snakestream.resources import block_mem_mb as estimate
+
+    return estimate(CFG, attempt)
+
+
+def block_runtime(wildcards, attempt):
+    from snakestream.resources import block_runtime_min as estimate
+
+    return estimate(CFG, attempt)

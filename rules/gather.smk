@@ -1,0 +1,45 @@
+# Stage 3: stitch the block transforms into deform.zarr with linear blending,
+# one job per z slab (one output chunk thick), each reading only its blocks.
+
+
+rule init_deform:
+    input:
+        grid=f"{OUT}/grid.json",
+        table=f"{OUT}/blocks/table.tsv",
+    output:
+        directory(f"{OUT}/deform.zarr"),
+    params:
+        vector=True,
+        dtype="float32",
+        attrs={"units": "um", "axes": "z,y,x,vector(z,y,x)",
+               "description": "displacement d(x): fixed x maps to A @ (x + d(x))"},
+    log:
+        f"{OUT}/logs/init_deform.log",
+    benchmark:
+        f"{OUT}/benchmarks/init_deform.tsv"
+    localrule: True
+    script:
+        "../scripts/init_zarr.py"
+
+
+rule gather_slab:
+    input:
+        field=f"{OUT}/deform.zarr",
+        table=f"{OUT}/blocks/table.tsv",
+        blocks=blocks_for_slab,
+    output:
+        f"{OUT}/gather/slab_{{slab}}.json",
+    params:
+        blocks_dir=BLOCKS_DIR,
+        blocksize=(CFG.get("blocks") or {}).get("blocksize"),
+        overlap=(CFG.get("blocks") or {}).get("overlap"),
+    threads: CFG["threads"]["gather"]
+    resources:
+        mem_mb=lambda wc, attempt: 1500 * attempt,
+        runtime=lambda wc, attempt: 60 * attempt,
+    log:
+        f"{OUT}/logs/gather/slab_{{slab}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/gather/slab_{{slab}}.tsv"
+    script:
+        "../scripts/gather_slab.py"

@@ -1,0 +1,50 @@
+# Stage 4: resample the moving image onto the fixed grid through [affine, deform],
+# one job per z slab; a slab needs only the same slab of the field.
+
+
+rule init_aligned:
+    input:
+        grid=f"{OUT}/grid.json",
+    output:
+        directory(f"{OUT}/aligned.zarr"),
+    params:
+        vector=False,
+        dtype=None,
+        attrs={"units": "um", "axes": "z,y,x",
+               "description": "moving image resampled onto the fixed grid"},
+    log:
+        f"{OUT}/logs/init_aligned.log",
+    benchmark:
+        f"{OUT}/benchmarks/init_aligned.tsv"
+    localrule: True
+    script:
+        "../scripts/init_zarr.py"
+
+
+def warp_inputs(wildcards):
+    inputs = {"image": f"{OUT}/aligned.zarr", "affine": f"{OUT}/global/affine.mat"}
+    if BLOCKS:
+        inputs["field"] = f"{OUT}/deform.zarr"
+        inputs["slab_done"] = f"{OUT}/gather/slab_{wildcards.slab}.json"
+    return inputs
+
+
+rule warp_slab:
+    input:
+        unpack(warp_inputs),
+    output:
+        f"{OUT}/warp/slab_{{slab}}.json",
+    params:
+        moving=CFG["moving"],
+        order=CFG["warp"]["order"],
+        use_field=BLOCKS,
+    threads: CFG["threads"]["warp"]
+    resources:
+        mem_mb=lambda wc, attempt: 1500 * attempt,
+        runtime=lambda wc, attempt: 60 * attempt,
+    log:
+        f"{OUT}/logs/warp/slab_{{slab}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/warp/slab_{{slab}}.tsv"
+    script:
+        "../scripts/warp_slab.py"

@@ -1,0 +1,27 @@
+"""Rule align_block: one block's affine + deformable registration -> its own small file."""
+import numpy as np
+
+from snakestream.blockalign import align_block
+from snakestream.blockfile import save_block
+from snakestream.blocks import read_table
+from snakestream.errors import AlignmentError
+from snakestream.io import atomic_path
+from snakestream.runtime import open_image, open_mask, rule_context
+
+with rule_context(snakemake):  # noqa: F821
+    p, w = snakemake.params, snakemake.wildcards  # noqa: F821
+    bid = f"z{w.bz}_y{w.by}_x{w.bx}"
+    table = read_table(snakemake.input.table).set_index("id", drop=False)  # noqa: F821
+    row = table.loc[bid]
+    fix, mov = open_image(p.fixed), open_image(p.moving)
+    affine = np.loadtxt(snakemake.input.affine)  # noqa: F821
+    results, qc = align_block(row, p.steps, fix, mov, affine, p.margin,
+                              open_mask(p.fixed, fix), open_mask(p.moving, mov),
+                              threads=snakemake.threads, log=lambda m: print(m, flush=True))  # noqa: F821
+    print(f"block {bid}: {qc['status']} {qc.get('reason', '')}")
+    if qc["status"] == "fallback" and p.on_failure == "fail":
+        raise AlignmentError(bid, f"block registration fell back: {qc['reason']}",
+                             "inspect the block log, or set blocks.on_block_failure: fallback.")
+    region = [row[k] for k in ("z0", "z1", "y0", "y1", "x0", "x1")]
+    with atomic_path(snakemake.output[0]) as tmp:  # noqa: F821
+        save_block(tmp, bid, region, results, qc)

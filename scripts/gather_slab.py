@@ -1,0 +1,25 @@
+"""Rule gather_slab: blend the blocks touching one z slab into deform.zarr (linear blending)."""
+import json
+import os
+import time
+
+from snakestream.blocks import block_relpath, overlap_voxels, read_table
+from snakestream.io import atomic_path, open_zarr_array
+from snakestream.runtime import rule_context
+from snakestream.stitch import block_loader, write_field_slab
+
+with rule_context(snakemake):  # noqa: F821
+    p, slab = snakemake.params, int(snakemake.wildcards.slab)  # noqa: F821
+    t0 = time.perf_counter()
+    table = read_table(snakemake.input.table)  # noqa: F821
+    table = table[table.aligned.astype(bool)]
+    out = open_zarr_array(snakemake.input.field, mode="r+")  # noqa: F821
+    spacing = out.attrs["spacing"]
+    path_of = lambda bid: os.path.join(p.blocks_dir, block_relpath(bid))  # noqa: E731
+    n = write_field_slab(out, table, slab, spacing, overlap_voxels(p.blocksize, p.overlap),
+                         block_loader(path_of))
+    stats = {"slab": slab, "chunks": n, "seconds": round(time.perf_counter() - t0, 3)}
+    print(stats)
+    with atomic_path(snakemake.output[0]) as tmp:  # noqa: F821
+        with open(tmp, "w") as fh:
+            json.dump(stats, fh)

@@ -1,0 +1,119 @@
+"""The block index table: overlapping blocks of the fixed image.
+
+``blocksize`` is the core of a block in fixed voxels (z,y,x); ``overlap`` is a
+fraction of it added on *each* side (bigstream's meaning), so with overlap 0.5
+a block's region is twice its core and neighbours' regions cover a skipped
+block completely. Regions are clipped to the image; cores tile it exactly.
+"""
+
+import zlib
+
+import numpy as np
+import pandas as pd
+
+from .errors import ConfigError
+
+COLUMNS = ["id", "iz", "iy", "ix", "z0", "z1", "y0", "y1", "x0", "x1",
+           "cz0", "cz1", "cy0", "cy1", "cx0", "cx1", "foreground", "aligned", "reason"]
+
+
+def block_id(iz, iy, ix):
+    """Block id from its grid index, e.g. ``z0003_y0012_x0004``."""
+    return f"z{iz:04d}_y{iy:04d}_x{ix:04d}"
+
+
+def block_relpath(bid, ext="npz"):
+    """Path of a block's file under ``blocks/``, sharded so no folder grows large."""
+    z, y, _ = bid.split("_")
+    return f"{z}/{y}/{bid}.{ext}"
+
+
+def block_seed(bid):
+    """Deterministic 31-bit seed for a block's random metric sampling."""
+    return zlib.crc32(bid.encode()) & 0x7FFFFFFF
+
+
+def overlap_voxels(blocksize, overlap):
+    """Voxels added on each side of the core, per axis."""
+    if not 0 <= float(overlap) < 1:
+        raise ConfigError("blocks.overlap", f"{overlap!r} must be a fraction in [0, 1).",
+                          "bigstream's usual value is 0.5.")
+    return np.round(np.asarray(blocksize) * float(overlap)).astype(int)
+
+
+def grid_shape(shape, blocksize):
+    """Number of blocks per axis (z,y,x)."""
+    return tuple(int(np.ceil(n / b)) for n, b in zip(shape, blocksize))
+
+
+def block_regions(shape, blocksize, overlap):
+    """All blocks as dicts with grid index, clipped region and core (voxels, z,y,x)."""
+    shape, blocksize = np.asarray(shape, int), np.asarray(blocksize, int)
+    if blocksize.shape != (3,) or np.any(blocksize < 1):
+        raise ConfigError("blocks.blocksize", f"{blocksize.tolist()} must be 3 positive voxel counts.")
+    ovl = overlap_voxels(blocksize, overlap)
+    rows = []
+    for idx in np.ndindex(*grid_shape(shape, blocksize)):
+        core0 = np.asarray(idx) * blocksize
+        core1 = np.minimum(core0 + blocksize, shape)
+        lo, hi = np.maximum(core0 - ovl, 0), np.minimum(core1 + ovl, shape)
+        row = {"id": block_id(*idx), "iz": idx[0], "iy": idx[1], "ix": idx[2]}
+        for k, ax in enumerate("zyx"):
+            row.update({f"{ax}0": int(lo[k]), f"{ax}1": int(hi[k]),
+                        f"c{ax}0": int(core0[k]), f"c{ax}1": int(core1[k])})
+        rows.append(row)
+    return rows
+
+
+def region_slices(row, core=False):
+    """Tuple of z,y,x slices of a table row's region (or core)."""
+    p = "c" if core else ""
+    return tuple(slice(int(row[f"{p}{a}0"]), int(row[f"{p}{a}1"])) for a in "zyx")
+
+
+def build_table(shape, blocksize, overlap, foreground=None, threshold=0.5):
+    """The block table as a DataFrame.
+
+    Parameters
+    ----------
+    shape : sequence of 3 int
+        Fixed image shape (z,y,x).
+    blocksize, overlap : see module docstring.
+    foreground : callable or None
+        ``foreground(core_slices) -> fraction`` of the block core inside the fixed
+        mask. Without it every block counts as foreground (1.0).
+    threshold : float
+        Blocks with a smaller foreground fraction are not aligned (bigstream's
+        ``foreground_percentage``, default 0.5).
+    """
+    rows = block_regions(shape, blocksize, overlap)
+    for row in rows:
+        frac = 1.0 if foreground is None else float(foreground(region_slices(row, core=True)))
+        row["foreground"] = round(frac, 4)
+        row["aligned"] = frac >= threshold and frac > 0
+        row["reason"] = "" if row["aligned"] else f"foreground {frac:.3f} < {threshold}"
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def read_table(path):
+    """Read a block table written by :func:`write_table`."""
+    return pd.read_csv(path, sep="\t", keep_default_na=False,
+                       dtype={"id": str, "reason": str})
+
+
+def write_table(table, path):
+    """Write the block table as TSV (caller handles atomicity)."""
+    table.to_csv(path, sep="\t", index=False)
+
+
+def ramp(start, stop, lo, hi, ovl):
+    """1-D linear-blending weight for voxels ``lo..hi-1`` of a block.
+
+    The block's unclipped region is ``[start, stop)``; the weight rises linearly
+    over ``ovl`` voxels from each face (strictly positive, 1 in the core).
+    """
+    i = np.arange(lo, hi, dtype=np.float64)
+    if ovl <= 0:
+        return np.ones_like(i)
+    dist = np.minimum(i - start, stop - 1 - i)
+    return np.clip((dist + 0.5) / ovl, 1.0 / (2 * ovl), 1.0)

@@ -1,0 +1,82 @@
+"""What every rule script does first: pin threads, log to the rule's log, fail in one line."""
+
+import contextlib
+import os
+import sys
+import traceback
+
+import numpy as np
+
+from .errors import InputError
+from .io import open_volume
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "NUMEXPR_NUM_THREADS",
+                "BLOSC_NTHREADS")
+
+
+def pin_threads(threads):
+    """Limit ITK, OpenMP, BLAS and Blosc to ``threads`` so a 1-core job uses 1 core."""
+    threads = max(1, int(threads))
+    for var in _THREAD_VARS:
+        os.environ[var] = str(threads)
+    import SimpleITK as sitk
+
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+    try:
+        import numcodecs.blosc as blosc
+
+        blosc.set_nthreads(threads)
+    except Exception:  # blosc is optional for some stores
+        pass
+    return threads
+
+
+@contextlib.contextmanager
+def rule_context(snakemake):
+    """Pin threads, send output to ``snakemake.log[0]``, turn known errors into one line.
+
+    A :class:`~snakestream.errors.SnakestreamError` is written to the log and to
+    stderr as its single line and the job exits with status 1; other errors keep
+    their traceback in the log.
+    """
+    from .errors import SnakestreamError
+
+    pin_threads(snakemake.threads)
+    log_path = snakemake.log[0] if len(snakemake.log) else os.devnull
+    os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
+    with open(log_path, "w") as log, contextlib.redirect_stdout(log):
+        try:
+            yield log
+        except SnakestreamError as err:
+            print(f"ERROR {err}", file=log, flush=True)
+            print(f"snakestream error: {err}", file=sys.stderr, flush=True)
+            sys.exit(1)
+        except Exception:
+            traceback.print_exc(file=log)
+            raise
+
+
+def open_image(spec):
+    """Open the fixed or moving volume from its config mapping (path, dataset, spacing)."""
+    return open_volume(spec["path"], spec.get("dataset"), spec.get("spacing"))
+
+
+def open_mask(spec, image_vol):
+    """Open a config ``mask`` entry (path string or {path, dataset}) in ``image_vol``'s frame.
+
+    A mask without its own spacing metadata is taken to span the same physical
+    extent as its image. Returns None when no mask is configured.
+    """
+    mask = spec.get("mask")
+    if not mask:
+        return None
+    path, dataset = (mask, None) if isinstance(mask, str) else (mask["path"], mask.get("dataset"))
+    try:
+        return open_volume(path, dataset)
+    except InputError as err:
+        if "spacing" not in str(err):
+            raise
+    shape = np.asarray(open_volume(path, dataset, spacing=[1.0, 1.0, 1.0]).shape)
+    spacing = np.asarray(image_vol.shape) * image_vol.spacing / shape
+    return open_volume(path, dataset, spacing=spacing.tolist())

@@ -1,0 +1,23 @@
+"""Rule warp_slab: resample the moving image through [affine, deform] into one z slab of aligned.zarr."""
+import json
+import time
+
+import numpy as np
+
+from snakestream.io import atomic_path, open_zarr_array
+from snakestream.runtime import open_image, rule_context
+from snakestream.warp import warp_slab
+
+with rule_context(snakemake):  # noqa: F821
+    p, slab = snakemake.params, int(snakemake.wildcards.slab)  # noqa: F821
+    t0 = time.perf_counter()
+    mov = open_image(p.moving)
+    affine = np.loadtxt(snakemake.input.affine)  # noqa: F821
+    out = open_zarr_array(snakemake.input.image, mode="r+")  # noqa: F821
+    field = open_zarr_array(snakemake.input.field) if p.use_field else None  # noqa: F821
+    n = warp_slab(out, slab, np.asarray(out.attrs["spacing"]), affine, mov, field, p.order)
+    stats = {"slab": slab, "chunks": n, "seconds": round(time.perf_counter() - t0, 3)}
+    print(stats)
+    with atomic_path(snakemake.output[0]) as tmp:  # noqa: F821
+        with open(tmp, "w") as fh:
+            json.dump(stats, fh)

@@ -1,0 +1,130 @@
+"""Step dictionaries: bigstream's keys accepted verbatim, unknown keys named."""
+import os
+
+import pytest
+import yaml
+
+from snakestream.config import load_schema, validate
+from snakestream.errors import ConfigError
+from snakestream.steps import normalize_steps
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCHEMA = load_schema(os.path.join(ROOT, "config", "schema.yaml"))
+
+
+def _talk_steps():
+    """Every step list from the bigstream RnR-ExM talk, dictionaries as on the slides."""
+    opt = lambda lr, n: {"learningRate": lr, "minStep": 0., "numberOfIterations": n}  # noqa: E731
+    mouse_common = {"alignment_spacing": 1.0, "shrink_factors": (4, 2, 1),
+                    "smooth_sigmas": (4., 2., 1.), "optimizer_args": opt(0.25, 400)}
+    worm_common = {"alignment_spacing": 1.0, "shrink_factors": (2,), "smooth_sigmas": (1.5,),
+                   "optimizer_args": opt(0.25, 400)}
+    worm_test = {"alignment_spacing": 2.0, "shrink_factors": (2, 1), "smooth_sigmas": (12., 2.),
+                 "optimizer_args": opt(0.25, 6000)}
+    return {
+        "zebrafish_train": [("affine", {"alignment_spacing": 4.0, "shrink_factors": (2,),
+                                        "smooth_sigmas": (2.,), "optimizer_args": opt(0.25, 400),
+                                        "initial_condition": "CENTER"})],
+        "mouse_train": [
+            ("affine", {**mouse_common, "alignment_spacing": 0.5, "shrink_factors": (8, 4, 2, 1),
+                        "smooth_sigmas": (4., 4., 2., 1.)}),
+            ("deform", {**mouse_common, "control_point_spacing": 32.0,
+                        "control_point_levels": (1, 2, 2), "fix_mask": True, "mov_mask": True,
+                        "optimizer_args": opt(10.0, 600)})],
+        "worm_train": [
+            ("affine", {**worm_common, "initial_condition": "CENTER"}),
+            ("affine", {**worm_common, "fix_mask": True, "mov_mask": True,
+                        "optimizer_args": opt(1.0, 3600)}),
+            ("deform", {**worm_common, "fix_mask": True, "mov_mask": True,
+                        "control_point_spacing": 32.0, "control_point_levels": (1,),
+                        "alignment_spacing": 1.0, "shrink_factors": (2,),
+                        "smooth_sigmas": (1.5,), "optimizer_args": opt(10.0, 60)})],
+        "worm_validation": [("rigid", {"alignment_spacing": 2.0, "shrink_factors": (2.,),
+                                       "smooth_sigmas": (2.,), "optimizer_args": opt(0.25, 2000),
+                                       "initial_condition": "CENTER"})],
+        "zebrafish_test": [("affine", {"alignment_spacing": 0.4, "shrink_factors": (2, 2),
+                                       "smooth_sigmas": (2., 0.2), "optimizer_args": opt(0.25, 500),
+                                       "initial_condition": "CENTER"})],
+        "worm_test_global": [("rigid", {**worm_test, "initial_condition": "CENTER"}),
+                             ("affine", {**worm_test, "smooth_sigmas": (2., 2.)})],
+        "worm_test_blocks": [
+            ("affine", {"alignment_spacing": None, "shrink_factors": (1,), "smooth_sigmas": (0.4,),
+                        "optimizer_args": opt(0.25, 800), "metric": "C"}),
+            ("deform", {"control_point_spacing": 3.0, "control_point_levels": (1,),
+                        "alignment_spacing": None, "shrink_factors": (1,),
+                        "smooth_sigmas": (0.1625,), "optimizer_args": opt(0.25, 200),
+                        "metric": "C"})],
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_talk_steps()))
+def test_talk_step_lists_are_accepted_verbatim(name):
+    steps = normalize_steps(_talk_steps()[name], name)
+    assert [s[0] for s in steps] == [s[0] for s in _talk_steps()[name]]
+    for (_, given), (_, params) in zip(_talk_steps()[name], steps):
+        assert params["optimizer_args"]["numberOfIterations"] == \
+            given["optimizer_args"]["numberOfIterations"]
+        assert params["metric"] == given.get("metric", "MMI")
+
+
+def test_bigstream_defaults_and_documented_differences():
+    (_, affine), (_, deform) = normalize_steps(
+        [["affine", {}], ["deform", {"control_point_spacing": 3.0}]], "s")
+    assert affine["optimizer_args"] == {"learningRate": 0.25, "minStep": 0.0,
+                                        "numberOfIterations": 100}
+    assert affine["sampling"] == "NONE" and affine["shrink_factors"] == [1]
+    assert deform["sampling"] == "RANDOM" and deform["sampling_percentage"] == 0.05
+    assert deform["control_point_levels"] == [1]
+
+
+@pytest.mark.parametrize("step, key", [
+    (["affine", {"learning_rate": 0.1}], "learning_rate"),
+    (["deform", {"control_point_spacing": 3.0, "optimizer_args": {"iterations": 5}}],
+     "iterations"),
+    (["rigid", {"metric_args": {"bins": 5}}], "bins"),
+])
+def test_unknown_keys_are_named(step, key):
+    with pytest.raises(ConfigError, match=f"unknown key '{key}'"):
+        normalize_steps([step], "blocks.steps")
+
+
+@pytest.mark.parametrize("step, text", [
+    (["deform", {}], "control_point_spacing"),
+    (["deform", {"control_point_spacing": 3, "shrink_factors": [2, 1],
+                 "smooth_sigmas": [1, 0]}], "control_point_levels"),
+    (["affine", {"metric": "NCC"}], "not supported"),
+    (["affine", {"shrink_factors": [2, 1]}], "smooth_sigmas"),
+    (["warp", {}], "unknown step 'warp'"),
+])
+def test_bad_step_values_are_explained(step, text):
+    with pytest.raises(ConfigError, match=text):
+        normalize_steps([step], "blocks.steps")
+
+
+def _config(**over):
+    cfg = yaml.safe_load(open(os.path.join(ROOT, "config", "config.yaml")))
+    cfg.update(over)
+    return cfg
+
+
+def test_template_config_is_valid():
+    cfg = validate(_config(), SCHEMA)
+    assert [s[0] for s in cfg["_block_steps"]] == ["affine", "deform"]
+
+
+def test_unknown_top_level_key_is_named():
+    with pytest.raises(ConfigError, match="unknown key.*'blocksizes'"):
+        validate(_config(blocksizes=[1, 2, 3]), SCHEMA)
+
+
+def test_bad_overlap_is_located():
+    cfg = _config()
+    cfg["blocks"]["overlap"] = 1.5
+    with pytest.raises(ConfigError, match="blocks.overlap"):
+        validate(cfg, SCHEMA)
+
+
+def test_deform_in_global_steps_is_refused():
+    cfg = _config(global_steps=[["deform", {"control_point_spacing": 3.0}]])
+    with pytest.raises(ConfigError, match="global_steps"):
+        validate(cfg, SCHEMA)

@@ -1,0 +1,77 @@
+"""Gather: linear blending of per-block transforms into one field."""
+import numpy as np
+import pytest
+import zarr
+
+from snakestream.align import StepResult
+from snakestream.blockfile import save_block
+from snakestream.blocks import block_relpath, build_table, overlap_voxels, ramp
+from snakestream.stitch import block_loader, n_slabs, write_field_slab
+
+
+def _translation(t):
+    m = np.eye(4)
+    m[:3, 3] = t
+    return StepResult("affine", "affine", m.ravel())
+
+
+def _write_blocks(tmp_path, table, make_result, skipped_at_runtime=()):
+    for _, row in table[table.aligned].iterrows():
+        path = tmp_path / "blocks" / block_relpath(row["id"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        status = "skipped" if row["id"] in skipped_at_runtime else "ok"
+        results = [] if status == "skipped" else [make_result(row)]
+        save_block(path, row["id"], [0] * 6, results, {"status": status, "id": row["id"]})
+    return lambda bid: tmp_path / "blocks" / block_relpath(bid)
+
+
+def _gather(tmp_path, table, shape, spacing, blocksize, overlap, path_of, chunks=(7, 20, 16)):
+    out = zarr.open_array(str(tmp_path / "field.zarr"), mode="w", shape=shape + (3,),
+                          chunks=tuple(chunks) + (3,), dtype="float32")
+    loader = block_loader(path_of)
+    for slab in range(n_slabs(shape, chunks)):
+        write_field_slab(out, table[table.aligned], slab, spacing,
+                         overlap_voxels(blocksize, overlap), loader)
+    return out[...]
+
+
+def test_ramp_is_positive_and_flat_in_core():
+    w = ramp(-4, 16, 0, 12, 4)
+    assert np.all(w > 0) and np.all(w <= 1)
+    assert np.allclose(w[4:8], 1.0)
+    assert w[0] == pytest.approx(1.0)  # voxel 0 lies one overlap inside the unclipped region
+
+
+def test_uniform_translation_stitches_to_itself_everywhere(tmp_path):
+    shape, spacing, blocksize, overlap = (30, 50, 44), (0.8, 0.4, 0.4), (10, 16, 16), 0.5
+    table = build_table(shape, blocksize, overlap)
+    # interior blocks skipped by the table and one skipped at run time (no signal)
+    interior = table[(table.iz == 1) & (table.iy == 1) & (table.ix == 1)].index
+    table.loc[interior, "aligned"] = False
+    runtime_skip = table[(table.iz == 2) & (table.iy == 2) & (table.ix == 1)].id.iloc[0]
+    t = np.array([0.37, -1.25, 2.5])
+    path_of = _write_blocks(tmp_path, table, lambda row: _translation(t), {runtime_skip})
+    field = _gather(tmp_path, table, shape, spacing, blocksize, overlap, path_of)
+    assert field.shape == shape + (3,)
+    assert np.abs(field - t).max() < 1e-3
+
+
+def test_blend_is_continuous_across_block_faces(tmp_path):
+    shape, spacing, blocksize, overlap = (12, 40, 40), (1.0, 1.0, 1.0), (12, 20, 20), 0.5
+    table = build_table(shape, blocksize, overlap)
+    # each block translates by its own amount: the blend must ramp, not jump
+    path_of = _write_blocks(tmp_path, table,
+                            lambda row: _translation([0, 0, float(row["ix"]) * 2.0]))
+    field = _gather(tmp_path, table, shape, spacing, blocksize, overlap, path_of)
+    step = np.abs(np.diff(field[..., 2], axis=2)).max()
+    assert step < 2.0 / 10 + 1e-4   # 2 µm change spread over the 20-voxel overlap zone
+    assert field[..., 2].min() == pytest.approx(0.0, abs=1e-6)
+    assert field[..., 2].max() == pytest.approx(2.0, abs=1e-6)
+
+
+def test_no_aligned_block_means_zero_displacement(tmp_path):
+    shape, spacing, blocksize, overlap = (10, 20, 20), (1.0, 1.0, 1.0), (10, 10, 10), 0.5
+    table = build_table(shape, blocksize, overlap)
+    table["aligned"] = False
+    field = _gather(tmp_path, table, shape, spacing, blocksize, overlap, lambda b: None)
+    assert np.all(field == 0)
