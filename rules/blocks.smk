@@ -1,9 +1,9 @@
 # Stage 2: the block index table and one registration job per block.
 
 
-checkpoint block_table:
+rule block_table:
     input:
-        grid=f"{OUT}/grid.json",
+        fixed=volume_path(CFG["fixed"]),
         masks=mask_paths(CFG["fixed"]),
     output:
         f"{OUT}/blocks/table.tsv",
@@ -64,7 +64,7 @@ rule block_row_qc:
 
 rule block_qc:
     input:
-        rows=lambda wc: [f"{BLOCKS_DIR}/z{r:04d}/qc.tsv" for r in block_rows()],
+        rows=[f"{BLOCKS_DIR}/z{r:04d}/qc.tsv" for r in LAYOUT.block_rows] if BLOCKS else [],
     output:
         f"{OUT}/blocks/qc.tsv",
     params:

@@ -30,6 +30,16 @@ OUT = CFG["output"].rstrip("/")
 BLOCKS = bool(CFG.get("blocks"))
 BLOCKS_DIR = f"{OUT}/blocks"
 
+# The fixed grid and the block grid are computed here from image metadata only
+# (no pixels are read), so every job, local or on a cluster, sees the same DAG
+# without checkpoints.
+try:
+    from snakestream.layout import Layout
+
+    LAYOUT = Layout.from_config(CFG)
+except SnakestreamError as err:
+    raise WorkflowError(f"snakestream input error: {err}") from None
+
 
 wildcard_constraints:
     bz=r"\d{4}",
@@ -50,52 +60,23 @@ def mask_paths(spec):
     return [mask if isinstance(mask, str) else mask["path"]]
 
 
-def grid_info():
-    """The fixed grid (shape, chunks, number of slabs), from the fixed_grid checkpoint."""
-    with open(checkpoints.fixed_grid.get().output[0]) as fh:
-        return json.load(fh)
-
-
-def block_table():
-    from snakestream.blocks import read_table
-
-    return read_table(checkpoints.block_table.get().output[0])
-
-
 def block_file(bid):
     from snakestream.blocks import block_relpath
 
     return f"{BLOCKS_DIR}/{block_relpath(bid)}"
 
 
-def slab_z_range(slab):
-    g = grid_info()
-    z0 = int(slab) * g["chunks"][0]
-    return z0, min(z0 + g["chunks"][0], g["shape"][0])
-
-
 def blocks_for_slab(wildcards):
     """Block files whose region touches one gather slab (not the whole list)."""
-    z0, z1 = slab_z_range(wildcards.slab)
-    t = block_table()
-    t = t[t.aligned.astype(bool) & (t.z0 < z1) & (t.z1 > z0)]
-    return [block_file(b) for b in t.id]
+    return [block_file(b) for b in LAYOUT.blocks_in_slab(int(wildcards.slab))]
 
 
 def blocks_for_row(wildcards):
-    t = block_table()
-    t = t[t.aligned.astype(bool) & (t.iz == int(wildcards.bz))]
-    return [block_file(b) for b in t.id]
-
-
-def block_rows():
-    t = block_table()
-    return sorted(t.iz.unique())
+    return [block_file(b) for b in LAYOUT.blocks_in_row(int(wildcards.bz))]
 
 
 def all_targets(wildcards):
-    g = grid_info()
-    slabs = range(g["n_slabs"])
+    slabs = range(LAYOUT.n_slabs)
     out = [f"{OUT}/global/affine.mat", f"{OUT}/global/qc.json"]
     if BLOCKS:
         out += [f"{OUT}/blocks/table.tsv", f"{OUT}/blocks/qc.tsv"]

@@ -4,11 +4,13 @@
 
 rule init_deform:
     input:
-        grid=f"{OUT}/grid.json",
         table=f"{OUT}/blocks/table.tsv",
     output:
         directory(f"{OUT}/deform.zarr"),
     params:
+        shape=LAYOUT.shape,
+        chunks=LAYOUT.chunks,
+        spacing=LAYOUT.spacing.tolist(),
         vector=True,
         dtype="float32",
         attrs={"units": "um", "axes": "z,y,x,vector(z,y,x)",

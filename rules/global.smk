@@ -1,23 +1,4 @@
-# Stage 1: fixed grid description and whole-image (downsampled) rigid/affine alignment.
-
-
-checkpoint fixed_grid:
-    input:
-        fixed=volume_path(CFG["fixed"]),
-        moving=volume_path(CFG["moving"]),
-    output:
-        f"{OUT}/grid.json",
-    params:
-        fixed=CFG["fixed"],
-        moving=CFG["moving"],
-        chunks=CFG["output_chunks"],
-    log:
-        f"{OUT}/logs/fixed_grid.log",
-    benchmark:
-        f"{OUT}/benchmarks/fixed_grid.tsv"
-    localrule: True
-    script:
-        "../scripts/fixed_grid.py"
+# Stage 1: whole-image (downsampled) rigid/affine alignment.
 
 
 rule global_align:

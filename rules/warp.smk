@@ -4,12 +4,15 @@
 
 rule init_aligned:
     input:
-        grid=f"{OUT}/grid.json",
+        fixed=volume_path(CFG["fixed"]),
     output:
         directory(f"{OUT}/aligned.zarr"),
     params:
+        shape=LAYOUT.shape,
+        chunks=LAYOUT.chunks,
+        spacing=LAYOUT.spacing.tolist(),
         vector=False,
-        dtype=None,
+        dtype=LAYOUT.moving_dtype,
         attrs={"units": "um", "axes": "z,y,x",
                "description": "moving image resampled onto the fixed grid"},
     log:

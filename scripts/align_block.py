@@ -13,11 +13,15 @@ with rule_context(snakemake):  # noqa: F821
     bid = f"z{w.bz}_y{w.by}_x{w.bx}"
     table = read_table(snakemake.input.table).set_index("id", drop=False)  # noqa: F821
     row = table.loc[bid]
-    fix, mov = open_image(p.fixed), open_image(p.moving)
-    affine = np.loadtxt(snakemake.input.affine)  # noqa: F821
-    results, qc = align_block(row, p.steps, fix, mov, affine, p.margin,
-                              open_mask(p.fixed, fix), open_mask(p.moving, mov),
-                              threads=snakemake.threads, log=lambda m: print(m, flush=True))  # noqa: F821
+    if not row["aligned"]:  # below the foreground threshold: record it, read no pixels
+        results, qc = [], {"id": bid, "status": "skipped", "reason": row["reason"], "steps": []}
+    else:
+        fix, mov = open_image(p.fixed), open_image(p.moving)
+        affine = np.loadtxt(snakemake.input.affine)  # noqa: F821
+        results, qc = align_block(row, p.steps, fix, mov, affine, p.margin,
+                                  open_mask(p.fixed, fix), open_mask(p.moving, mov),
+                                  threads=snakemake.threads,  # noqa: F821
+                                  log=lambda m: print(m, flush=True))
     print(f"block {bid}: {qc['status']} {qc.get('reason', '')}")
     if qc["status"] == "fallback" and p.on_failure == "fail":
         raise AlignmentError(bid, f"block registration fell back: {qc['reason']}",

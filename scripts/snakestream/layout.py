@@ -1,0 +1,85 @@
+"""The run's layout, computed at parse time from image metadata only.
+
+Every Snakemake process (the main one and each cluster job) builds this, so it
+must stay cheap: it opens the volumes' metadata, never their pixels, and keeps
+the block grid as NumPy arrays (50,000 blocks take a few milliseconds).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .blocks import block_id, grid_shape, overlap_voxels
+from .io import open_volume
+
+
+@dataclass
+class Layout:
+    """Fixed grid, output chunking and (optionally) the block grid.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        Fixed image shape, z,y,x.
+    spacing : np.ndarray
+        Fixed spacing, µm, z,y,x.
+    chunks : tuple of int
+        Output chunk shape of deform.zarr / aligned.zarr (z,y,x).
+    moving_dtype : str
+        dtype of the moving image (that of aligned.zarr).
+    ids, index, lo, hi : arrays or None
+        Block ids, grid indices (N,3), and clipped regions [lo, hi) (N,3).
+    """
+
+    shape: tuple
+    spacing: np.ndarray
+    chunks: tuple
+    moving_dtype: str
+    ids: np.ndarray = None
+    index: np.ndarray = None
+    lo: np.ndarray = None
+    hi: np.ndarray = None
+
+    @classmethod
+    def from_config(cls, cfg):
+        """Layout of a validated config (opens both volumes' metadata)."""
+        fix = open_volume(cfg["fixed"]["path"], cfg["fixed"].get("dataset"),
+                          cfg["fixed"].get("spacing"))
+        mov = open_volume(cfg["moving"]["path"], cfg["moving"].get("dataset"),
+                          cfg["moving"].get("spacing"))
+        chunks = tuple(min(int(c), int(n)) for c, n in zip(cfg["output_chunks"], fix.shape))
+        layout = cls(tuple(int(n) for n in fix.shape), fix.spacing, chunks, str(mov.dtype))
+        if cfg.get("blocks"):
+            layout.add_blocks(cfg["blocks"]["blocksize"], cfg["blocks"]["overlap"])
+        return layout
+
+    def add_blocks(self, blocksize, overlap):
+        """Compute the block grid (same ids and regions as blocks.build_table)."""
+        blocksize = np.asarray(blocksize, int)
+        ovl = overlap_voxels(blocksize, overlap)
+        self.index = np.indices(grid_shape(self.shape, blocksize)).reshape(3, -1).T
+        core0 = self.index * blocksize
+        core1 = np.minimum(core0 + blocksize, self.shape)
+        self.lo = np.maximum(core0 - ovl, 0)
+        self.hi = np.minimum(core1 + ovl, self.shape)
+        self.ids = np.array([block_id(*i) for i in self.index])
+
+    @property
+    def n_slabs(self):
+        """Number of one-chunk-thick z slabs for gather and warp jobs."""
+        return int(np.ceil(self.shape[0] / self.chunks[0]))
+
+    def blocks_in_slab(self, slab):
+        """Ids of blocks whose region overlaps z slab ``slab``."""
+        z0 = slab * self.chunks[0]
+        z1 = min(z0 + self.chunks[0], self.shape[0])
+        return self.ids[(self.lo[:, 0] < z1) & (self.hi[:, 0] > z0)].tolist()
+
+    def blocks_in_row(self, iz):
+        """Ids of blocks in grid row ``iz`` (z index)."""
+        return self.ids[self.index[:, 0] == iz].tolist()
+
+    @property
+    def block_rows(self):
+        """Grid z indices present."""
+        return sorted(set(self.index[:, 0].tolist()))
