@@ -153,22 +153,14 @@ def initial_matrix(params, fix, mov, static):
     if init is None:
         return np.eye(4)
     if isinstance(init, str) and init == "PHASE":
-        from .features import phase_correlation_translation
-        moved = _moving_in_static_frame(fix, mov, static)
-        return phase_correlation_translation(fix.data, moved, fix.spacing, fix.spacing)
+        from .feature_steps import phase_start
+        return np.linalg.inv(static) @ phase_start(fix, mov)
     if isinstance(init, str):  # CENTER
         c_fix, c_mov = center_of_mass(fix), center_of_mass(mov)
         out = np.eye(4)
         out[:3, 3] = tf.apply_affine(np.linalg.inv(static), c_mov[None])[0] - c_fix
         return out
     return np.asarray(init, dtype=float)
-
-
-def _moving_in_static_frame(fix, mov, static):
-    """The moving image resampled onto the fixed grid through ``static``."""
-    out = sitk.Resample(mov.to_sitk(), fix.to_sitk(), tf.affine_to_sitk(static),
-                        sitk.sitkLinear, 0.0)
-    return sitk.GetArrayFromImage(out)
 
 
 def _optimizable(name, matrix, center):

@@ -76,7 +76,7 @@ PER_STEP = {
                "mov_mask": None, "max_scale_change": 2.0},
     "random": {"random_iterations": 500, "max_translation": None, "max_rotation": None,
                "max_scale": None, "max_shear": None, "alignment_spacing": None,
-               "fix_mask": None, "mov_mask": None, "metric": "C"},
+               "fix_mask": None, "mov_mask": None},
 }
 INITIAL_CONDITIONS = ("CENTER", "PHASE")
 
