@@ -5,6 +5,7 @@ import numpy as np
 from . import qc as qcmod
 from . import transform as tf
 from .align import Image, run_steps
+from .errors import InputError
 from .io import read_downsampled, require_finite
 
 
@@ -47,6 +48,9 @@ def images_for(steps, vol, mask_vol):
             image = downsample_volume(vol, key)
             if mask_vol is not None:
                 image.mask = mask_on_image(mask_vol, image)
+                if not image.mask.any():
+                    raise InputError(mask_vol.path, "mask is empty (no voxel above 0.5).",
+                                     "check the mask file, or remove it from the config.")
             out[key] = image
     return out
 

@@ -73,10 +73,23 @@ def open_mask(spec, image_vol):
         return None
     path, dataset = (mask, None) if isinstance(mask, str) else (mask["path"], mask.get("dataset"))
     try:
-        return open_volume(path, dataset)
+        vol = open_volume(path, dataset)
     except InputError as err:
         if "spacing" not in str(err):
             raise
-    shape = np.asarray(open_volume(path, dataset, spacing=[1.0, 1.0, 1.0]).shape)
-    spacing = np.asarray(image_vol.shape) * image_vol.spacing / shape
-    return open_volume(path, dataset, spacing=spacing.tolist())
+        shape = np.asarray(open_volume(path, dataset, spacing=[1.0, 1.0, 1.0]).shape)
+        spacing = np.asarray(image_vol.shape) * image_vol.spacing / shape
+        return open_volume(path, dataset, spacing=spacing.tolist())
+    check_mask_extent(vol, image_vol)
+    return vol
+
+
+def check_mask_extent(mask_vol, image_vol):
+    """InputError unless a mask spans its image's physical extent (within one mask voxel)."""
+    mask_extent = np.asarray(mask_vol.shape) * mask_vol.spacing
+    image_extent = np.asarray(image_vol.shape) * image_vol.spacing
+    if np.any(np.abs(mask_extent - image_extent) > mask_vol.spacing + 1e-6):
+        raise InputError(mask_vol.path,
+                         f"mask covers {np.round(mask_extent, 2).tolist()} µm (z,y,x) but its "
+                         f"image {image_vol.path} covers {np.round(image_extent, 2).tolist()} µm.",
+                         "use the mask made for this image, or fix its spacing metadata.")

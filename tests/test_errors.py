@@ -1,0 +1,117 @@
+"""Every bad input named in DEVELOPERS.md ends in one clear line naming the file and the fix."""
+import copy
+
+import numpy as np
+import pytest
+
+from snakestream.blockfile import load_block
+from snakestream.demo import make_demo
+from snakestream.errors import BlockFileError
+from snakestream.io import write_volume
+from workflow import demo_config, snakemake, write_config
+
+SHAPE = (24, 80, 80)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("errors")
+    make_demo(root / "data", shape=SHAPE, spacing=(0.8, 0.4, 0.4), seed=2)
+    return root
+
+
+def _fails(root, name, cfg, *args):
+    proc = snakemake(write_config(root / f"{name}.yaml", cfg), root, *args)
+    assert proc.returncode != 0
+    return proc.stdout + proc.stderr
+
+
+def _one_line_with(text, *needles):
+    lines = [ln for ln in text.splitlines() if all(n in ln for n in needles)]
+    assert lines, f"no line contains {needles}:\n{text[-2000:]}"
+    return lines[0]
+
+
+def test_missing_file(data):
+    cfg = demo_config(data / "data", data / "out")
+    cfg["moving"]["path"] = str(data / "data" / "nope.h5")
+    line = _one_line_with(_fails(data, "missing", cfg, "-n"), "nope.h5", "Fix:")
+    assert "not found" in line or "does not exist" in line or "missing" in line
+
+
+def test_wrong_dataset_lists_the_real_ones(data):
+    cfg = demo_config(data / "data", data / "out")
+    cfg["fixed"]["dataset"] = "s9"
+    _one_line_with(_fails(data, "dataset", cfg, "-n"), "fix.zarr", "s9", "s0")
+
+
+def test_unknown_config_key_is_named(data):
+    cfg = demo_config(data / "data", data / "out")
+    cfg["blocks"]["steps"][0][1]["learning_rate"] = 0.1
+    _one_line_with(_fails(data, "key", cfg, "-n"), "learning_rate", "unknown key")
+
+
+def test_mismatched_mask_dimensions(data):
+    write_volume(str(data / "small_mask.zarr"), np.ones((12, 40, 41), np.uint8),
+                 (0.8, 0.4, 0.4), dataset="s0")
+    cfg = demo_config(data / "data", data / "out")
+    cfg["fixed"]["mask"] = {"path": str(data / "small_mask.zarr"), "dataset": "s0"}
+    _one_line_with(_fails(data, "mask_dims", cfg), "small_mask.zarr", "mask covers", "Fix:")
+
+
+def test_2d_image(data):
+    write_volume(str(data / "flat.zarr"), np.ones((3, 80, 80), np.uint16), (0.8, 0.4, 0.4),
+                 dataset="s0")
+    import zarr
+
+    zarr.open_array(str(data / "flat2d.zarr"), mode="w", shape=(80, 80), dtype="uint16")
+    cfg = demo_config(data / "data", data / "out")
+    cfg["moving"] = {"path": str(data / "flat2d.zarr"), "dataset": None,
+                     "spacing": [0.8, 0.4, 0.4], "mask": None}
+    _one_line_with(_fails(data, "flat", cfg, "-n"), "flat2d.zarr", "3")
+
+
+def test_nan_in_moving_image(data):
+    mov = np.random.default_rng(0).random(SHAPE).astype(np.float32)
+    mov[3, 4, 5] = np.nan
+    write_volume(str(data / "nan.h5"), mov, (0.8, 0.4, 0.4), dataset="ch0")
+    cfg = demo_config(data / "data", data / "nan_out")
+    cfg["moving"] = {"path": str(data / "nan.h5"), "dataset": "ch0", "spacing": None,
+                     "mask": None}
+    _one_line_with(_fails(data, "nan", cfg), "nan.h5", "NaN")
+
+
+def test_empty_mask(data):
+    write_volume(str(data / "empty_mask.zarr"), np.zeros(SHAPE, np.uint8), (0.8, 0.4, 0.4),
+                 dataset="s0")
+    cfg = demo_config(data / "data", data / "empty_out")
+    cfg["fixed"]["mask"] = {"path": str(data / "empty_mask.zarr"), "dataset": "s0"}
+    _one_line_with(_fails(data, "empty", cfg), "empty_mask.zarr", "empty", "Fix:")
+
+
+def test_corrupt_block_file_names_file_and_fix(tmp_path):
+    bad = tmp_path / "z0000_y0000_x0000.npz"
+    bad.write_bytes(b"PK\x03\x04 this is not a finished zip file")
+    with pytest.raises(BlockFileError) as err:
+        load_block(str(bad))
+    msg = str(err.value)
+    assert str(bad) in msg and "delete this file" in msg and "\n" not in msg
+
+
+def test_corrupt_block_file_in_a_finished_run_keeps_everything_else(data):
+    cfg = demo_config(data / "data", data / "corrupt_out")
+    cfg["blocks"]["steps"] = [cfg["blocks"]["steps"][0]]      # affine only: quick
+    path = write_config(data / "corrupt.yaml", cfg)
+    assert snakemake(path, data).returncode == 0
+    out = data / "corrupt_out"
+    blocks = sorted((out / "blocks").glob("z*/y*/*.npz"))
+    before = {p: p.stat().st_mtime for p in blocks}
+    victim = blocks[len(blocks) // 2]
+    victim.write_bytes(b"garbage")
+    # gather reads it first (it is newer than the field): one clear line, nothing else lost
+    text = snakemake(path, data, "--rerun-triggers", "mtime").stderr
+    line = _one_line_with(text, str(victim.name), "block file is corrupt")
+    assert "delete this file" in line
+    assert all(p.exists() for p in blocks)
+    assert all(p.stat().st_mtime == t for p, t in before.items() if p != victim)
+    assert (out / "global" / "affine.mat").exists()

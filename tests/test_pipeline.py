@@ -1,0 +1,112 @@
+"""The whole workflow end to end on a small generated pair with known truth."""
+import glob
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from snakestream.blocks import COLUMNS
+from snakestream.demo import load_truth, make_demo
+from snakestream.io import open_volume, open_zarr_array
+from snakestream.qc import ncc, tre
+from snakestream.transform import transform_points
+from workflow import demo_config, snakemake, write_config
+
+SHAPE = (32, 112, 112)
+SPACING = (0.8, 0.4, 0.4)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Generate a pair and run the full pipeline once (global + blocks + gather + warp)."""
+    root = tmp_path_factory.mktemp("pipeline")
+    make_demo(root / "data", shape=SHAPE, spacing=SPACING, seed=1)
+    cfg = demo_config(root / "data", root / "out")
+    cfg_path = write_config(root / "config.yaml", cfg)
+    proc = snakemake(cfg_path, root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {"root": root, "out": root / "out", "cfg": cfg, "cfg_path": cfg_path,
+            "truth": load_truth(str(root / "data" / "truth.npz"))}
+
+
+def _stage_tre(run):
+    truth, out = run["truth"], run["out"]
+    affine = np.loadtxt(out / "global" / "affine.mat")
+    field = open_zarr_array(str(out / "deform.zarr"))
+    pts, target = truth.landmarks_fixed, truth.landmarks_moving
+    return (tre(transform_points(pts, affine), target),
+            tre(transform_points(pts, affine, field[...], field.attrs["spacing"]), target))
+
+
+def test_outputs_have_the_documented_form(run):
+    out = run["out"]
+    affine = np.loadtxt(out / "global" / "affine.mat")
+    assert affine.shape == (4, 4) and np.allclose(affine[3], [0, 0, 0, 1])
+    table = pd.read_csv(out / "blocks" / "table.tsv", sep="\t")
+    assert list(table.columns) == COLUMNS
+    assert table.aligned.any() and not table.aligned.all()   # the mask leaves some out
+    field = open_zarr_array(str(out / "deform.zarr"))
+    assert field.shape == SHAPE + (3,) and field.dtype == np.float32
+    assert np.allclose(field.attrs["spacing"], SPACING)
+    aligned = open_zarr_array(str(out / "aligned.zarr"))
+    assert aligned.shape == SHAPE
+    files = glob.glob(str(out / "blocks" / "z*" / "y*" / "*.npz"))
+    assert len(files) == len(table)
+    assert max(os.path.getsize(f) for f in files) < 100_000
+    qc = pd.read_csv(out / "blocks" / "qc.tsv", sep="\t")
+    assert set(qc.status) <= {"ok", "fallback", "skipped"}
+    assert (qc.status == "ok").sum() == table.aligned.sum()
+
+
+def test_block_stage_beats_global_and_half_a_voxel(run):
+    global_tre, block_tre = _stage_tre(run)
+    assert global_tre["median"] < 1.0
+    assert block_tre["median"] < 0.5 * min(SPACING)
+    assert block_tre["median"] < global_tre["median"]
+
+
+def test_aligned_image_matches_fixed_better_than_before(run):
+    out, data = run["out"], run["root"] / "data"
+    fixed = open_volume(str(data / "fix.zarr"), "s0").read().astype(float)
+    aligned = open_zarr_array(str(out / "aligned.zarr"))[...].astype(float)
+    mask = open_volume(str(data / "fix_mask.zarr"), "s0").read() > 0
+    assert ncc(fixed, aligned, mask) > 0.95
+
+
+def test_rerun_does_nothing(run):
+    proc = snakemake(run["cfg_path"], run["root"], "-n")
+    assert proc.returncode == 0
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def _planned_rules(run, cfg):
+    path = write_config(run["root"] / "changed.yaml", cfg)
+    proc = snakemake(path, run["root"], "-n", "--quiet", "rules")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout + proc.stderr
+
+
+def test_block_settings_rerun_blocks_but_warp_settings_do_not(run):
+    import copy
+
+    cfg = copy.deepcopy(run["cfg"])
+    cfg["blocks"]["steps"][1][1]["optimizer_args"]["numberOfIterations"] = 7
+    assert "align_block" in _planned_rules(run, cfg)
+    cfg = copy.deepcopy(run["cfg"])
+    cfg["warp"] = {"order": 0}
+    plan = _planned_rules(run, cfg)
+    assert "warp_slab" in plan and "align_block" not in plan
+
+
+def test_without_blocks_the_affine_alone_is_applied(run, tmp_path):
+    cfg = dict(run["cfg"])
+    cfg.pop("blocks")
+    cfg["output"] = str(tmp_path / "global_only")
+    proc = snakemake(write_config(tmp_path / "g.yaml", cfg), tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "global_only"
+    assert not (out / "deform.zarr").exists()
+    assert (out / "aligned.zarr").exists()
+    assert np.allclose(np.loadtxt(out / "global" / "affine.mat"),
+                       np.loadtxt(run["out"] / "global" / "affine.mat"))
