@@ -304,10 +304,12 @@ def _run_feature(name, params, fix, mov, static, seed, threads):
 
     f, m = _step_images(params, fix, mov)
     prior = static_affine(static)
-    total = run_feature_step(name, params, f, m, prior, seed)
+    qc = {}
+    total = run_feature_step(name, params, f, m, prior, seed, qc=qc)
+    if not qc["metric_after"] < qc["metric_before"]:
+        return _fallback(name, "-NCC did not improve; kept the starting transform", qc)
     relative = np.linalg.inv(prior) @ total
-    return StepResult(name, "affine", relative.ravel(), qc={"metric_before": None,
-                                                             "metric_after": None})
+    return StepResult(name, "affine", relative.ravel(), qc=qc)
 
 
 _STEP_RUNNERS = {"rigid": _run_linear, "affine": _run_linear, "deform": _run_deform,

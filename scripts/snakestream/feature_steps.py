@@ -2,6 +2,11 @@
 
 The feature functions work with origin-0 images; here each result is moved
 into the images' physical frames (block crops have non-zero origins).
+
+Both steps report the same metric, ``-NCC`` of the fixed image and the moving
+image pulled through the transform (:func:`features.ncc_score`, a seeded
+subset of fixed voxels), before and after, so a feature step can be judged,
+and fall back, like a registration step.
 """
 
 import numpy as np
@@ -58,6 +63,32 @@ def phase_start(fix, mov):
     return to_frames(local, fix.origin, mov.origin)
 
 
-def run_feature_step(name, params, fix, mov, prior, seed):
-    """Total fixed -> moving affine found by a ``ransac`` or ``random`` step."""
-    return {"ransac": _ransac, "random": _random}[name](params, fix, mov, prior, int(seed))
+def run_feature_step(name, params, fix, mov, prior, seed, qc=None):
+    """Total fixed -> moving affine found by a ``ransac`` or ``random`` step.
+
+    Parameters
+    ----------
+    name : {'ransac', 'random'}
+    params : dict
+        Normalised step settings.
+    fix, mov : Image
+        Images at the step's alignment spacing (µm, z,y,x).
+    prior : (4, 4) array
+        Fixed -> moving affine already found (µm); the step starts from it.
+    seed : int
+        Seed for RANSAC sampling, the random search and the metric's voxel subset.
+    qc : dict, optional
+        Filled with ``metric`` ('-NCC'), ``metric_before`` (at ``prior``) and
+        ``metric_after`` (at the result), lower is better.
+
+    Returns
+    -------
+    (4, 4) float64 affine, fixed -> moving physical frames (µm).
+    """
+    total = {"ransac": _ransac, "random": _random}[name](params, fix, mov, prior, int(seed))
+    if qc is not None:
+        score = features.ncc_score(fix.data, mov.data, fix.spacing, mov.spacing, seed=int(seed))
+        qc.update(metric="-NCC",
+                  metric_before=round(float(score(to_local(prior, fix.origin, mov.origin))), 5),
+                  metric_after=round(float(score(to_local(total, fix.origin, mov.origin))), 5))
+    return total

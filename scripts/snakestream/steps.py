@@ -137,6 +137,8 @@ def _normalize_step(step, where, allowed):
         params[key] = value
     if name in REGISTRATION_STEPS:
         _check_registration(name, params, where)
+    else:
+        _check_feature(params, where)
     return name, params
 
 
@@ -201,6 +203,44 @@ def _check_initial(params, where):
         raise ConfigError(f"{where}.initial_condition",
                           f"must be CENTER, PHASE, null or a 4x4 matrix, got {init!r}.") from None
     params["initial_condition"] = matrix.tolist()
+
+
+# ransac/random keys: (check, message); null is allowed where the default is null
+_FEATURE_CHECKS = {
+    "blob_radius": (lambda v: v > 0, "must be a positive radius in µm (e.g. a nucleus radius)"),
+    "match_threshold": (lambda v: -1 <= v <= 1, "must be a correlation in [-1, 1], e.g. 0.7"),
+    "align_threshold": (lambda v: v > 0, "must be a positive inlier distance in µm"),
+    "nspots": (lambda v: v >= 12 and v == int(v), "must be a whole number of points >= 12"),
+    "max_scale_change": (lambda v: v > 1, "must be > 1 (2.0 allows scales 0.5 to 2)"),
+    "random_iterations": (lambda v: v >= 1 and v == int(v), "must be a positive whole number"),
+    "max_translation": (lambda v: v >= 0, "must be a bound >= 0 in µm, or null for 25 % of the field"),
+    "max_rotation": (lambda v: v >= 0, "must be a bound >= 0 in radians"),
+    "max_scale": (lambda v: v >= 0, "must be >= 0 (0.1 allows scales 1/1.1 to 1.1)"),
+    "max_shear": (lambda v: v >= 0, "must be >= 0"),
+    "alignment_spacing": (lambda v: v > 0, "must be a positive µm value or null"),
+}
+
+
+def _check_feature(params, where):
+    """Check the numeric settings of a ransac/random step (one-line errors)."""
+    for key, (ok, message) in _FEATURE_CHECKS.items():
+        value = params.get(key)
+        if key not in params or value is None:
+            continue
+        per_axis = key == "max_translation" and isinstance(value, (list, tuple))
+        values = list(value) if per_axis else [value]
+        try:
+            good = (len(values) == (3 if per_axis else 1)
+                    and all(not isinstance(v, bool) and ok(float(v)) for v in values))
+        except (TypeError, ValueError):
+            good = False
+        if not good:
+            raise ConfigError(f"{where}.{key}", f"{value!r}: {message}"
+                              f"{' (or three, z,y,x)' if key == 'max_translation' else ''}.")
+        if per_axis:
+            params[key] = [float(v) for v in values]
+        else:
+            params[key] = int(value) if key in ("nspots", "random_iterations") else float(value)
 
 
 def _check_choice(params, key, choices, where, transform=lambda v: v):
