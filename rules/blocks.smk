@@ -76,3 +76,24 @@ rule block_qc:
     localrule: True
     script:
         "../scripts/block_qc.py"
+
+
+rule debug_block:
+    # snakemake <output>/debug/z0001_y0002_x0003  -> NRRD crops and field of one block
+    input:
+        table=f"{OUT}/blocks/table.tsv",
+        affine=f"{OUT}/global/affine.mat",
+        block=f"{BLOCKS_DIR}/z{{bz}}/y{{by}}/z{{bz}}_y{{by}}_x{{bx}}.npz",
+    output:
+        directory(f"{OUT}/debug/z{{bz}}_y{{by}}_x{{bx}}"),
+    params:
+        fixed=CFG["fixed"],
+        moving=CFG["moving"],
+        margin=(CFG.get("blocks") or {}).get("moving_margin"),
+    log:
+        f"{OUT}/logs/debug/z{{bz}}_y{{by}}_x{{bx}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/debug/z{{bz}}_y{{by}}_x{{bx}}.tsv"
+    localrule: True
+    script:
+        "../scripts/debug_block.py"

@@ -1,4 +1,6 @@
 """Rule align_block: one block's affine + deformable registration -> its own small file."""
+import resource
+
 import numpy as np
 
 from snakestream.blockalign import align_block
@@ -22,6 +24,7 @@ with rule_context(snakemake):  # noqa: F821
                                   open_mask(p.fixed, fix), open_mask(p.moving, mov),
                                   threads=snakemake.threads,  # noqa: F821
                                   log=lambda m: print(m, flush=True))
+    qc["peak_mem_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(f"block {bid}: {qc['status']} {qc.get('reason', '')}")
     if qc["status"] == "fallback" and p.on_failure == "fail":
         raise AlignmentError(bid, f"block registration fell back: {qc['reason']}",
