@@ -9,6 +9,7 @@ rule global_align:
     output:
         affine=f"{OUT}/global/affine.mat",
         qc=f"{OUT}/global/qc.json",
+        overlay=f"{OUT}/global/overlay.png",
     params:
         fixed=CFG["fixed"],
         moving=CFG["moving"],

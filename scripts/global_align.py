@@ -1,11 +1,22 @@
-"""Rule global_align: whole-image rigid/affine alignment -> global/affine.mat."""
+"""Rule global_align: whole-image rigid/affine alignment -> global/affine.mat, qc.json, overlay.png."""
 import json
 
 import numpy as np
 
-from snakestream.globalalign import global_align
+from snakestream.globalalign import downsample_volume, global_align
 from snakestream.io import atomic_path
+from snakestream.overlay import affine_overlay, write_png
 from snakestream.runtime import open_image, open_mask, rule_context
+
+OVERLAY_MAX_PIXELS = 512  # longest axis of the overlay views, before stretching
+
+
+def overlay_spacing(steps, vol):
+    """µm per overlay voxel: the coarsest step spacing, coarser if the views would be too big."""
+    spacings = [params.get("alignment_spacing") or 0.0 for _, params in steps]
+    extent = np.asarray(vol.shape) * vol.spacing
+    return max(max(spacings), float(extent.max()) / OVERLAY_MAX_PIXELS)
+
 
 with rule_context(snakemake) as log:  # noqa: F821 (snakemake is injected)
     p = snakemake.params  # noqa: F821
@@ -18,3 +29,8 @@ with rule_context(snakemake) as log:  # noqa: F821 (snakemake is injected)
     with atomic_path(snakemake.output.qc) as tmp:  # noqa: F821
         with open(tmp, "w") as fh:
             json.dump({"affine": affine.tolist(), "steps": qc}, fh, indent=1)
+    spacing = overlay_spacing(p.steps, fix)
+    small_fix, small_mov = downsample_volume(fix, spacing), downsample_volume(mov, spacing)
+    write_png(snakemake.output.overlay,  # noqa: F821
+              affine_overlay(small_fix, small_mov, [np.eye(4), affine],
+                             ["BEFORE (IDENTITY)", "AFTER GLOBAL AFFINE"]))
