@@ -61,7 +61,7 @@ def validate(config, schema):
     check_schema(config, schema)
     fill_defaults(config, schema)
     config.setdefault("threads", {})
-    for key, value in {"global": 2, "gather": 1, "warp": 1}.items():
+    for key, value in {"global": 1, "gather": 1, "warp": 1}.items():
         config["threads"].setdefault(key, value)
     config.setdefault("output_chunks", DEFAULT_CHUNKS)
     config.setdefault("warp", {}).setdefault("order", 1)

@@ -33,8 +33,8 @@ def pin_threads(threads):
 
 
 @contextlib.contextmanager
-def rule_context(snakemake):
-    """Pin threads, send output to ``snakemake.log[0]``, turn known errors into one line.
+def rule_context(snakemake, threads=None):
+    """Pin threads (``threads`` overrides the job's), send output to ``snakemake.log[0]``, turn known errors into one line.
 
     A :class:`~snakestream.errors.SnakestreamError` is written to the log and to
     stderr as its single line and the job exits with status 1; other errors keep
@@ -42,7 +42,7 @@ def rule_context(snakemake):
     """
     from .errors import SnakestreamError
 
-    pin_threads(snakemake.threads)
+    pin_threads(threads or snakemake.threads)
     log_path = snakemake.log[0] if len(snakemake.log) else os.devnull
     os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
     with open(log_path, "w") as log, contextlib.redirect_stdout(log):
