@@ -14,6 +14,10 @@ rule global_align:
         fixed=CFG["fixed"],
         moving=CFG["moving"],
         steps=CFG["_global_steps"],
+        # ITK threads come from the config, not from --cores: with 1 (the default)
+        # the affine is the same bytes on a laptop and on a cluster node; ITK's
+        # multi-threaded metrics sum in thread order and are not bit-reproducible
+        itk_threads=CFG["threads"]["global"],
     threads: CFG["threads"]["global"]
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,

@@ -18,11 +18,11 @@ def overlay_spacing(steps, vol):
     return max(max(spacings), float(extent.max()) / OVERLAY_MAX_PIXELS)
 
 
-with rule_context(snakemake) as log:  # noqa: F821 (snakemake is injected)
+with rule_context(snakemake, threads=snakemake.params.itk_threads):  # noqa: F821
     p = snakemake.params  # noqa: F821
     fix, mov = open_image(p.fixed), open_image(p.moving)
     affine, qc = global_align(p.steps, fix, mov, open_mask(p.fixed, fix), open_mask(p.moving, mov),
-                              threads=snakemake.threads, log=lambda m: print(m, flush=True))  # noqa: F821
+                              threads=p.itk_threads, log=lambda m: print(m, flush=True))
     print("global affine (fixed -> moving, µm, z y x):\n", np.array2string(affine, precision=5))
     with atomic_path(snakemake.output.affine) as tmp:  # noqa: F821
         np.savetxt(tmp, affine)
