@@ -8,14 +8,12 @@ from snakestream.io import atomic_path
 from snakestream.overlay import affine_overlay, write_png
 from snakestream.runtime import open_image, open_mask, rule_context
 
-OVERLAY_MAX_PIXELS = 512  # longest axis of the overlay views, before stretching
+OVERLAY_PIXELS = 512  # about this many pixels along the longest axis of the overlay views
 
 
-def overlay_spacing(steps, vol):
-    """µm per overlay voxel: the coarsest step spacing, coarser if the views would be too big."""
-    spacings = [params.get("alignment_spacing") or 0.0 for _, params in steps]
-    extent = np.asarray(vol.shape) * vol.spacing
-    return max(max(spacings), float(extent.max()) / OVERLAY_MAX_PIXELS)
+def overlay_spacing(vol):
+    """µm per overlay voxel: the longest physical side over OVERLAY_PIXELS (native if finer)."""
+    return float((np.asarray(vol.shape) * vol.spacing).max()) / OVERLAY_PIXELS
 
 
 with rule_context(snakemake, threads=snakemake.params.itk_threads):  # noqa: F821
@@ -29,7 +27,7 @@ with rule_context(snakemake, threads=snakemake.params.itk_threads):  # noqa: F82
     with atomic_path(snakemake.output.qc) as tmp:  # noqa: F821
         with open(tmp, "w") as fh:
             json.dump({"affine": affine.tolist(), "steps": qc}, fh, indent=1)
-    spacing = overlay_spacing(p.steps, fix)
+    spacing = overlay_spacing(fix)
     small_fix, small_mov = downsample_volume(fix, spacing), downsample_volume(mov, spacing)
     write_png(snakemake.output.overlay,  # noqa: F821
               affine_overlay(small_fix, small_mov, [np.eye(4), affine],
