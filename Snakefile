@@ -12,6 +12,7 @@ include: "rules/global.smk"
 include: "rules/blocks.smk"
 include: "rules/gather.smk"
 include: "rules/warp.smk"
+include: "rules/report.smk"
 
 
 rule all:

@@ -82,17 +82,47 @@ def all_targets(wildcards):
         out += [f"{OUT}/blocks/table.tsv", f"{OUT}/blocks/qc.tsv"]
         out += [f"{OUT}/gather/slab_{s}.json" for s in slabs]
     out += [f"{OUT}/warp/slab_{s}.json" for s in slabs]
+    out.append(f"{OUT}/report.html")
     return out
+
+
+# Cluster resources (mem_mb in MB, runtime in minutes), derived from the config and
+# the image metadata by snakestream/resources.py; computed once here, scaled by the
+# retry attempt. Override per rule: --set-resources align_block:mem_mb=2000.
+from snakestream import resources as _res
+
+_BLOCK_MEM_MB = _res.block_mem_mb(CFG) if BLOCKS else _res.BASE_MB
+_BLOCK_RUNTIME = _res.block_runtime_min(CFG, spacing=LAYOUT.spacing) if BLOCKS else 5
+_GLOBAL_MEM_MB = _res.global_mem_mb(CFG, LAYOUT.shape, LAYOUT.spacing)
+_GLOBAL_RUNTIME = _res.global_runtime_min(CFG, LAYOUT.shape, LAYOUT.spacing)
+_SLAB_MEM_MB = _res.slab_mem_mb(LAYOUT.chunks)
+_SLAB_RUNTIME = _res.slab_runtime_min(LAYOUT.shape, LAYOUT.chunks)
 
 
 def block_mem_mb(wildcards, attempt):
     """Memory for one block job, from block size and steps (MB)."""
-    from snakestream.resources import block_mem_mb as estimate
-
-    return estimate(CFG, attempt)
+    return _BLOCK_MEM_MB * attempt
 
 
 def block_runtime(wildcards, attempt):
-    from snakestream.resources import block_runtime_min as estimate
+    """Wall time for one block job, from block size and steps (minutes)."""
+    return _BLOCK_RUNTIME * attempt
 
-    return estimate(CFG, attempt)
+
+def global_mem_mb(wildcards, attempt):
+    """Memory for the global alignment, from the image size at alignment spacing (MB)."""
+    return _GLOBAL_MEM_MB * attempt
+
+
+def global_runtime(wildcards, attempt):
+    return _GLOBAL_RUNTIME * attempt
+
+
+def slab_mem_mb(wildcards, attempt):
+    """Memory for one gather or warp slab job, from the output chunk size (MB)."""
+    return _SLAB_MEM_MB * attempt
+
+
+def slab_runtime(wildcards, attempt):
+    """Wall time for one gather or warp slab job, from the slab size (minutes)."""
+    return _SLAB_RUNTIME * attempt

@@ -1,6 +1,7 @@
 """Rule gather_slab: blend the blocks touching one z slab into deform.zarr (linear blending)."""
 import json
 import os
+import resource
 import time
 
 from snakestream.blocks import block_relpath, overlap_voxels, read_table
@@ -16,10 +17,12 @@ with rule_context(snakemake):  # noqa: F821
     out = open_zarr_array(snakemake.input.field, mode="r+")  # noqa: F821
     spacing = out.attrs["spacing"]
     path_of = lambda bid: os.path.join(p.blocks_dir, block_relpath(bid))  # noqa: E731
-    n = write_field_slab(out, table, slab, spacing, overlap_voxels(p.blocksize, p.overlap),
-                         block_loader(path_of))
-    stats = {"slab": slab, "chunks": n, "seconds": round(time.perf_counter() - t0, 3)}
-    print(stats)
+    n, jacobian = write_field_slab(out, table, slab, spacing,
+                                   overlap_voxels(p.blocksize, p.overlap), block_loader(path_of))
+    stats = {"slab": slab, "chunks": n, "seconds": round(time.perf_counter() - t0, 3),
+             "peak_mem_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+             "jacobian": jacobian}
+    print({k: v for k, v in stats.items() if k != "jacobian"})
     with atomic_path(snakemake.output[0]) as tmp:  # noqa: F821
         with open(tmp, "w") as fh:
             json.dump(stats, fh)

@@ -1,5 +1,6 @@
 """Rule warp_slab: resample the moving image through [affine, deform] into one z slab of aligned.zarr."""
 import json
+import resource
 import time
 
 import numpy as np
@@ -16,7 +17,8 @@ with rule_context(snakemake):  # noqa: F821
     out = open_zarr_array(snakemake.input.image, mode="r+")  # noqa: F821
     field = open_zarr_array(snakemake.input.field) if p.use_field else None  # noqa: F821
     n = warp_slab(out, slab, np.asarray(out.attrs["spacing"]), affine, mov, field, p.order)
-    stats = {"slab": slab, "chunks": n, "seconds": round(time.perf_counter() - t0, 3)}
+    stats = {"slab": slab, "chunks": n, "seconds": round(time.perf_counter() - t0, 3),
+             "peak_mem_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     print(stats)
     with atomic_path(snakemake.output[0]) as tmp:  # noqa: F821
         with open(tmp, "w") as fh:

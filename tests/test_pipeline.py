@@ -74,6 +74,13 @@ def test_aligned_image_matches_fixed_better_than_before(run):
     assert ncc(fixed, aligned, mask) > 0.95
 
 
+def test_report_shows_overlays_blocks_jacobian_and_tre(run):
+    text = (run["out"] / "report.html").read_text()
+    assert text.count("data:image/png;base64") >= 2        # global and after-blocks overlays
+    assert "SDlogJ" in text and "folded" in text
+    assert "Target registration error" in text and "blocks" in text
+
+
 def test_rerun_does_nothing(run):
     proc = snakemake(run["cfg_path"], run["root"], "-n")
     assert proc.returncode == 0

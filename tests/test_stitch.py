@@ -30,8 +30,9 @@ def _gather(tmp_path, table, shape, spacing, blocksize, overlap, path_of, chunks
                           chunks=tuple(chunks) + (3,), dtype="float32")
     loader = block_loader(path_of)
     for slab in range(n_slabs(shape, chunks)):
-        write_field_slab(out, table[table.aligned], slab, spacing,
-                         overlap_voxels(blocksize, overlap), loader)
+        n, jac = write_field_slab(out, table[table.aligned], slab, spacing,
+                                  overlap_voxels(blocksize, overlap), loader)
+        assert n > 0 and jac["folded"] == 0
     return out[...]
 
 

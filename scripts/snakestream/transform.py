@@ -155,3 +155,21 @@ def transform_points(points, affine, field=None, field_spacing=None):
     if field is not None:
         points = points + sample_field(field, field_spacing, points)
     return apply_affine(affine, points)
+
+
+def sample_zarr_field(field, spacing, points):
+    """Trilinear displacement at physical points, reading only 2x2x2 voxels per point.
+
+    ``field`` is an on-disk (Z, Y, X, 3) array (zarr); suited to a few thousand
+    points (landmarks, FISH spots) in a field too big to load.
+    """
+    spacing = np.asarray(spacing, dtype=float)
+    shape = np.array(field.shape[:3])
+    out = np.zeros((len(points), 3))
+    for n, p in enumerate(np.asarray(points, dtype=float)):
+        idx = np.clip(p / spacing, 0, shape - 1)
+        lo = np.minimum(np.floor(idx).astype(int), np.maximum(shape - 2, 0))
+        hi = np.minimum(lo + 2, shape)
+        cube = np.asarray(field[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], dtype=float)
+        out[n] = sample_field(cube, spacing, (idx - lo)[None] * spacing)[0]
+    return out
