@@ -37,8 +37,8 @@ rule gather_slab:
         overlap=(CFG.get("blocks") or {}).get("overlap"),
     threads: CFG["threads"]["gather"]
     resources:
-        mem_mb=lambda wc, attempt: 1500 * attempt,
-        runtime=lambda wc, attempt: 60 * attempt,
+        mem_mb=slab_mem_mb,
+        runtime=slab_runtime,
     log:
         f"{OUT}/logs/gather/slab_{{slab}}.log",
     benchmark:

@@ -20,8 +20,10 @@ rule global_align:
         itk_threads=CFG["threads"]["global"],
     threads: CFG["threads"]["global"]
     resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
-        runtime=lambda wc, attempt: 60 * attempt,
+        mem_mb=global_mem_mb,
+        runtime=global_runtime,
+        # the scheduler allots the ITK threads even where --cores caps `threads` at 1
+        cpus_per_task=CFG["threads"]["global"],
     log:
         f"{OUT}/logs/global_align.log",
     benchmark:

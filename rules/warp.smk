@@ -43,8 +43,8 @@ rule warp_slab:
         use_field=BLOCKS,
     threads: CFG["threads"]["warp"]
     resources:
-        mem_mb=lambda wc, attempt: 1500 * attempt,
-        runtime=lambda wc, attempt: 60 * attempt,
+        mem_mb=slab_mem_mb,
+        runtime=slab_runtime,
     log:
         f"{OUT}/logs/warp/slab_{{slab}}.log",
     benchmark:

@@ -1,13 +1,40 @@
-"""Cluster resources of a block job, derived from the block size and the step settings."""
+"""Cluster resources of each job, derived from the config, not flat guesses.
+
+Memory requests are in MB, runtime requests in minutes; both are multiplied by
+Snakemake's ``attempt`` so a retry after an out-of-memory or time-limit kill asks
+for more. Every rule's request can still be overridden per rule with
+``--set-resources RULE:mem_mb=... RULE:runtime=...`` (or ``set-resources`` in a
+profile).
+
+Calibration (one core of a 2.x GHz Xeon, SimpleITK 2.5, single-threaded; see
+``benchmarks/dag_scaling.py``): a 24x48x48 block (48x96x96 voxels with overlap
+0.5) with the bigstream talk's settings (affine 800 iterations on every voxel,
+deform 200 iterations on 5 %) registers in ~60 s (affine ~0.12 s per iteration,
+deform ~0.33 s) and peaks at ~280 MB. The runtime model charges every
+iteration (no early stop) at the slowest measured cost per metric sample, then
+doubles it; the memory model is ~1.7x the measured peak.
+"""
 
 import math
 
 import numpy as np
 
-BASE_MB = 400          # Python + SimpleITK + zarr once imported
-BYTES_PER_VOXEL = 48   # float32 crops, pyramid copies, gradients, masks (measured order)
+BASE_MB = 400             # Python + SimpleITK + zarr once imported
+BYTES_PER_VOXEL = 48      # float32 crops, pyramid copies, gradients, masks (measured order)
 MOVING_GROWTH = 1.5 ** 3  # default margin: a quarter of the region on each side
-SECONDS_PER_SAMPLE_ITER = 1.5e-6  # one metric sample, one iteration, one thread
+# Seconds per metric sample per optimizer iteration, one thread (slowest measured).
+SECONDS_PER_SAMPLE = {"rigid": 6e-7, "affine": 6e-7, "deform": 2e-5}
+FEATURE_STEP_SECONDS = 30  # a ransac/random step on one block
+SAFETY = 2                 # runtime requests are twice the worst case estimate
+MIN_BLOCK_MINUTES = 5
+# Global stage: whole image at alignment_spacing.
+GLOBAL_SLAB_MB = 256       # io.read_downsampled reads through slabs of this size
+MIN_GLOBAL_MINUTES, MAX_GLOBAL_MINUTES = 30, 24 * 60
+GLOBAL_FEATURE_SECONDS = 20 * 60
+# Gather and warp: one z slab, one output chunk at a time.
+BYTES_PER_CHUNK_VOXEL = 256  # field/coordinates in float64 plus blending weights
+SECONDS_PER_SLAB_VOXEL = 5e-6  # measured ~1.5-2 us per voxel (demo), all blocks blended
+MIN_SLAB_MB, MIN_SLAB_MINUTES = 1000, 10
 
 
 def block_voxels(cfg):
@@ -17,23 +44,87 @@ def block_voxels(cfg):
     return float(np.prod(size + 2 * np.round(size * blocks["overlap"])))
 
 
+def _level_factor(shrink):
+    """Voxel reduction of one pyramid level (a shrink factor or one per axis)."""
+    return float(np.prod(shrink)) if np.ndim(shrink) else float(shrink) ** 3
+
+
+def _spacing_factor(params, spacing):
+    """Voxel reduction from resampling to ``alignment_spacing`` (1 when unknown)."""
+    target = params.get("alignment_spacing")
+    if not target or spacing is None:
+        return 1.0
+    return float(np.prod(np.maximum(float(target) / np.asarray(spacing, float), 1.0)))
+
+
+def step_seconds(name, params, voxels, spacing=None):
+    """Worst-case seconds of one registration step on ``voxels`` voxels, one thread.
+
+    Every pyramid level runs ``numberOfIterations`` iterations on its samples
+    (all voxels of the level, or ``sampling_percentage`` of them).
+    """
+    if name not in SECONDS_PER_SAMPLE:
+        return FEATURE_STEP_SECONDS
+    iterations = params.get("optimizer_args", {}).get("numberOfIterations", 100)
+    fraction = 1.0
+    if params.get("sampling", "NONE") != "NONE":
+        fraction = params.get("sampling_percentage") or 1.0
+    voxels = voxels / _spacing_factor(params, spacing)
+    samples = sum(voxels / _level_factor(s) for s in params.get("shrink_factors") or [1])
+    return iterations * samples * fraction * SECONDS_PER_SAMPLE[name]
+
+
 def block_mem_mb(cfg, attempt=1):
     """Memory request (MB) of one block job; grows with each retry."""
     if not cfg.get("blocks"):
-        return BASE_MB
+        return BASE_MB * attempt
     voxels = block_voxels(cfg) * (1 + MOVING_GROWTH)
-    return int(math.ceil((BASE_MB + voxels * BYTES_PER_VOXEL / 1e6) * attempt))
+    return int(math.ceil(BASE_MB + voxels * BYTES_PER_VOXEL / 1e6)) * attempt
 
 
-def block_runtime_min(cfg, attempt=1):
-    """Wall-time request (minutes) of one block job from iterations and sampling."""
+def block_runtime_min(cfg, attempt=1, spacing=None):
+    """Wall-time request (minutes) of one block job from its size and steps."""
     if not cfg.get("blocks"):
-        return 5
+        return MIN_BLOCK_MINUTES * attempt
     voxels = block_voxels(cfg)
-    seconds = 0.0
-    for _, params in cfg["_block_steps"]:
-        iters = params.get("optimizer_args", {}).get("numberOfIterations", 100)
-        fraction = params.get("sampling_percentage") or 1.0
-        levels = len(params.get("shrink_factors", [1]))
-        seconds += iters * levels * voxels * fraction * SECONDS_PER_SAMPLE_ITER
-    return int(math.ceil(max(5.0, 3 * seconds / 60) * attempt))
+    seconds = sum(step_seconds(name, params, voxels, spacing)
+                  for name, params in cfg["_block_steps"])
+    return int(math.ceil(max(MIN_BLOCK_MINUTES, SAFETY * seconds / 60))) * attempt
+
+
+def _global_voxels(cfg, shape, spacing):
+    """Voxels of the fixed image at the finest global alignment spacing."""
+    steps = [p for _, p in cfg["_global_steps"]]
+    finest = min((p.get("alignment_spacing") or 0.0) for p in steps) if steps else 0.0
+    spacing = np.asarray(spacing, float)
+    factor = np.maximum(finest / spacing, 1.0) if finest else np.ones(3)
+    return float(np.prod(np.ceil(np.asarray(shape, float) / factor))), factor
+
+
+def global_mem_mb(cfg, shape, spacing, attempt=1):
+    """Memory request (MB) of the global alignment: both images at alignment spacing."""
+    voxels, _ = _global_voxels(cfg, shape, spacing)
+    return int(math.ceil(BASE_MB + GLOBAL_SLAB_MB + 2 * voxels * BYTES_PER_VOXEL / 1e6)) * attempt
+
+
+def global_runtime_min(cfg, shape, spacing, attempt=1):
+    """Wall-time request (minutes) of the global alignment, clamped to 30 min .. 24 h."""
+    voxels = float(np.prod(shape))
+    seconds = sum(GLOBAL_FEATURE_SECONDS if name not in SECONDS_PER_SAMPLE
+                  else step_seconds(name, params, voxels, spacing)
+                  for name, params in cfg["_global_steps"])
+    minutes = min(max(MIN_GLOBAL_MINUTES, SAFETY * seconds / 60), MAX_GLOBAL_MINUTES)
+    return int(math.ceil(minutes)) * attempt
+
+
+def slab_mem_mb(chunks, attempt=1):
+    """Memory request (MB) of a gather or warp job (one output chunk at a time)."""
+    voxels = float(np.prod(chunks))
+    return int(math.ceil(max(MIN_SLAB_MB, BASE_MB + voxels * BYTES_PER_CHUNK_VOXEL / 1e6))) * attempt
+
+
+def slab_runtime_min(shape, chunks, attempt=1):
+    """Wall-time request (minutes) of a gather or warp job over one z slab."""
+    voxels = float(min(chunks[0], shape[0]) * shape[1] * shape[2])
+    minutes = max(MIN_SLAB_MINUTES, SAFETY * voxels * SECONDS_PER_SLAB_VOXEL / 60)
+    return int(math.ceil(minutes)) * attempt
