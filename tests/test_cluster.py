@@ -1,0 +1,294 @@
+"""The cluster profiles end to end, against stand-in LSF and SLURM schedulers.
+
+tests/fake_schedulers/ puts ``bsub``/``bjobs``/``bkill`` and ``sbatch``/``squeue``/
+``sacct``/``scancel``/``srun`` (and the few commands the executor plugins ask at
+start-up) on PATH. They record every call and run each job locally in the
+background. The demo pair runs through ``--profile profiles/lsf`` and
+``--profile profiles/slurm`` exactly as a user types it (from the repository root),
+and the recorded submissions must show: one core per block job, the memory and
+runtime derived from the config, block jobs batched GROUP at a time, batch members
+run one after another, and a displacement field bit-identical to a local run.
+"""
+
+import glob
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from snakestream.blocks import read_table
+from snakestream.config import load_schema, validate
+from snakestream.demo import make_demo
+from snakestream.io import open_zarr_array
+from snakestream.resources import block_mem_mb, block_runtime_min
+from workflow import ROOT, demo_config, write_config
+
+FAKE_BIN = os.path.join(ROOT, "tests", "fake_schedulers")
+sys.path.insert(0, FAKE_BIN)
+from fakesched import parse_bsub, parse_slurm_options  # noqa: E402
+SHAPE = (24, 96, 96)
+GROUP = 3  # blocks per batch in these runs (the profiles' default is 20)
+SITE = {
+    "lsf": ["lsf_project=snakestream_test", "lsf_queue=short", "lsf_extra='-G testgroup'"],
+    "slurm": ["slurm_account=testlab", "slurm_partition=short", "slurm_extra='--nice=10'"],
+}
+# Test-only speed-ups: poll every second (the profiles keep Snakemake's defaults).
+FAST = {
+    "lsf": ["--seconds-between-status-checks", "1"],
+    "slurm": ["--seconds-between-status-checks", "1",
+              "--slurm-init-seconds-before-status-checks", "1"],
+}
+
+
+def _config(data, out):
+    """The demo with few iterations, smaller blocks and a lower foreground threshold."""
+    cfg = demo_config(data, out, threads={"global": 1}, output_chunks=[16, 48, 48])
+    if cfg.get("truth"):
+        cfg["truth"] = os.path.join(data, "truth.npz")
+    for _, step in cfg["global_steps"]:
+        step["optimizer_args"]["numberOfIterations"] = 50
+    cfg["blocks"].update(blocksize=[12, 48, 48], foreground_fraction=0.3)
+    for (_, step), iterations in zip(cfg["blocks"]["steps"], (30, 20)):
+        step["optimizer_args"]["numberOfIterations"] = iterations
+    return cfg
+
+
+def _env(state=None):
+    env = dict(os.environ, PATH=os.pathsep.join([FAKE_BIN, os.path.dirname(sys.executable),
+                                                 os.environ.get("PATH", "")]),
+               FAKESCHED_ACCOUNTS="testlab", FAKESCHED_SLOTS="2")
+    if state:
+        env["FAKESCHED_DIR"] = str(state)
+    return env
+
+
+def _snakemake(*args, env, timeout=600):
+    """``snakemake ARGS`` run from the repository root, as the README tells users."""
+    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _check(proc):
+    assert proc.returncode == 0, f"snakemake failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """Demo data, the validated config and a local reference run."""
+    root = tmp_path_factory.mktemp("cluster")
+    make_demo(root / "data", shape=SHAPE, spacing=(0.8, 0.4, 0.4), seed=5)
+    cfg_path = write_config(root / "local.yaml", _config(root / "data", root / "local"))
+    _check(_snakemake("--profile", "profiles/local", "--cores", "2", "--configfile", cfg_path,
+                      "--directory", str(root / "work_local"), env=_env()))
+    with open(cfg_path) as fh:
+        cfg = validate(yaml.safe_load(fh), load_schema(os.path.join(ROOT, "config", "schema.yaml")))
+    table = read_table(root / "local" / "blocks" / "table.tsv")
+    return {"root": root, "cfg": cfg, "n_blocks": len(table),
+            "n_aligned": int(table["aligned"].astype(bool).sum()),
+            "n_slabs": math.ceil(SHAPE[0] / cfg["output_chunks"][0])}
+
+
+def _calls(state, tool):
+    with open(os.path.join(state, "calls.jsonl")) as fh:
+        return [c for c in map(json.loads, fh) if c["tool"] == tool]
+
+
+def _values(tokens, flag):
+    """Arguments after ``flag`` up to the next option."""
+    if flag not in tokens:
+        return []
+    out = []
+    for tok in tokens[tokens.index(flag) + 1:]:
+        if tok.startswith("--"):
+            break
+        out.append(tok)
+    return out
+
+
+def _job(command):
+    """(rules, target jobs, --cores, --jobs) of a spawned Snakemake command line."""
+    tokens = shlex.split(command)
+    return (set(_values(tokens, "--allowed-rules")), _values(tokens, "--target-jobs"),
+            _values(tokens, "--cores"), _values(tokens, "--jobs"))
+
+
+def _run_profile(demo, scheduler):
+    root = demo["root"]
+    state = root / f"state_{scheduler}"
+    cfg_path = write_config(root / f"{scheduler}.yaml",
+                            _config(root / "data", root / scheduler))
+    proc = _snakemake("--profile", f"profiles/{scheduler}", "--configfile", cfg_path,
+                      "--directory", str(root / f"work_{scheduler}"),
+                      "--default-resources", *SITE[scheduler],
+                      "--group-components", f"blocks={GROUP}", *FAST[scheduler],
+                      env=_env(state))
+    _check(proc)
+    return state, root / scheduler
+
+
+def _assert_same_result(demo, out):
+    for name in ("deform.zarr", "aligned.zarr"):
+        ours = open_zarr_array(str(out / name))[...]
+        local = open_zarr_array(str(demo["root"] / "local" / name))[...]
+        assert np.array_equal(ours, local), f"{name} differs from the local run"
+
+
+def _assert_members_one_at_a_time(out, batches):
+    """Within a batch, block jobs ran one after another.
+
+    A block job's span is [end - s, end]: ``s`` from its Snakemake benchmark, ``end``
+    the last write to its log (Snakemake touches outputs and benchmarks when a batch
+    ends, but not logs).
+    """
+    for targets in batches:
+        spans = []
+        for target in targets:
+            wc = dict(kv.split("=") for kv in target.split(":", 1)[1].split(","))
+            rel = os.path.join(f"z{wc['bz']}", f"y{wc['by']}", f"z{wc['bz']}_y{wc['by']}_x{wc['bx']}")
+            with open(out / "benchmarks" / "blocks" / f"{rel}.tsv") as fh:
+                seconds = float(fh.read().splitlines()[1].split("\t")[0])
+            end = os.path.getmtime(out / "logs" / "blocks" / f"{rel}.log")
+            spans.append((end - seconds, end))
+        spans.sort()
+        for (_, end), (start, _) in zip(spans, spans[1:]):
+            assert start >= end - 0.25, f"batch members overlapped: {spans}"
+
+
+def _assert_batches(demo, batches):
+    """Every block exactly once, in ceil(blocks / GROUP) submissions."""
+    members = [t for targets in batches for t in targets]
+    assert len(members) == len(set(members)) == demo["n_blocks"]
+    assert len(batches) == math.ceil(demo["n_blocks"] / GROUP)
+    assert all(len(targets) <= GROUP for targets in batches)
+
+
+def _assert_other_jobs(demo, others):
+    """Global, gather and warp are cluster jobs of their own (one per z slab)."""
+    expected = {"global_align": 1, "gather_slab": demo["n_slabs"], "warp_slab": demo["n_slabs"]}
+    assert {rule: others.get(rule) for rule in expected} == expected
+
+
+def test_lsf_profile_end_to_end(demo):
+    state, out = _run_profile(demo, "lsf")
+    cfg = demo["cfg"]
+    mem, minutes = block_mem_mb(cfg), block_runtime_min(cfg)
+
+    batches, others = [], {}
+    for call in _calls(state, "bsub"):
+        opts, command = parse_bsub(call["argv"])
+        rules, targets, cores, _ = _job(command)
+        assert opts["-n"] == ["1"], "every LSF job asks for one slot"
+        assert cores == ["1"], "the spawned Snakemake runs on one core"
+        assert opts["-q"] == ["short"] and opts["-P"] == ["snakestream_test"]
+        assert opts["-G"] == ["testgroup"], "lsf_extra reaches bsub"
+        assert opts["-o"][0].startswith(str(state.parent / "work_lsf"))
+        rusage = [r for r in opts["-R"] if r.startswith("rusage[mem=")]
+        requested_mb = float(rusage[0][len("rusage[mem="):-1])
+        if rules == {"align_block"}:
+            batches.append(targets)
+            assert requested_mb == mem, "a batch asks for one block's memory"
+            assert int(opts["-W"][0]) == minutes * len(targets), "runtime = sum over the batch"
+        else:
+            (rule,) = rules
+            others[rule] = others.get(rule, 0) + 1
+    _assert_batches(demo, batches)
+    _assert_other_jobs(demo, others)
+    assert _calls(state, "bjobs"), "job states were polled with bjobs"
+    _assert_members_one_at_a_time(out, batches)
+    _assert_same_result(demo, out)
+
+
+def test_slurm_profile_end_to_end(demo):
+    state, out = _run_profile(demo, "slurm")
+    cfg = demo["cfg"]
+    mem, minutes = block_mem_mb(cfg), block_runtime_min(cfg)
+
+    batches, others = [], {}
+    for call in _calls(state, "sbatch"):
+        opts, _ = parse_slurm_options(call["argv"])
+        rules, targets, cores, jobs = _job(opts["--wrap"])
+        assert opts["--cpus-per-task"] == "1" and opts["--ntasks"] == "1"
+        assert cores == ["1"] and jobs == ["1"], "members run one at a time in the allocation"
+        assert opts["-A"] == "testlab" and opts["-p"] == "short"
+        assert opts["--nice"] == "10", "slurm_extra reaches sbatch"
+        if rules == {"align_block"}:
+            batches.append(targets)
+            assert int(opts["--mem"]) == mem, "a batch asks for one block's memory"
+            assert int(opts["-t"]) == minutes * len(targets), "runtime = sum over the batch"
+        else:
+            (rule,) = rules
+            others[rule] = others.get(rule, 0) + 1
+    _assert_batches(demo, batches)
+    _assert_other_jobs(demo, others)
+    # Inside an allocation, each job step is one srun bound to one CPU.
+    steps = [parse_slurm_options(c["argv"], stop_at_positional=True) for c in _calls(state, "srun")]
+    assert all(o["--cpus-per-task"] == "1" for o, _ in steps)
+    assert len(steps) == demo["n_blocks"] + sum(others.values())
+    assert _calls(state, "sacct") or _calls(state, "squeue"), "job states were polled"
+    _assert_members_one_at_a_time(out, batches)
+    _assert_same_result(demo, out)
+
+
+def test_short_profile_name_resolves_through_the_user_config_folder(demo, tmp_path):
+    """``--profile lsf`` finds a profile only in ./lsf or Snakemake's config folders:
+    linking the repository's profiles there (README) makes the short name work."""
+    cfg_path = write_config(tmp_path / "cfg.yaml", _config(demo["root"] / "data", tmp_path / "out"))
+    env = dict(_env(), XDG_CONFIG_HOME=str(tmp_path / "xdg"), XDG_CONFIG_DIRS=str(tmp_path / "etc"))
+    args = ("--profile", "lsf", "--configfile", cfg_path, "--directory", str(tmp_path / "w"), "-n")
+    missing = _snakemake(*args, env=env)
+    assert missing.returncode != 0 and "profile" in missing.stderr
+    os.makedirs(tmp_path / "xdg" / "snakemake")
+    os.symlink(os.path.join(ROOT, "profiles", "lsf"), tmp_path / "xdg" / "snakemake" / "lsf")
+    found = _snakemake(*args, env=env)
+    _check(found)
+    assert f"align_block {demo['n_blocks']:>10}" in " ".join(found.stdout.split("\n")) or \
+        "align_block" in found.stdout
+
+
+def test_profiles_keep_site_settings_out_of_code():
+    """Queue/partition/account only in the profiles; the block batch size is one setting."""
+    for name in ("lsf", "slurm", "local"):
+        with open(os.path.join(ROOT, "profiles", name, "config.yaml")) as fh:
+            profile = yaml.safe_load(fh)
+        assert profile["scheduler"] == "greedy" and profile["rerun-incomplete"] is True
+        if name != "local":
+            assert profile["executor"] == name and profile["cores"] == 1
+            assert profile["groups"] == {"align_block": "blocks"}
+            assert 10 <= profile["group-components"]["blocks"] <= 50
+            assert profile["retries"] >= 1 and profile["latency-wait"] >= 30
+    code = "".join(open(p).read() for p in glob.glob(os.path.join(ROOT, "rules", "*.smk")))
+    for key in ("lsf_queue", "lsf_project", "slurm_partition", "slurm_account"):
+        assert key not in code
+
+
+def _talk_config():
+    """config/config.yaml: the bigstream talk's settings, 24x48x48 blocks."""
+    with open(os.path.join(ROOT, "config", "config.yaml")) as fh:
+        return validate(yaml.safe_load(fh), load_schema(os.path.join(ROOT, "config", "schema.yaml")))
+
+
+def _scaled_iterations(cfg, factor):
+    steps = [[name, {**p, "optimizer_args": {**p["optimizer_args"], "numberOfIterations":
+                                             factor * p["optimizer_args"]["numberOfIterations"]}}]
+             for name, p in cfg["_block_steps"]]
+    return {**cfg, "_block_steps": steps}
+
+
+def test_block_resources_follow_blocksize_steps_and_attempt():
+    cfg = _talk_config()
+    # measured for this block size and these steps: ~60-100 s, ~280 MB peak (resources.py)
+    assert 400 < block_mem_mb(cfg) < 1000
+    assert 3 <= block_runtime_min(cfg) <= 30
+    bigger = {**cfg, "blocks": {**cfg["blocks"], "blocksize": [48, 96, 96]}}
+    assert block_mem_mb(bigger) > block_mem_mb(cfg)
+    assert block_runtime_min(bigger) > block_runtime_min(cfg)
+    assert block_runtime_min(_scaled_iterations(cfg, 4)) > block_runtime_min(cfg)
+    for attempt in (2, 3):
+        assert block_mem_mb(cfg, attempt=attempt) == attempt * block_mem_mb(cfg)
+        assert block_runtime_min(cfg, attempt=attempt) == attempt * block_runtime_min(cfg)
