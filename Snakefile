@@ -13,6 +13,7 @@ include: "rules/blocks.smk"
 include: "rules/gather.smk"
 include: "rules/warp.smk"
 include: "rules/report.smk"
+include: "rules/transform.smk"
 
 
 rule all:

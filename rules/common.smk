@@ -83,7 +83,7 @@ def all_targets(wildcards):
         out += [f"{OUT}/gather/slab_{s}.json" for s in slabs]
     out += [f"{OUT}/warp/slab_{s}.json" for s in slabs]
     out.append(f"{OUT}/report.html")
-    return out
+    return out + transform_targets()
 
 
 # Cluster resources (mem_mb in MB, runtime in minutes), derived from the config and

@@ -80,7 +80,7 @@ with rule_context(snakemake):  # noqa: F821
     fix = open_image(p.fixed)
     target = float(max(np.asarray(fix.shape) * fix.spacing) / MAX_PIXELS)
     fix_low, spacing = low_res(fix, target)
-    aligned_low, _ = low_res(open_volume(i.aligned, None, fix.spacing.tolist()), target)
+    aligned_low, _ = low_res(open_volume(i.aligned, "0"), target)
     label = "AFTER BLOCKS" if p.blocks else "AFTER GLOBAL AFFINE (WARPED)"
     sections.append(("Aligned result", rp.png_tag(
         rp.after_blocks_overlay(fix_low, aligned_low, spacing, label), "aligned overlay")))

@@ -1,4 +1,5 @@
-"""Rule warp_slab: resample the moving image through [affine, deform] into one z slab of aligned.zarr."""
+"""Rules warp_slab / warp_extra_slab: resample a moving-space volume through [affine, deform]
+into one z slab of level 0 of an OME-Zarr image on the fixed grid."""
 import json
 import resource
 import time
@@ -14,7 +15,7 @@ with rule_context(snakemake):  # noqa: F821
     t0 = time.perf_counter()
     mov = open_image(p.moving)
     affine = np.loadtxt(snakemake.input.affine)  # noqa: F821
-    out = open_zarr_array(snakemake.input.image, mode="r+")  # noqa: F821
+    out = open_zarr_array(snakemake.input.image + "/0", mode="r+")  # noqa: F821
     field = open_zarr_array(snakemake.input.field) if p.use_field else None  # noqa: F821
     n = warp_slab(out, slab, np.asarray(out.attrs["spacing"]), affine, mov, field, p.order)
     stats = {"slab": slab, "chunks": n, "seconds": round(time.perf_counter() - t0, 3),

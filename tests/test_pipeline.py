@@ -8,7 +8,7 @@ import pytest
 
 from snakestream.blocks import COLUMNS
 from snakestream.demo import load_truth, make_demo
-from snakestream.io import open_volume, open_zarr_array
+from snakestream.io import open_volume, open_zarr_array, write_volume
 from snakestream.qc import ncc, tre
 from snakestream.transform import transform_points
 from workflow import demo_config, snakemake, write_config
@@ -17,12 +17,34 @@ SHAPE = (32, 112, 112)
 SPACING = (0.8, 0.4, 0.4)
 
 
+def _add_transform_outputs(cfg, data):
+    """Ask for every 'use the transform' output: labels, points both ways, inverse, ITK."""
+    truth = load_truth(str(data / "truth.npz"))
+    mov = open_volume(str(data / "mov.h5"), "/ch0")
+    image = mov.read()
+    labels = (image > np.percentile(image, 80)).astype(np.uint16) * 7
+    labels[image > np.percentile(image, 97)] = 300
+    write_volume(str(data / "labels.zarr"), labels, mov.spacing, dataset="s0")
+    pd.DataFrame(truth.landmarks_fixed, columns=list("zyx")).assign(
+        spot=np.arange(len(truth.landmarks_fixed))).to_csv(data / "fixed_pts.csv", index=False)
+    pd.DataFrame(truth.landmarks_moving / mov.spacing, columns=list("zyx")).to_csv(
+        data / "moving_vox.csv", index=False)
+    cfg.update(
+        inverse=True, exports={"itk": True, "itk_total_field": True},
+        extra_volumes=[{"name": "labels", "path": str(data / "labels.zarr"), "dataset": "s0",
+                        "interpolation": "nearest"}],
+        points=[{"name": "to_moving", "path": str(data / "fixed_pts.csv")},
+                {"name": "to_fixed", "path": str(data / "moving_vox.csv"), "units": "voxel",
+                 "direction": "moving_to_fixed"}])
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """Generate a pair and run the full pipeline once (global + blocks + gather + warp)."""
     root = tmp_path_factory.mktemp("pipeline")
     make_demo(root / "data", shape=SHAPE, spacing=SPACING, seed=1)
     cfg = demo_config(root / "data", root / "out")
+    _add_transform_outputs(cfg, root / "data")
     cfg_path = write_config(root / "config.yaml", cfg)
     proc = snakemake(cfg_path, root)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -49,8 +71,8 @@ def test_outputs_have_the_documented_form(run):
     field = open_zarr_array(str(out / "deform.zarr"))
     assert field.shape == SHAPE + (3,) and field.dtype == np.float32
     assert np.allclose(field.attrs["spacing"], SPACING)
-    aligned = open_zarr_array(str(out / "aligned.zarr"))
-    assert aligned.shape == SHAPE
+    aligned = open_volume(str(out / "aligned.zarr"), "0")     # OME-Zarr level 0
+    assert aligned.shape == SHAPE and np.allclose(aligned.spacing, SPACING)
     files = glob.glob(str(out / "blocks" / "z*" / "y*" / "*.npz"))
     assert len(files) == len(table)
     assert max(os.path.getsize(f) for f in files) < 100_000
@@ -69,7 +91,7 @@ def test_block_stage_beats_global_and_half_a_voxel(run):
 def test_aligned_image_matches_fixed_better_than_before(run):
     out, data = run["out"], run["root"] / "data"
     fixed = open_volume(str(data / "fix.zarr"), "s0").read().astype(float)
-    aligned = open_zarr_array(str(out / "aligned.zarr"))[...].astype(float)
+    aligned = open_volume(str(out / "aligned.zarr"), "0").read().astype(float)
     mask = open_volume(str(data / "fix_mask.zarr"), "s0").read() > 0
     assert ncc(fixed, aligned, mask) > 0.95
 
@@ -117,3 +139,64 @@ def test_without_blocks_the_affine_alone_is_applied(run, tmp_path):
     assert (out / "aligned.zarr").exists()
     assert np.allclose(np.loadtxt(out / "global" / "affine.mat"),
                        np.loadtxt(run["out"] / "global" / "affine.mat"))
+
+
+def test_itk_composite_of_exports_reproduces_the_warp(run):
+    import SimpleITK as sitk
+
+    out, truth = run["out"], run["truth"]
+    pts = truth.landmarks_fixed
+    affine = np.loadtxt(out / "global" / "affine.mat")
+    field = open_zarr_array(str(out / "deform.zarr"))
+    ours = transform_points(pts, affine, field[...], field.attrs["spacing"])
+    composite = sitk.CompositeTransform([
+        sitk.ReadTransform(str(out / "itk" / "affine.tfm")),
+        sitk.DisplacementFieldTransform(
+            sitk.ReadImage(str(out / "itk" / "deform_field.nrrd"), sitk.sitkVectorFloat64))])
+    total = sitk.DisplacementFieldTransform(
+        sitk.ReadImage(str(out / "itk" / "total_field.nrrd"), sitk.sitkVectorFloat64))
+    for t in (composite, total):
+        itk = np.array([t.TransformPoint(p[::-1].tolist())[::-1] for p in pts])
+        assert np.abs(itk - ours).max() < 1e-3
+
+
+def test_points_both_ways(run):
+    out, truth = run["out"], run["truth"]
+    fwd = pd.read_csv(out / "points" / "to_moving.csv")
+    assert list(fwd.columns) == ["z", "y", "x", "spot"]          # other columns kept
+    assert tre(fwd[list("zyx")].to_numpy(), truth.landmarks_moving)["median"] < 0.2
+    back = pd.read_csv(out / "points" / "to_fixed.csv")           # voxels in, voxels out
+    back_um = back[list("zyx")].to_numpy() * np.array(SPACING)
+    assert tre(back_um, truth.landmarks_fixed)["median"] < 0.2
+
+
+def test_inverse_field_composes_to_identity(run):
+    from snakestream.inverse import fixed_points
+    from snakestream.points import forward
+
+    out, pts = run["out"], run["truth"].landmarks_fixed
+    affine = np.loadtxt(out / "global" / "affine.mat")
+    field = open_zarr_array(str(out / "deform.zarr"))
+    inverse = open_zarr_array(str(out / "inverse.zarr"))
+    there = forward(pts, affine, field, field.attrs["spacing"])
+    back = fixed_points(there, affine, inverse)
+    assert np.median(np.linalg.norm(back - pts, axis=1)) < 0.01   # µm, the stated tolerance
+    on_moving = open_volume(str(out / "fixed_on_moving.zarr"), "0")
+    moving = open_volume(str(run["root"] / "data" / "mov.h5"), "/ch0")
+    assert on_moving.shape == moving.shape
+    assert ncc(on_moving.read(), moving.read()) > 0.95
+
+
+def test_labels_keep_values_and_ome_zarr_has_levels(run):
+    out = run["out"]
+    labels = open_volume(str(out / "extra" / "labels.zarr"), "0")
+    assert labels.dtype == np.uint16
+    assert set(np.unique(labels.read())) <= {0, 7, 300}
+    import zarr
+
+    group = zarr.open_group(str(out / "aligned.zarr"), mode="r")
+    datasets = group.attrs["multiscales"][0]["datasets"]
+    assert [d["path"] for d in datasets] == ["0", "1", "2"]
+    assert datasets[0]["coordinateTransformations"][0]["scale"] == list(SPACING)
+    level2 = open_volume(str(out / "aligned.zarr"), "2")
+    assert level2.read().any() and np.all(level2.spacing > np.array(SPACING))

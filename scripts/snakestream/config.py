@@ -65,6 +65,13 @@ def validate(config, schema):
         config["threads"].setdefault(key, value)
     config.setdefault("output_chunks", DEFAULT_CHUNKS)
     config.setdefault("warp", {}).setdefault("order", 1)
+    config.setdefault("exports", {}).setdefault("itk", True)
+    config["exports"].setdefault("itk_total_field", False)
+    for item in config.get("extra_volumes") or []:
+        item.setdefault("interpolation", "linear")
+    for item in config.get("points") or []:
+        item.setdefault("units", "um")
+        item.setdefault("direction", "fixed_to_moving")
     config["_global_steps"] = normalize_steps(
         config["global_steps"], "global_steps", FEATURE_STEPS + ("rigid", "affine"))
     blocks = config.get("blocks")

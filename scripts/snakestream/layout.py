@@ -35,6 +35,9 @@ class Layout:
     spacing: np.ndarray
     chunks: tuple
     moving_dtype: str
+    fixed_dtype: str = None
+    moving_shape: tuple = None
+    moving_spacing: np.ndarray = None
     ids: np.ndarray = None
     index: np.ndarray = None
     lo: np.ndarray = None
@@ -48,7 +51,8 @@ class Layout:
         mov = open_volume(cfg["moving"]["path"], cfg["moving"].get("dataset"),
                           cfg["moving"].get("spacing"))
         chunks = tuple(min(int(c), int(n)) for c, n in zip(cfg["output_chunks"], fix.shape))
-        layout = cls(tuple(int(n) for n in fix.shape), fix.spacing, chunks, str(mov.dtype))
+        layout = cls(tuple(int(n) for n in fix.shape), fix.spacing, chunks, str(mov.dtype),
+                     str(fix.dtype), tuple(int(n) for n in mov.shape), mov.spacing)
         if cfg.get("blocks"):
             layout.add_blocks(cfg["blocks"]["blocksize"], cfg["blocks"]["overlap"])
         return layout
@@ -68,6 +72,16 @@ class Layout:
     def n_slabs(self):
         """Number of one-chunk-thick z slabs for gather and warp jobs."""
         return int(np.ceil(self.shape[0] / self.chunks[0]))
+
+    @property
+    def moving_chunks(self):
+        """Output chunks of images on the moving grid (the inverse warp)."""
+        return tuple(min(c, n) for c, n in zip(self.chunks, self.moving_shape))
+
+    @property
+    def n_moving_slabs(self):
+        """Number of z slabs of the moving grid."""
+        return int(np.ceil(self.moving_shape[0] / self.moving_chunks[0]))
 
     def blocks_in_slab(self, slab):
         """Ids of blocks whose region overlaps z slab ``slab``."""

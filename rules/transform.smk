@@ -1,0 +1,253 @@
+# Stage 6: using the transform — extra channels and labels, OME-Zarr pyramids,
+# the inverse (moving -> fixed), point tables, and ITK exports.
+
+EXTRAS = {v["name"]: v for v in CFG.get("extra_volumes") or []}
+POINTS = {v["name"]: v for v in CFG.get("points") or []}
+
+
+wildcard_constraints:
+    name=r"[A-Za-z0-9_.-]+",
+    image=r"[A-Za-z0-9_.-]+",
+
+
+def field_inputs(wildcards):
+    """The stitched field, once every gather slab has filled it."""
+    if not BLOCKS:
+        return {}
+    return {"field": f"{OUT}/deform.zarr",
+            "gathered": [f"{OUT}/gather/slab_{s}.json" for s in range(LAYOUT.n_slabs)]}
+
+
+def transform_targets():
+    """Files this stage adds to `all`."""
+    slabs = range(LAYOUT.n_slabs)
+    out = [f"{OUT}/pyramid/aligned.json"]
+    for name in EXTRAS:
+        out += [f"{OUT}/warp_extra/{name}/slab_{s}.json" for s in slabs]
+        out.append(f"{OUT}/pyramid/extra_{name}.json")
+    out += [f"{OUT}/points/{name}.csv" for name in POINTS]
+    if CFG["inverse"]:
+        out.append(f"{OUT}/pyramid/fixed_on_moving.json")
+    if CFG["exports"]["itk"]:
+        out.append(f"{OUT}/itk/affine.tfm")
+    return out
+
+
+rule init_extra:
+    input:
+        lambda wc: volume_path(EXTRAS[wc.name]),
+    output:
+        directory(f"{OUT}/extra/{{name}}.zarr"),
+    params:
+        shape=LAYOUT.shape,
+        chunks=LAYOUT.chunks,
+        spacing=LAYOUT.spacing.tolist(),
+        dtype=lambda wc: extra_dtype(wc.name),
+        levels=CFG["pyramid_levels"],
+        name=lambda wc: wc.name,
+        attrs={"description": "moving-space volume resampled onto the fixed grid"},
+    log:
+        f"{OUT}/logs/init_extra/{{name}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/init_extra/{{name}}.tsv"
+    localrule: True
+    script:
+        "../scripts/init_image.py"
+
+
+def extra_dtype(name):
+    from snakestream.runtime import open_image
+
+    return str(open_image(EXTRAS[name]).dtype)
+
+
+def warp_extra_inputs(wildcards):
+    inputs = warp_inputs(wildcards)
+    inputs["image"] = f"{OUT}/extra/{wildcards.name}.zarr"
+    return inputs
+
+
+rule warp_extra_slab:
+    input:
+        unpack(warp_extra_inputs),
+    output:
+        f"{OUT}/warp_extra/{{name}}/slab_{{slab}}.json",
+    params:
+        moving=lambda wc: EXTRAS[wc.name],
+        order=lambda wc: 0 if EXTRAS[wc.name]["interpolation"] == "nearest" else 1,
+        use_field=BLOCKS,
+    threads: CFG["threads"]["warp"]
+    resources:
+        mem_mb=lambda wc, attempt: 1500 * attempt,
+        runtime=lambda wc, attempt: 60 * attempt,
+    log:
+        f"{OUT}/logs/warp_extra/{{name}}/slab_{{slab}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/warp_extra/{{name}}/slab_{{slab}}.tsv"
+    script:
+        "../scripts/warp_slab.py"
+
+
+def pyramid_inputs(wildcards):
+    image = wildcards.image
+    if image == "aligned":
+        return {"image": f"{OUT}/aligned.zarr",
+                "slabs": [f"{OUT}/warp/slab_{s}.json" for s in range(LAYOUT.n_slabs)]}
+    if image == "fixed_on_moving":
+        return {"image": f"{OUT}/fixed_on_moving.zarr",
+                "slabs": [f"{OUT}/inverse_warp/slab_{s}.json"
+                          for s in range(LAYOUT.n_moving_slabs)]}
+    name = image[len("extra_"):]
+    return {"image": f"{OUT}/extra/{name}.zarr",
+            "slabs": [f"{OUT}/warp_extra/{name}/slab_{s}.json" for s in range(LAYOUT.n_slabs)]}
+
+
+rule pyramid:
+    input:
+        unpack(pyramid_inputs),
+    output:
+        f"{OUT}/pyramid/{{image}}.json",
+    params:
+        labels=lambda wc: wc.image.startswith("extra_")
+        and EXTRAS[wc.image[len("extra_"):]]["interpolation"] == "nearest",
+    resources:
+        mem_mb=lambda wc, attempt: 1500 * attempt,
+    log:
+        f"{OUT}/logs/pyramid/{{image}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/pyramid/{{image}}.tsv"
+    script:
+        "../scripts/pyramid.py"
+
+
+rule init_inverse:
+    input:
+        table=f"{OUT}/blocks/table.tsv",
+    output:
+        directory(f"{OUT}/inverse.zarr"),
+    params:
+        shape=LAYOUT.shape,
+        chunks=LAYOUT.chunks,
+        spacing=LAYOUT.spacing.tolist(),
+        vector=True,
+        dtype="float32",
+        attrs={"units": "um", "axes": "z,y,x,vector(z,y,x)",
+               "description": "inverse displacement e(z) on the fixed grid: moving y maps "
+               "to fixed z + e(z) with z = inv(A) @ y"},
+    log:
+        f"{OUT}/logs/init_inverse.log",
+    benchmark:
+        f"{OUT}/benchmarks/init_inverse.tsv"
+    localrule: True
+    script:
+        "../scripts/init_zarr.py"
+
+
+rule inverse_slab:
+    input:
+        inverse=f"{OUT}/inverse.zarr",
+        field=f"{OUT}/deform.zarr",
+        gathered=[f"{OUT}/gather/slab_{s}.json" for s in range(LAYOUT.n_slabs)],
+    output:
+        f"{OUT}/inverse/slab_{{slab}}.json",
+    resources:
+        mem_mb=lambda wc, attempt: 1500 * attempt,
+        runtime=lambda wc, attempt: 60 * attempt,
+    log:
+        f"{OUT}/logs/inverse/slab_{{slab}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/inverse/slab_{{slab}}.tsv"
+    script:
+        "../scripts/inverse_slab.py"
+
+
+rule init_fixed_on_moving:
+    input:
+        fixed=volume_path(CFG["fixed"]),
+    output:
+        directory(f"{OUT}/fixed_on_moving.zarr"),
+    params:
+        shape=LAYOUT.moving_shape,
+        chunks=LAYOUT.moving_chunks,
+        spacing=LAYOUT.moving_spacing.tolist(),
+        dtype=LAYOUT.fixed_dtype,
+        levels=CFG["pyramid_levels"],
+        name="fixed_on_moving",
+        attrs={"description": "fixed image resampled onto the moving grid (inverse transform)"},
+    log:
+        f"{OUT}/logs/init_fixed_on_moving.log",
+    benchmark:
+        f"{OUT}/benchmarks/init_fixed_on_moving.tsv"
+    localrule: True
+    script:
+        "../scripts/init_image.py"
+
+
+def inverse_warp_inputs(wildcards):
+    inputs = {"image": f"{OUT}/fixed_on_moving.zarr", "affine": f"{OUT}/global/affine.mat"}
+    if BLOCKS:
+        inputs["inverse"] = f"{OUT}/inverse.zarr"
+        inputs["slabs"] = [f"{OUT}/inverse/slab_{s}.json" for s in range(LAYOUT.n_slabs)]
+    return inputs
+
+
+rule warp_fixed_slab:
+    input:
+        unpack(inverse_warp_inputs),
+    output:
+        f"{OUT}/inverse_warp/slab_{{slab}}.json",
+    params:
+        fixed=CFG["fixed"],
+        order=CFG["warp"]["order"],
+        use_field=BLOCKS,
+    resources:
+        mem_mb=lambda wc, attempt: 1500 * attempt,
+        runtime=lambda wc, attempt: 60 * attempt,
+    log:
+        f"{OUT}/logs/inverse_warp/slab_{{slab}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/inverse_warp/slab_{{slab}}.tsv"
+    script:
+        "../scripts/warp_fixed_slab.py"
+
+
+rule transform_points:
+    input:
+        unpack(field_inputs),
+        points=lambda wc: POINTS[wc.name]["path"],
+        affine=f"{OUT}/global/affine.mat",
+    output:
+        f"{OUT}/points/{{name}}.csv",
+    params:
+        spec=lambda wc: POINTS[wc.name],
+        fixed_spacing=LAYOUT.spacing.tolist(),
+        moving_spacing=LAYOUT.moving_spacing.tolist(),
+        use_field=BLOCKS,
+    log:
+        f"{OUT}/logs/points/{{name}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/points/{{name}}.tsv"
+    localrule: True
+    script:
+        "../scripts/transform_points.py"
+
+
+rule itk_export:
+    input:
+        unpack(field_inputs),
+        affine=f"{OUT}/global/affine.mat",
+    output:
+        affine=f"{OUT}/itk/affine.tfm",
+        affine_inverse=f"{OUT}/itk/affine_inverse.tfm",
+        **({"field": f"{OUT}/itk/deform_field.nrrd"} if BLOCKS else {}),
+        **({"total": f"{OUT}/itk/total_field.nrrd"}
+           if BLOCKS and CFG["exports"]["itk_total_field"] else {}),
+    params:
+        use_field=BLOCKS,
+        total=CFG["exports"]["itk_total_field"],
+    log:
+        f"{OUT}/logs/itk_export.log",
+    benchmark:
+        f"{OUT}/benchmarks/itk_export.tsv"
+    script:
+        "../scripts/itk_export.py"

@@ -1,0 +1,24 @@
+"""Rule itk_export: the global affine (and its inverse) as ITK .tfm, the field as NRRD."""
+import os
+
+import numpy as np
+
+from snakestream.exports import write_itk_affine, write_itk_field
+from snakestream.io import atomic_path, open_zarr_array
+from snakestream.runtime import rule_context
+
+with rule_context(snakemake):  # noqa: F821
+    p, i, o = snakemake.params, snakemake.input, snakemake.output  # noqa: F821
+    affine = np.loadtxt(i.affine)
+    with atomic_path(o.affine) as tmp:
+        write_itk_affine(tmp, affine)
+    with atomic_path(o.affine_inverse) as tmp:
+        write_itk_affine(tmp, np.linalg.inv(affine))
+    if p.use_field:
+        field = open_zarr_array(i.field)
+        with atomic_path(o.field) as tmp:
+            write_itk_field(tmp, field)
+        if p.total:
+            with atomic_path(o.total) as tmp:
+                write_itk_field(tmp, field, add_affine=affine)
+    print("wrote", ", ".join(os.path.basename(str(f)) for f in o))

@@ -1,0 +1,21 @@
+"""Rule warp_fixed_slab: the fixed image resampled onto one z slab of the moving grid."""
+import json
+import time
+
+import numpy as np
+
+from snakestream.inverse import warp_fixed_slab
+from snakestream.io import atomic_path, open_zarr_array
+from snakestream.runtime import open_image, rule_context
+
+with rule_context(snakemake):  # noqa: F821
+    p, slab, t0 = snakemake.params, int(snakemake.wildcards.slab), time.perf_counter()  # noqa: F821
+    out = open_zarr_array(snakemake.input.image + "/0", mode="r+")  # noqa: F821
+    inverse = open_zarr_array(snakemake.input.inverse) if p.use_field else None  # noqa: F821
+    n = warp_fixed_slab(out, slab, np.asarray(out.attrs["spacing"]),
+                        np.loadtxt(snakemake.input.affine), open_image(p.fixed), inverse,  # noqa: F821
+                        p.order)
+    with atomic_path(snakemake.output[0]) as tmp:  # noqa: F821
+        with open(tmp, "w") as fh:
+            json.dump({"slab": slab, "chunks": n,
+                       "seconds": round(time.perf_counter() - t0, 3)}, fh)
