@@ -11,17 +11,17 @@ rule init_aligned:
         shape=LAYOUT.shape,
         chunks=LAYOUT.chunks,
         spacing=LAYOUT.spacing.tolist(),
-        vector=False,
         dtype=LAYOUT.moving_dtype,
-        attrs={"units": "um", "axes": "z,y,x",
-               "description": "moving image resampled onto the fixed grid"},
+        levels=CFG["pyramid_levels"],
+        name="aligned",
+        attrs={"description": "moving image resampled onto the fixed grid"},
     log:
         f"{OUT}/logs/init_aligned.log",
     benchmark:
         f"{OUT}/benchmarks/init_aligned.tsv"
     localrule: True
     script:
-        "../scripts/init_zarr.py"
+        "../scripts/init_image.py"
 
 
 def warp_inputs(wildcards):
