@@ -68,7 +68,13 @@ def block_file(bid):
 
 def blocks_for_slab(wildcards):
     """Block files whose region touches one gather slab (not the whole list)."""
-    return [block_file(b) for b in LAYOUT.blocks_in_slab(int(wildcards.slab))]
+    return [block_file(b) for b in LAYOUT.blocks_in_field_slab(int(wildcards.slab))]
+
+
+def gathered(slabs=None):
+    """Markers of gather slabs (all of them by default): the field is complete with them."""
+    slabs = range(LAYOUT.n_field_slabs) if slabs is None else slabs
+    return [f"{OUT}/gather/slab_{s}.json" for s in slabs]
 
 
 def blocks_for_row(wildcards):
@@ -80,7 +86,7 @@ def all_targets(wildcards):
     out = [f"{OUT}/global/affine.mat", f"{OUT}/global/qc.json"]
     if BLOCKS:
         out += [f"{OUT}/blocks/table.tsv", f"{OUT}/blocks/qc.tsv"]
-        out += [f"{OUT}/gather/slab_{s}.json" for s in slabs]
+        out += gathered()
     out += [f"{OUT}/warp/slab_{s}.json" for s in slabs]
     out.append(f"{OUT}/report.html")
     return out + transform_targets()

@@ -8,9 +8,9 @@ rule init_deform:
     output:
         directory(f"{OUT}/deform.zarr"),
     params:
-        shape=LAYOUT.shape,
-        chunks=LAYOUT.chunks,
-        spacing=LAYOUT.spacing.tolist(),
+        shape=LAYOUT.field_shape,
+        chunks=LAYOUT.field_chunks,
+        spacing=LAYOUT.field_spacing.tolist(),
         vector=True,
         dtype="float32",
         attrs={"units": "um", "axes": "z,y,x,vector(z,y,x)",
@@ -35,6 +35,7 @@ rule gather_slab:
         blocks_dir=BLOCKS_DIR,
         blocksize=(CFG.get("blocks") or {}).get("blocksize"),
         overlap=(CFG.get("blocks") or {}).get("overlap"),
+        step=LAYOUT.field_step,
     threads: CFG["threads"]["gather"]
     resources:
         mem_mb=slab_mem_mb,

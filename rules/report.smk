@@ -15,7 +15,7 @@ def report_inputs(wildcards):
             table=f"{OUT}/blocks/table.tsv",
             qc=f"{OUT}/blocks/qc.tsv",
             field=f"{OUT}/deform.zarr",
-            gather=[f"{OUT}/gather/slab_{s}.json" for s in slabs],
+            gather=gathered(),
         )
     return inputs
 

@@ -15,7 +15,7 @@ def field_inputs(wildcards):
     if not BLOCKS:
         return {}
     return {"field": f"{OUT}/deform.zarr",
-            "gathered": [f"{OUT}/gather/slab_{s}.json" for s in range(LAYOUT.n_slabs)]}
+            "gathered": gathered()}
 
 
 def transform_targets():
@@ -126,9 +126,9 @@ rule init_inverse:
     output:
         directory(f"{OUT}/inverse.zarr"),
     params:
-        shape=LAYOUT.shape,
-        chunks=LAYOUT.chunks,
-        spacing=LAYOUT.spacing.tolist(),
+        shape=LAYOUT.field_shape,
+        chunks=LAYOUT.field_chunks,
+        spacing=LAYOUT.field_spacing.tolist(),
         vector=True,
         dtype="float32",
         attrs={"units": "um", "axes": "z,y,x,vector(z,y,x)",
@@ -147,7 +147,7 @@ rule inverse_slab:
     input:
         inverse=f"{OUT}/inverse.zarr",
         field=f"{OUT}/deform.zarr",
-        gathered=[f"{OUT}/gather/slab_{s}.json" for s in range(LAYOUT.n_slabs)],
+        gathered=gathered(),
     output:
         f"{OUT}/inverse/slab_{{slab}}.json",
     resources:
@@ -187,7 +187,7 @@ def inverse_warp_inputs(wildcards):
     inputs = {"image": f"{OUT}/fixed_on_moving.zarr", "affine": f"{OUT}/global/affine.mat"}
     if BLOCKS:
         inputs["inverse"] = f"{OUT}/inverse.zarr"
-        inputs["slabs"] = [f"{OUT}/inverse/slab_{s}.json" for s in range(LAYOUT.n_slabs)]
+        inputs["slabs"] = [f"{OUT}/inverse/slab_{s}.json" for s in range(LAYOUT.n_field_slabs)]
     return inputs
 
 

@@ -28,7 +28,7 @@ def warp_inputs(wildcards):
     inputs = {"image": f"{OUT}/aligned.zarr", "affine": f"{OUT}/global/affine.mat"}
     if BLOCKS:
         inputs["field"] = f"{OUT}/deform.zarr"
-        inputs["slab_done"] = f"{OUT}/gather/slab_{wildcards.slab}.json"
+        inputs["slab_done"] = gathered(LAYOUT.field_slabs_for(int(wildcards.slab)))
     return inputs
 
 

@@ -15,10 +15,11 @@ with rule_context(snakemake):  # noqa: F821
     table = read_table(snakemake.input.table)  # noqa: F821
     table = table[table.aligned.astype(bool)]
     out = open_zarr_array(snakemake.input.field, mode="r+")  # noqa: F821
-    spacing = out.attrs["spacing"]
+    spacing = [s / f for s, f in zip(out.attrs["spacing"], p.step)]  # the fixed grid's
     path_of = lambda bid: os.path.join(p.blocks_dir, block_relpath(bid))  # noqa: E731
     n, jacobian = write_field_slab(out, table, slab, spacing,
-                                   overlap_voxels(p.blocksize, p.overlap), block_loader(path_of))
+                                   overlap_voxels(p.blocksize, p.overlap), block_loader(path_of),
+                                   step=p.step)
     stats = {"slab": slab, "chunks": n, "seconds": round(time.perf_counter() - t0, 3),
              "peak_mem_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
              "jacobian": jacobian}

@@ -106,13 +106,13 @@ def write_table(table, path):
     table.to_csv(path, sep="\t", index=False)
 
 
-def ramp(start, stop, lo, hi, ovl):
-    """1-D linear-blending weight for voxels ``lo..hi-1`` of a block.
+def ramp(start, stop, positions, ovl):
+    """1-D linear-blending weight of a block at fixed-voxel ``positions``.
 
     The block's unclipped region is ``[start, stop)``; the weight rises linearly
     over ``ovl`` voxels from each face (strictly positive, 1 in the core).
     """
-    i = np.arange(lo, hi, dtype=np.float64)
+    i = np.asarray(positions, dtype=np.float64)
     if ovl <= 0:
         return np.ones_like(i)
     dist = np.minimum(i - start, stop - 1 - i)

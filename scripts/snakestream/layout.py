@@ -38,6 +38,7 @@ class Layout:
     fixed_dtype: str = None
     moving_shape: tuple = None
     moving_spacing: np.ndarray = None
+    field_step: tuple = (1, 1, 1)
     ids: np.ndarray = None
     index: np.ndarray = None
     lo: np.ndarray = None
@@ -53,6 +54,7 @@ class Layout:
         chunks = tuple(min(int(c), int(n)) for c, n in zip(cfg["output_chunks"], fix.shape))
         layout = cls(tuple(int(n) for n in fix.shape), fix.spacing, chunks, str(mov.dtype),
                      str(fix.dtype), tuple(int(n) for n in mov.shape), mov.spacing)
+        layout.field_step = tuple(int(f) for f in cfg.get("field_downsample", (1, 1, 1)))
         if cfg.get("blocks"):
             layout.add_blocks(cfg["blocks"]["blocksize"], cfg["blocks"]["overlap"])
         return layout
@@ -72,6 +74,43 @@ class Layout:
     def n_slabs(self):
         """Number of one-chunk-thick z slabs for gather and warp jobs."""
         return int(np.ceil(self.shape[0] / self.chunks[0]))
+
+    @property
+    def field_shape(self):
+        """Shape of deform.zarr's grid (the fixed grid subsampled by ``field_step``)."""
+        return tuple(-(-n // f) for n, f in zip(self.shape, self.field_step))
+
+    @property
+    def field_spacing(self):
+        """Spacing of deform.zarr's grid, µm."""
+        return self.spacing * np.asarray(self.field_step)
+
+    @property
+    def field_chunks(self):
+        """Chunks of deform.zarr (the output chunks subsampled likewise)."""
+        return tuple(max(1, min(-(-c // f), n)) for c, f, n in
+                     zip(self.chunks, self.field_step, self.field_shape))
+
+    @property
+    def n_field_slabs(self):
+        """Number of gather jobs (z rows of field chunks)."""
+        return int(np.ceil(self.field_shape[0] / self.field_chunks[0]))
+
+    def field_slabs_for(self, slab):
+        """Gather slabs a warp slab's field values come from (with one voxel to spare)."""
+        z0 = slab * self.chunks[0]
+        z1 = min(z0 + self.chunks[0], self.shape[0])
+        f0 = max(z0 // self.field_step[0] - 1, 0)
+        f1 = min((z1 - 1) // self.field_step[0] + 2, self.field_shape[0])
+        c = self.field_chunks[0]
+        return list(range(f0 // c, (f1 - 1) // c + 1))
+
+    def blocks_in_field_slab(self, slab):
+        """Ids of blocks whose region overlaps gather slab ``slab`` of the field grid."""
+        f = self.field_step[0]
+        z0 = slab * self.field_chunks[0] * f
+        z1 = min((slab + 1) * self.field_chunks[0], self.field_shape[0]) * f
+        return self.ids[(self.lo[:, 0] < z1) & (self.hi[:, 0] > z0)].tolist()
 
     @property
     def moving_chunks(self):

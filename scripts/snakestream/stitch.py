@@ -26,23 +26,28 @@ def overlapping(table, start, stop):
     return table[keep]
 
 
-def block_weight(row, lo, hi, ovl):
-    """Blending weight of a block over voxels ``[lo, hi)`` (z,y,x), float64."""
+def block_weight(row, lo, hi, ovl, step=(1, 1, 1)):
+    """Blending weight of a block over field voxels ``[lo, hi)`` (z,y,x), float64.
+
+    Field voxel ``c`` sits on fixed voxel ``c * step`` (``step`` > 1 for a coarse field).
+    """
     w = None
     for k, ax in enumerate("zyx"):
         start, stop = row[f"c{ax}0"] - ovl[k], row[f"c{ax}1"] + ovl[k]
-        r = ramp(start, stop, lo[k], hi[k], ovl[k])
+        r = ramp(start, stop, np.arange(lo[k], hi[k]) * step[k], ovl[k])
         w = r if w is None else np.multiply.outer(w, r)
     return w
 
 
-def blend_region(start, shape, rows, spacing, ovl, transform_of, coverage=False):
-    """Blended displacement (Z,Y,X,3 float32 µm) on one region of the fixed grid.
+def blend_region(start, shape, rows, spacing, ovl, transform_of, coverage=False,
+                 step=(1, 1, 1)):
+    """Blended displacement (Z,Y,X,3 float32 µm) on one region of the field grid.
 
     Parameters
     ----------
     start, shape : sequences of 3 int
-        Region of the fixed voxel grid (z,y,x).
+        Region of the field's voxel grid (z,y,x); the field grid is the fixed grid
+        subsampled by ``step`` (field voxel c is fixed voxel c * step).
     rows : DataFrame
         Block-table rows to blend (already limited to aligned blocks).
     spacing : sequence of 3 float
@@ -54,19 +59,22 @@ def blend_region(start, shape, rows, spacing, ovl, transform_of, coverage=False)
         when the block contributes nothing (skipped at run time).
     coverage : bool
         Also return the boolean mask of voxels reached by at least one block.
+    step : sequence of 3 int
+        Field grid factor per axis (1 = the fixed grid).
     """
     start, shape = np.asarray(start, int), np.asarray(shape, int)
+    step = np.asarray(step, int)
     stop = start + shape
     acc = np.zeros(tuple(shape) + (3,))
     wsum = np.zeros(tuple(shape))
     for _, row in rows.iterrows():
-        lo = np.maximum([row["z0"], row["y0"], row["x0"]], start)
-        hi = np.minimum([row["z1"], row["y1"], row["x1"]], stop)
+        lo = np.maximum(-(-np.array([row["z0"], row["y0"], row["x0"]]) // step), start)
+        hi = np.minimum(-(-np.array([row["z1"], row["y1"], row["x1"]]) // step), stop)
         transform = transform_of(row["id"]) if np.all(hi > lo) else None
         if transform is None:
             continue
-        d = tf.displacement_on_grid(transform, lo, hi - lo, spacing)
-        w = block_weight(row, lo, hi, ovl)
+        d = tf.displacement_on_grid(transform, lo, hi - lo, np.asarray(spacing, float) * step)
+        w = block_weight(row, lo, hi, ovl, step)
         sl = tuple(slice(a, b) for a, b in zip(lo - start, hi - start))
         acc[sl] += d * w[..., None]
         wsum[sl] += w
@@ -106,7 +114,7 @@ def n_slabs(shape, chunks):
     return int(np.ceil(shape[0] / chunks[0]))
 
 
-def write_field_slab(out, table, slab, spacing, ovl, transform_of):
+def write_field_slab(out, table, slab, spacing, ovl, transform_of, step=(1, 1, 1)):
     """Blend every output chunk of one z slab into the zarr array ``out`` (Z,Y,X,3).
 
     Memory is bounded by one chunk and the cached block transforms, whatever the
@@ -119,17 +127,18 @@ def write_field_slab(out, table, slab, spacing, ovl, transform_of):
 
     from .qc import jacobian_det, jacobian_stats, merge_jacobian_stats
 
-    shape, chunks = out.shape[:3], out.chunks[:3]
+    shape, chunks, step = out.shape[:3], out.chunks[:3], np.asarray(step, int)
     z0, z1 = slab_bounds(shape, chunks, slab)
-    rows = overlapping(table, (z0, 0, 0), (z1,) + tuple(shape[1:]))
+    rows = overlapping(table, (z0 * step[0], 0, 0), ((z1 - 1) * step[0] + 1,) +
+                       tuple(np.asarray(shape[1:]) * step[1:]))
     count, jac = 0, []
     for start in chunk_starts((z0, 0, 0), (z1,) + tuple(shape[1:]), chunks):
         stop = np.minimum(start + chunks, shape)
-        near = overlapping(rows, start, stop)
+        near = overlapping(rows, start * step, (stop - 1) * step + 1)
         field, covered = blend_region(start, stop - start, near, spacing, ovl, transform_of,
-                                      coverage=True)
+                                      coverage=True, step=step)
         out[tuple(slice(a, b) for a, b in zip(start, stop))] = field
         inner = binary_erosion(covered, np.ones((3, 3, 3)), border_value=1)
-        jac.append(jacobian_stats(jacobian_det(field, spacing)[inner]))
+        jac.append(jacobian_stats(jacobian_det(field, np.asarray(spacing) * step)[inner]))
         count += 1
     return count, merge_jacobian_stats(jac)

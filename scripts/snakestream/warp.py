@@ -16,6 +16,24 @@ def moving_points(start, shape, fix_spacing, affine, field=None):
     return x @ np.asarray(affine)[:3, :3].T + np.asarray(affine)[:3, 3]
 
 
+def field_on_region(field, start, shape, fix_spacing):
+    """Displacement (Z,Y,X,3 µm) on a region of the fixed grid from a stored field.
+
+    A field on the fixed grid is sliced; a coarser field (``field_downsample``) is
+    read around the region and interpolated trilinearly.
+    """
+    spacing = np.asarray(field.attrs["spacing"], float)
+    start, shape = np.asarray(start), np.asarray(shape)
+    if np.allclose(spacing, fix_spacing):
+        return np.asarray(field[tuple(slice(a, a + n) for a, n in zip(start, shape))])
+    lo = np.floor(start * fix_spacing / spacing).astype(int)
+    hi = np.minimum(np.ceil((start + shape - 1) * fix_spacing / spacing).astype(int) + 2,
+                    field.shape[:3])
+    block = np.asarray(field[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], dtype=np.float64)
+    pts = tf.physical_grid(start, shape, fix_spacing) - lo * spacing
+    return tf.sample_field(block, spacing, pts.reshape(-1, 3)).reshape(tuple(shape) + (3,))
+
+
 def sample_moving(mov_vol, points, order=1, cval=0):
     """Sample the moving volume at physical points, reading only the part they touch.
 
@@ -56,7 +74,7 @@ def warp_slab(out, slab, fix_spacing, affine, mov_vol, field=None, order=1):
     for start in chunk_starts((z0, 0, 0), (z1,) + tuple(shape[1:]), chunks):
         stop = np.minimum(start + chunks, shape)
         sl = tuple(slice(a, b) for a, b in zip(start, stop))
-        d = None if field is None else np.asarray(field[sl])
+        d = None if field is None else field_on_region(field, start, stop - start, fix_spacing)
         pts = moving_points(start, stop - start, fix_spacing, affine, d)
         out[sl] = _cast(sample_moving(mov_vol, pts, order), out.dtype)
         count += 1
