@@ -122,12 +122,6 @@ class Layout:
         """Number of z slabs of the moving grid."""
         return int(np.ceil(self.moving_shape[0] / self.moving_chunks[0]))
 
-    def blocks_in_slab(self, slab):
-        """Ids of blocks whose region overlaps z slab ``slab``."""
-        z0 = slab * self.chunks[0]
-        z1 = min(z0 + self.chunks[0], self.shape[0])
-        return self.ids[(self.lo[:, 0] < z1) & (self.hi[:, 0] > z0)].tolist()
-
     def blocks_in_row(self, iz):
         """Ids of blocks in grid row ``iz`` (z index)."""
         return self.ids[self.index[:, 0] == iz].tolist()
