@@ -23,6 +23,7 @@ $(DEMO)/data/truth.npz: $(VENV)/.installed
 demo: $(DEMO)/data/truth.npz
 	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml
 	$(BIN)/python scripts/demo_tre.py $(DEMO)/data/truth.npz $(DEMO)/results
+	@echo "QC report: $(DEMO)/results/report.html"
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
