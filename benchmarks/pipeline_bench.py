@@ -1,0 +1,622 @@
+"""Where the pipeline's time and memory go, and how they grow with the volume.
+
+For each size it generates a demo pair with known truth (snakestream.demo: nuclei-like
+blobs in an ellipsoidal tissue mask, a known affine plus smooth deformation, intensity
+change, noise), runs the whole workflow with ``snakemake --cores N`` and reports per
+stage (global, block table, blocks, gather, warp, qc/report):
+
+* wall time (first job start to last job end, from the job benchmark files),
+* summed CPU time and summed job time of the stage's jobs,
+* peak resident memory of the largest single job (the job's own ``ru_maxrss`` where
+  the job records it, else Snakemake's ``max_rss``),
+* bytes written (size of the stage's outputs on disk);
+
+for the block stage also the summed time inside SimpleITK registration versus
+everything else (job start and imports, reading crops, writing the block file, and the
+jobs of skipped blocks): ``overhead = (job time - registration) / registration``;
+and the TRE (median / 95th percentile, µm) after the global affine and after the blocks.
+
+If ``bigstream`` is importable, it also runs bigstream's ``alignment_pipeline`` and
+``distributed_piecewise_alignment_pipeline`` on the same pair with the same steps and
+2 single-threaded workers and reports time and TRE side by side (optional: without
+bigstream the comparison is skipped and said so).
+
+Outputs under ``--out`` (default benchmarks/out, not committed): ``pipeline_bench.tsv``
+and ``.json`` (one row per size and stage), ``pipeline_bench.png`` (time and memory
+against voxel count), ``data/`` (generated pairs, reused when present) and ``runs/``.
+
+Usage::
+
+    .venv/bin/python benchmarks/pipeline_bench.py --quick          # smoke run, ~1 min
+    .venv/bin/python benchmarks/pipeline_bench.py                  # 64x256x256, 128x512x512
+    .venv/bin/python benchmarks/pipeline_bench.py --sizes 64x256x256 --cores 2
+        [--steps my_block_steps.yaml] [--keep-runs] [--no-bigstream]
+"""
+
+import argparse
+import copy
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+DEFAULT_SIZES = ["64x256x256", "128x512x512"]
+QUICK_SIZE = "32x96x96"
+SPACING = [0.8, 0.4, 0.4]  # the demo's voxel size (µm), z y x
+SEED = 0
+# The largest size make_demo renders in memory here: it holds ~300 bytes per voxel
+# (float64 coordinates of every voxel plus the inverse-transform iteration), so
+# 256x1024x1024 (268 M voxels) would need ~80 GB; see --sizes and the README.
+MAX_DEMO_VOXELS = 64 * 1024 * 1024
+
+# Global steps as config/demo.yaml (rigid then affine at 1.6 µm): the talk's 2 µm scaled.
+GLOBAL_STEPS = [
+    ["rigid", {"alignment_spacing": 1.6, "shrink_factors": [2, 1], "smooth_sigmas": [3.2, 1.6],
+               "initial_condition": "CENTER",
+               "optimizer_args": {"learningRate": 0.25, "minStep": 0.0,
+                                  "numberOfIterations": 400}}],
+    ["affine", {"alignment_spacing": 1.6, "shrink_factors": [2, 1], "smooth_sigmas": [3.2, 1.6],
+                "optimizer_args": {"learningRate": 0.25, "minStep": 0.0,
+                                   "numberOfIterations": 400}}],
+]
+# Block steps: the bigstream talk's kind of settings scaled to the demo's voxels. Block
+# core 16x48x48 (talk: 24x48x48 at 0.4x0.1625 µm), overlap 0.5; an affine, then a deform
+# with control points every 18 voxels in y/x (talk: 3 µm at 0.1625 µm = 18 voxels; here
+# 7.2 µm at 0.4 µm), metric C for both, as in the talk.
+#   talk: the talk's iterations (affine 200 on 5 % of voxels instead of 800 on all;
+#         deform 200 on the library's default 5 %);
+#   fast: deform 50 iterations on 2 % (what benchmarks/bspline_iter.py shows is enough);
+#         the default, since the talk preset takes ~2 h at 128x512x512 on 2 cores.
+def _block_steps(deform_iterations, deform_sampling):
+    return [
+        ["affine", {"alignment_spacing": None, "shrink_factors": [1], "smooth_sigmas": [0.4],
+                    "metric": "C", "sampling": "RANDOM", "sampling_percentage": 0.05,
+                    "optimizer_args": {"learningRate": 0.25, "minStep": 0.0,
+                                       "numberOfIterations": 200}}],
+        ["deform", {"control_point_spacing": 7.2, "control_point_levels": [1],
+                    "alignment_spacing": None, "shrink_factors": [1], "smooth_sigmas": [0.4],
+                    "metric": "C", "sampling_percentage": deform_sampling,
+                    "optimizer_args": {"learningRate": 0.25, "minStep": 0.0,
+                                       "numberOfIterations": deform_iterations}}],
+    ]
+
+
+PRESETS = {"talk": _block_steps(200, 0.05), "fast": _block_steps(50, 0.02)}
+BLOCKSIZE, OVERLAP = [16, 48, 48], 0.5
+OUTPUT_CHUNKS = [16, 128, 128]
+# --quick: a tiny case with short steps, to check the benchmark itself.
+QUICK_GLOBAL = [["affine", {"alignment_spacing": 1.6, "shrink_factors": [1],
+                            "smooth_sigmas": [1.6], "initial_condition": "CENTER",
+                            "optimizer_args": {"numberOfIterations": 50}}]]
+QUICK_BLOCKS = [["affine", {"smooth_sigmas": [0.4], "sampling": "RANDOM",
+                            "sampling_percentage": 0.05,
+                            "optimizer_args": {"numberOfIterations": 20}}],
+                ["deform", {"control_point_spacing": 8.0, "smooth_sigmas": [0.4],
+                            "sampling_percentage": 0.02,
+                            "optimizer_args": {"numberOfIterations": 10}}]]
+
+STAGES = ["global", "block table", "blocks", "gather", "warp", "pyramid", "itk export",
+          "other"]
+# job script (file name stem) -> stage; init_zarr creates deform.zarr and aligned.zarr
+# (init_* create empty Zarr arrays); scripts not listed are a stage of their own
+# (e.g. pyramid, itk_export)
+SCRIPT_STAGE = {"global_align": "global", "block_table": "block table",
+                "align_block": "blocks", "gather_slab": "gather", "warp_slab": "warp",
+                "init_zarr": "other", "init_image": "other", "block_qc": "other",
+                "report": "other", "itk_export": "itk export"}
+# Snakemake benchmark files (under <output>/benchmarks/) of each stage's jobs
+STAGE_BENCH = {
+    "global": ["global_align.tsv"],
+    "block table": ["block_table.tsv"],
+    "blocks": ["blocks/*/*/*.tsv"],
+    "gather": ["gather/slab_*.tsv"],
+    "warp": ["warp/slab_*.tsv"],
+    "other": ["block_qc/*.tsv", "block_qc.tsv", "report.tsv", "init_*.tsv"],
+    "itk export": ["itk_export.tsv"],
+    "pyramid": ["pyramid/*.tsv"],
+}
+# what each stage writes (relative to the output folder)
+STAGE_OUTPUTS = {
+    "global": ["global"],
+    "block table": ["blocks/table.tsv"],
+    "blocks": ["blocks/z*/*/*.npz"],
+    "gather": ["deform.zarr", "gather"],
+    "warp": ["aligned.zarr", "warp"],
+    "other": ["blocks/qc.tsv", "blocks/z*/qc.tsv", "report.html"],
+    "itk export": ["itk"],
+}
+
+
+# --------------------------------------------------------------------------
+# Generic helpers
+# --------------------------------------------------------------------------
+def parse_size(text):
+    shape = tuple(int(v) for v in text.lower().split("x"))
+    if len(shape) != 3 or min(shape) < 8:
+        raise SystemExit(f"--sizes: {text!r} is not ZxYxX (e.g. 64x256x256)")
+    return shape
+
+
+def run_measured(cmd, log_path, env=None, cwd=None):
+    """Run a command; returns (returncode, wall s, CPU s of it and its children, peak RSS MB).
+
+    The CPU time and peak come from ``wait4`` on the child, so they cover the whole
+    process tree it waited for (Snakemake's jobs included), not the machine.
+    """
+    t0 = time.perf_counter()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t0
+    return proc.returncode, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+def disk_bytes(paths):
+    total = 0
+    for p in paths:
+        if os.path.isfile(p):
+            total += os.path.getsize(p)
+        elif os.path.isdir(p):
+            for dirpath, _, files in os.walk(p):
+                total += sum(os.path.getsize(os.path.join(dirpath, f)) for f in files)
+    return total
+
+
+def read_bench(path):
+    """One Snakemake benchmark TSV -> dict (first repeat), plus its end time (mtime)."""
+    with open(path) as fh:
+        header = fh.readline().rstrip("\n").split("\t")
+        values = fh.readline().rstrip("\n").split("\t")
+    row = {}
+    for k, v in zip(header, values):
+        try:
+            row[k] = float(v)
+        except ValueError:
+            row[k] = float("nan")
+    row["end"] = os.path.getmtime(path)
+    return row
+
+
+# --------------------------------------------------------------------------
+# Data and config
+# --------------------------------------------------------------------------
+def ensure_data(shape, data_root):
+    """Generate (or reuse) the demo pair of this size; returns (folder, generation record)."""
+    folder = Path(data_root) / ("s" + "x".join(map(str, shape)))
+    stamp = folder / "generated.json"
+    if stamp.exists() and (folder / "truth.npz").exists():
+        return folder, json.loads(stamp.read_text())
+    if np.prod(shape) > MAX_DEMO_VOXELS:
+        raise SystemExit(
+            f"{'x'.join(map(str, shape))}: snakestream.demo renders the whole pair in memory "
+            f"(~300 bytes per voxel, ~{np.prod(shape) * 300 / 1e9:.0f} GB here); sizes up to "
+            f"{MAX_DEMO_VOXELS / 2**20:.0f} M voxels are supported on this machine.")
+    folder.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "scripts"))
+    cmd = [sys.executable, "-m", "snakestream.demo", str(folder), "--shape", *map(str, shape),
+           "--spacing", *map(str, SPACING), "--seed", str(SEED)]
+    rc, wall, cpu, peak = run_measured(cmd, folder / "generate.log", env=env)
+    if rc:
+        raise SystemExit(f"demo generation failed, see {folder / 'generate.log'}")
+    record = {"seconds": round(wall, 1), "cpu_seconds": round(cpu, 1),
+              "peak_mem_mb": round(peak), "bytes": disk_bytes([folder])}
+    stamp.write_text(json.dumps(record))
+    return folder, record
+
+
+def make_config(data, out, quick=False, block_steps=None, preset="fast"):
+    return {
+        "fixed": {"path": str(data / "fix.zarr"), "dataset": "s0", "spacing": SPACING,
+                  "mask": {"path": str(data / "fix_mask.zarr"), "dataset": "s0"}},
+        "moving": {"path": str(data / "mov.h5"), "dataset": "/ch0", "spacing": None,
+                   "mask": None},
+        "output": str(out),
+        "truth": str(data / "truth.npz"),
+        "output_chunks": OUTPUT_CHUNKS,
+        "global_steps": copy.deepcopy(QUICK_GLOBAL if quick else GLOBAL_STEPS),
+        "blocks": {"blocksize": BLOCKSIZE, "overlap": OVERLAP,
+                   "steps": copy.deepcopy(block_steps or (QUICK_BLOCKS if quick else PRESETS[preset]))},
+    }
+
+
+# --------------------------------------------------------------------------
+# One pipeline run and its numbers
+# --------------------------------------------------------------------------
+def run_pipeline(cfg, run_dir, cores):
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg_path = run_dir / "config.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    # every Python process of the run records its CPU time, wall time and peak memory
+    # at exit (benchmarks/accounting/sitecustomize.py)
+    accounting = run_dir / "processes.jsonl"
+    accounting.unlink(missing_ok=True)
+    env = dict(os.environ, SNAKESTREAM_BENCH_ACCOUNT=str(accounting),
+               PYTHONPATH=os.pathsep.join([str(ROOT / "benchmarks" / "accounting"),
+                                           str(ROOT / "scripts")]))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(run_dir),
+           "--cores", str(cores), "--configfile", str(cfg_path), "--quiet", "rules"]
+    rc, wall, cpu, _ = run_measured(cmd, run_dir / "snakemake.log", env=env)
+    if rc:
+        tail = (run_dir / "snakemake.log").read_text().splitlines()[-30:]
+        raise SystemExit(f"snakemake failed (exit {rc}); last lines:\n" + "\n".join(tail))
+    return wall, cpu
+
+
+def block_records(out):
+    """Per block file: (job benchmark row, qc) for every block job."""
+    from snakestream.blockfile import load_block
+
+    recs = []
+    for tsv in glob.glob(str(out / "benchmarks" / "blocks" / "*" / "*" / "*.tsv")):
+        rel = Path(tsv).relative_to(out / "benchmarks")
+        npz = out / rel.with_suffix(".npz")
+        _, qc, _ = load_block(npz)
+        recs.append((read_bench(tsv), qc))
+    return recs
+
+
+def slab_json(out, kind):
+    rows = []
+    for path in glob.glob(str(out / kind / "slab_*.json")):
+        with open(path) as fh:
+            rows.append(json.load(fh))
+    return rows
+
+
+def process_records(run_dir):
+    """Per-process records of a run, grouped by stage (see benchmarks/accounting)."""
+    path = run_dir / "processes.jsonl"
+    groups = {}
+    if not path.exists():
+        return groups
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        name = os.path.basename(rec["argv"][0] if rec["argv"] else "")
+        stem = name[:-3].rsplit(".", 1)[-1] if name.endswith(".py") else name
+        if name == "__main__.py" and "snakemake" in rec["argv"][0]:
+            stage = "snakemake scheduler"
+        else:
+            stage = SCRIPT_STAGE.get(stem, stem)
+        groups.setdefault(stage, []).append(rec)
+    return groups
+
+
+def stage_rows(out, total_wall, procs=None):
+    """One dict per stage with time, CPU, memory and bytes.
+
+    From the per-process records where there are any (exact CPU time and peak of each
+    job's process, interpreter start-up included), else from Snakemake's benchmark
+    files (whose ``cpu_time`` is sampled and misses most of a short job).
+    """
+    procs = procs or {}
+    rows = {}
+    for stage in STAGES:
+        files = [f for pat in STAGE_BENCH[stage]
+                 for f in glob.glob(str(out / "benchmarks" / pat))]
+        bench = [read_bench(f) for f in files]
+        if not bench:
+            continue
+        start = min(b["end"] - b["s"] for b in bench)
+        end = max(b["end"] for b in bench)
+        outputs = [p for pat in STAGE_OUTPUTS.get(stage, []) for p in glob.glob(str(out / pat))]
+        rows[stage] = {
+            "stage": stage, "jobs": len(bench),
+            "span_s": round(end - start, 2),
+            "job_s": round(sum(b["s"] for b in bench), 2),
+            "cpu_s": round(sum(b.get("cpu_time", 0.0) for b in bench), 2),
+            "peak_mem_mb": round(max(b.get("max_rss", 0.0) for b in bench), 1),
+            "bytes_written": disk_bytes(outputs),
+            "source": "snakemake benchmark",
+        }
+        recs = procs.get(stage)
+        if recs:
+            rows[stage].update({
+                "jobs": len(recs),
+                "span_s": round(max(r["end"] for r in recs) - min(r["start"] for r in recs), 2),
+                "job_s": round(sum(r["end"] - r["start"] for r in recs), 2),
+                "cpu_s": round(sum(r["cpu_s"] for r in recs), 2),
+                "peak_mem_mb": round(max(r["peak_mem_mb"] for r in recs), 1),
+                "source": "process records",
+            })
+    # without process records: the jobs' own ru_maxrss where they write it
+    for stage, recs in (("gather", slab_json(out, "gather")), ("warp", slab_json(out, "warp"))):
+        if stage in rows and recs and rows[stage]["source"] != "process records":
+            rows[stage]["peak_mem_mb"] = max(r["peak_mem_mb"] for r in recs)
+    blocks = block_records(out)
+    if "blocks" in rows and blocks:
+        reg = sum(sum(s.get("seconds", 0.0) for s in qc["steps"]) for _, qc in blocks)
+        inside = sum(qc.get("seconds", 0.0) for _, qc in blocks)
+        read = sum(qc.get("read_seconds", 0.0) for _, qc in blocks)
+        job = sum(b["s"] for b, _ in blocks)
+        aligned = [qc for _, qc in blocks if qc["status"] != "skipped"]
+        skipped_job = sum(b["s"] for b, qc in blocks if qc["status"] == "skipped")
+        peaks = [qc["peak_mem_mb"] for _, qc in blocks if "peak_mem_mb" in qc]
+        rows["blocks"].update({
+            "blocks_aligned": len(aligned), "blocks_skipped": len(blocks) - len(aligned),
+            "registration_s": round(reg, 2),
+            "read_s": round(read, 2),
+            "other_in_job_s": round(inside - reg - read, 2),
+            "job_start_imports_write_s": round(job - skipped_job - inside, 2),
+            "skipped_jobs_s": round(skipped_job, 2),
+            "overhead_ratio": round((job - reg) / reg, 3) if reg else None,
+            "registration_per_aligned_block_s": round(reg / max(len(aligned), 1), 2),
+            "job_peak_mem_mb_max": max(peaks) if peaks else None,
+        })
+        if peaks and rows["blocks"]["source"] != "process records":
+            rows["blocks"]["peak_mem_mb"] = max(peaks)
+        if "cpu_s" in rows["blocks"] and reg:
+            # CPU view: everything the block jobs burn that is not registration
+            # (registration is timed in wall seconds inside the job; on an idle core
+            # wall ~ CPU for this single-threaded work)
+            rows["blocks"]["overhead_ratio_cpu"] = round((rows["blocks"]["cpu_s"] - reg) / reg, 3)
+    if "snakemake scheduler" in procs:
+        recs = procs["snakemake scheduler"]
+        rows["snakemake scheduler"] = {
+            "stage": "snakemake scheduler", "jobs": len(recs),
+            "cpu_s": round(sum(r["cpu_s"] for r in recs), 2),
+            "peak_mem_mb": round(max(r["peak_mem_mb"] for r in recs), 1)}
+    for stage, recs in procs.items():  # whole-run jobs the table above does not know
+        if stage in rows or stage == "snakemake scheduler":
+            continue
+        rows[stage] = {
+            "stage": stage, "jobs": len(recs),
+            "span_s": round(max(r["end"] for r in recs) - min(r["start"] for r in recs), 2),
+            "job_s": round(sum(r["end"] - r["start"] for r in recs), 2),
+            "cpu_s": round(sum(r["cpu_s"] for r in recs), 2),
+            "peak_mem_mb": round(max(r["peak_mem_mb"] for r in recs), 1),
+            "source": "process records"}
+    rows["total"] = {"stage": "total", "span_s": round(total_wall, 2)}
+    return rows
+
+
+def stage_tre(data, out):
+    """TRE after each stage, via scripts/demo_tre.py (it writes <out>/tre.json)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "scripts"))
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "demo_tre.py"),
+                    str(data / "truth.npz"), str(out)], check=True, env=env,
+                   capture_output=True)
+    with open(out / "tre.json") as fh:
+        return json.load(fh)
+
+
+# --------------------------------------------------------------------------
+# Optional: bigstream on the same pair
+# --------------------------------------------------------------------------
+def bigstream_available():
+    """bigstream's two entry points, or None when bigstream is not installed."""
+    try:
+        from bigstream.align import alignment_pipeline
+        from bigstream.piecewise_align import distributed_piecewise_alignment_pipeline
+    except Exception:  # not installed, or its dependencies (dask, ClusterWrap) are missing
+        return None
+    return alignment_pipeline, distributed_piecewise_alignment_pipeline
+
+
+def _bigstream_steps(steps):
+    """Our step lists as bigstream's (name, kwargs) tuples (the keys are bigstream's)."""
+    return [(name, {k: v for k, v in kw.items() if v is not None}) for name, kw in steps]
+
+
+def run_bigstream(data, cfg, workers=2):
+    """Time and TRE of bigstream's global + distributed piecewise alignment, or None."""
+    entry = bigstream_available()
+    if entry is None:
+        return None
+    alignment_pipeline, piecewise = entry
+    from snakestream.demo import load_truth
+    from snakestream.io import open_volume
+    from snakestream.qc import tre
+    from snakestream.transform import transform_points
+
+    truth = load_truth(data / "truth.npz")
+    fix_vol = open_volume(str(data / "fix.zarr"), "s0")
+    mov_vol = open_volume(str(data / "mov.h5"), "/ch0")
+    fix = fix_vol.read(tuple(slice(0, n) for n in fix_vol.shape))
+    mov = mov_vol.read(tuple(slice(0, n) for n in mov_vol.shape))
+    fix_mask = open_volume(str(data / "fix_mask.zarr"), "s0", spacing=fix_vol.spacing)
+    mask = fix_mask.read(tuple(slice(0, n) for n in fix_mask.shape))
+    c0, t0 = time.process_time(), time.perf_counter()
+    affine = alignment_pipeline(fix, mov, fix_vol.spacing, mov_vol.spacing,
+                                _bigstream_steps(cfg["global_steps"]))
+    t_global = time.perf_counter() - t0
+    field = piecewise(fix, mov, fix_vol.spacing, mov_vol.spacing,
+                      _bigstream_steps(cfg["blocks"]["steps"]),
+                      blocksize=cfg["blocks"]["blocksize"], overlap=cfg["blocks"]["overlap"],
+                      fix_mask=mask, static_transform_list=[affine],
+                      cluster_kwargs={"n_workers": workers, "threads_per_worker": 1})
+    wall = time.perf_counter() - t0
+    field = np.asarray(field)
+    pts = truth.landmarks_fixed
+    return {"wall_s": round(wall, 2), "global_wall_s": round(t_global, 2),
+            "blocks_wall_s": round(wall - t_global, 2),
+            "cpu_s_this_process": round(time.process_time() - c0, 2),
+            "tre_global": tre(transform_points(pts, affine), truth.landmarks_moving),
+            "tre_blocks": tre(transform_points(pts, affine, field, fix_vol.spacing),
+                              truth.landmarks_moving)}
+
+
+# --------------------------------------------------------------------------
+# Table, files, plot
+# --------------------------------------------------------------------------
+COLUMNS = ["size", "preset", "voxels", "stage", "jobs", "span_s", "job_s", "cpu_s",
+           "peak_mem_mb", "bytes_written", "registration_s", "overhead_ratio",
+           "overhead_ratio_cpu", "read_s",
+           "job_start_imports_write_s", "skipped_jobs_s", "blocks_aligned", "blocks_skipped",
+           "registration_per_aligned_block_s", "tre_median", "tre_p95"]
+
+
+def fmt(v):
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return ""
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
+    return str(v)
+
+
+def write_outputs(results, out_dir, tag="pipeline_bench"):
+    rows = []
+    for res in results:
+        for stage, r in res["stages"].items():
+            row = {"size": res["size"], "preset": res["preset"], "voxels": res["voxels"], **r}
+            if stage == "global":
+                row.update(tre_median=res["tre"]["global"]["median"],
+                           tre_p95=res["tre"]["global"]["p95"])
+            if stage == "blocks" and "blocks" in res["tre"]:
+                row.update(tre_median=res["tre"]["blocks"]["median"],
+                           tre_p95=res["tre"]["blocks"]["p95"])
+            if stage == "total":
+                row.update(cpu_s=res["cpu_s"], peak_mem_mb=None)
+            rows.append(row)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / f"{tag}.tsv", "w") as fh:
+        fh.write("\t".join(COLUMNS) + "\n")
+        for row in rows:
+            fh.write("\t".join(fmt(row.get(c)) for c in COLUMNS) + "\n")
+    with open(out_dir / f"{tag}.json", "w") as fh:
+        json.dump(results, fh, indent=1, default=float)
+    return rows
+
+
+def print_table(rows):
+    cols = ["size", "stage", "jobs", "span_s", "job_s", "cpu_s", "peak_mem_mb",
+            "bytes_written", "registration_s", "overhead_ratio", "tre_median", "tre_p95"]
+    table = [cols] + [[fmt(r.get(c)) if c != "bytes_written" or r.get(c) is None
+                       else f"{r[c] / 1e6:.1f} MB" for c in cols] for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
+    for row in table:
+        print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
+
+
+def plot(results, path):
+    """Wall time and peak memory of each stage against voxel count (log-log)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (the TSV/JSON have the numbers)")
+        return None
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4.2))
+    vox = np.array([r["voxels"] for r in results], float)
+    for stage in STAGES[:5]:
+        t = [r["stages"].get(stage, {}).get("job_s", np.nan) for r in results]
+        ax_t.plot(vox, t, "o-", label=f"{stage} (summed job time)")
+        m = [r["stages"].get(stage, {}).get("peak_mem_mb", np.nan) for r in results]
+        ax_m.plot(vox, m, "o-", label=stage)
+    ax_t.plot(vox, [r["wall_s"] for r in results], "s-", color="black",
+              label="whole run, wall (--cores %d)" % results[0]["cores"])
+    reg = [r["stages"].get("blocks", {}).get("registration_s", np.nan) for r in results]
+    ax_t.plot(vox, reg, "k--", label="blocks: inside registration")
+    if len(vox) > 1:
+        ref = results[0]["stages"].get("blocks", {}).get("job_s", np.nan)
+        ax_t.plot(vox, ref * vox / vox[0], ":", color="grey", label="linear in voxels")
+    ax_t.set(xscale="log", yscale="log", xlabel="voxels (fixed image)", ylabel="seconds",
+             title="time per stage")
+    ax_m.set(xscale="log", yscale="log", xlabel="voxels (fixed image)",
+             ylabel="peak RSS of the largest job (MB)", title="memory per job")
+    ax_m.axhline(1000, color="grey", ls=":", label="1 GB target (gather, warp)")
+    for ax in (ax_t, ax_m):
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------
+def bench_size(shape, args, out_dir):
+    size = "x".join(map(str, shape))
+    print(f"== {size}: generating data", flush=True)
+    data, gen = ensure_data(shape, out_dir / "data")
+    run_dir = out_dir / "runs" / (size if args.quick or args.steps else f"{size}-{args.preset}")
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    steps = yaml.safe_load(Path(args.steps).read_text()) if args.steps else None
+    cfg = make_config(data, run_dir / "results", args.quick, steps, args.preset)
+    print(f"== {size}: snakemake --cores {args.cores}", flush=True)
+    wall, cpu = run_pipeline(cfg, run_dir, args.cores)
+    out = run_dir / "results"
+    res = {"size": size, "preset": "quick" if args.quick else (args.steps or args.preset),
+           "voxels": int(np.prod(shape)), "cores": args.cores,
+           "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "generation": gen,
+           "config": cfg, "stages": stage_rows(out, wall, process_records(run_dir)),
+           "tre": stage_tre(data, out)}
+    if args.bigstream:
+        big = run_bigstream(data, cfg, workers=args.cores)
+        res["bigstream"] = big if big is not None else "not installed"
+    print(f"== {size}: {wall:.0f} s wall, {cpu:.0f} s CPU; TRE blocks "
+          f"{res['tre'].get('blocks', {}).get('median', float('nan')):.3f} µm", flush=True)
+    if not args.keep_runs:  # keep the small records, drop the big arrays
+        for name in ("deform.zarr", "aligned.zarr", "itk"):
+            shutil.rmtree(out / name, ignore_errors=True)
+    return res
+
+
+def compare_bigstream(results):
+    lines = []
+    for res in results:
+        big = res.get("bigstream")
+        if big is None:
+            continue
+        if not isinstance(big, dict):
+            lines.append(f"{res['size']}: bigstream {big}; comparison skipped")
+            continue
+        ours_t, ours_tre = res["wall_s"], res["tre"]["blocks"]["median"]
+        lines.append(f"{res['size']}: wall snakestream {ours_t:.0f} s, bigstream "
+                     f"{big['wall_s']:.0f} s (ratio {big['wall_s'] / ours_t:.2f}); TRE median "
+                     f"snakestream {ours_tre:.3f} µm, bigstream {big['tre_blocks']['median']:.3f}"
+                     f" µm (ratio {big['tre_blocks']['median'] / ours_tre:.2f})")
+    return lines
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", default=None,
+                        help=f"fixed shapes ZxYxX (default {' '.join(DEFAULT_SIZES)})")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "out"))
+    parser.add_argument("--tag", default="pipeline_bench",
+                        help="name of the table/plot files under --out")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"one tiny case ({QUICK_SIZE}, short steps): a smoke run")
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="fast",
+                        help="block step settings (see PRESETS); --steps overrides")
+    parser.add_argument("--steps", default=None,
+                        help="YAML file with a block step list to use instead of the default")
+    parser.add_argument("--keep-runs", action="store_true",
+                        help="keep deform.zarr/aligned.zarr of each run")
+    parser.add_argument("--no-bigstream", dest="bigstream", action="store_false",
+                        help="skip the bigstream comparison even if bigstream is installed")
+    args = parser.parse_args(argv)
+    sizes = args.sizes or ([QUICK_SIZE] if args.quick else DEFAULT_SIZES)
+    out_dir = Path(args.out)
+    results = []
+    for text in sizes:
+        results.append(bench_size(parse_size(text), args, out_dir))
+        rows = write_outputs(results, out_dir, args.tag)  # after every size: partial results survive
+    print_table(rows)
+    for line in compare_bigstream(results):
+        print(line)
+    png = plot(results, out_dir / f"{args.tag}.png")
+    print(f"wrote {out_dir / (args.tag + '.tsv')}, {out_dir / (args.tag + '.json')}"
+          + (f", {png}" if png else ""))
+    return results
+
+
+if __name__ == "__main__":
+    main()
