@@ -33,6 +33,7 @@ from workflow import ROOT, demo_config, write_config
 FAKE_BIN = os.path.join(ROOT, "tests", "fake_schedulers")
 sys.path.insert(0, FAKE_BIN)
 from fakesched import parse_bsub, parse_slurm_options  # noqa: E402
+
 SHAPE = (24, 96, 96)
 GROUP = 3  # blocks per batch in these runs (the profiles' default is 20)
 SITE = {
@@ -90,8 +91,8 @@ def demo(tmp_path_factory):
     with open(cfg_path) as fh:
         cfg = validate(yaml.safe_load(fh), load_schema(os.path.join(ROOT, "config", "schema.yaml")))
     table = read_table(root / "local" / "blocks" / "table.tsv")
+    assert table["aligned"].astype(bool).sum() >= 3, "too few aligned blocks to compare runs"
     return {"root": root, "cfg": cfg, "n_blocks": len(table),
-            "n_aligned": int(table["aligned"].astype(bool).sum()),
             "n_gather": len(glob.glob(str(root / "local" / "gather" / "slab_*.json"))),
             "n_warp": len(glob.glob(str(root / "local" / "warp" / "slab_*.json")))}
 
