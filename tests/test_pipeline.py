@@ -44,6 +44,8 @@ def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
     make_demo(root / "data", shape=SHAPE, spacing=SPACING, seed=1)
     cfg = demo_config(root / "data", root / "out")
+    for (_, step), iterations in zip(cfg["blocks"]["steps"], (80, 60)):  # CI time
+        step["optimizer_args"]["numberOfIterations"] = iterations
     _add_transform_outputs(cfg, root / "data")
     cfg_path = write_config(root / "config.yaml", cfg)
     proc = snakemake(cfg_path, root)
