@@ -230,3 +230,26 @@ def test_coarse_field_reuses_blocks_and_keeps_accuracy(run, tmp_path):
     aligned = open_volume(str(out / "aligned.zarr"), "0").read().astype(float)
     mask = open_volume(str(run["root"] / "data" / "fix_mask.zarr"), "s0").read() > 0
     assert ncc(fixed, aligned, mask) > 0.95
+
+
+def test_debug_target_writes_nrrd_crops_with_spacing_and_origin(run):
+    import nrrd
+
+    from snakestream.blocks import read_table
+
+    table = read_table(run["out"] / "blocks" / "table.tsv")
+    row = table[table.aligned].iloc[0]
+    target = run["out"] / "debug" / row["id"]
+    proc = snakemake(run["cfg_path"], run["root"], str(target))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "rule align_block" not in proc.stdout + proc.stderr     # the block is reused
+    fixed, header = nrrd.read(str(target / "fixed.nrrd"), index_order="C")
+    assert fixed.shape == (row["z1"] - row["z0"], row["y1"] - row["y0"], row["x1"] - row["x0"])
+    assert np.allclose(np.diag(header["space directions"]), SPACING[::-1])
+    assert np.allclose(header["space origin"],
+                       (np.array([row["z0"], row["y0"], row["x0"]]) * SPACING)[::-1])
+    before, _ = nrrd.read(str(target / "moving_global.nrrd"), index_order="C")
+    after, _ = nrrd.read(str(target / "moving_block.nrrd"), index_order="C")
+    assert ncc(fixed, after) > ncc(fixed, before)
+    field, fh = nrrd.read(str(target / "block_field.nrrd"), index_order="C")
+    assert field.shape == fixed.shape + (3,) and fh["kinds"][0] == "vector"
