@@ -3,18 +3,20 @@
 For each size it generates a demo pair with known truth (snakestream.demo: nuclei-like
 blobs in an ellipsoidal tissue mask, a known affine plus smooth deformation, intensity
 change, noise), runs the whole workflow with ``snakemake --cores N`` and reports per
-stage (global, block table, blocks, gather, warp, qc/report):
+stage (global, block table, blocks, gather, warp, pyramid, itk export, other):
 
-* wall time (first job start to last job end, from the job benchmark files),
-* summed CPU time and summed job time of the stage's jobs,
-* peak resident memory of the largest single job (the job's own ``ru_maxrss`` where
-  the job records it, else Snakemake's ``max_rss``),
+* summed CPU time and summed job time of the stage's jobs, and its span (first job
+  start to last job end; stages overlap in a run),
+* peak resident memory of the largest single job,
 * bytes written (size of the stage's outputs on disk);
 
-for the block stage also the summed time inside SimpleITK registration versus
-everything else (job start and imports, reading crops, writing the block file, and the
-jobs of skipped blocks): ``overhead = (job time - registration) / registration``;
-and the TRE (median / 95th percentile, µm) after the global affine and after the blocks.
+for the block stage also the CPU inside SimpleITK registration versus everything else
+(interpreter start and imports, reading crops, writing the block file, and the jobs of
+blocks below the mask threshold): ``overhead_ratio_cpu = (block jobs' CPU - registration
+CPU) / registration CPU``; Snakemake's own process CPU; and the TRE (median / 95th
+percentile, µm) after the global affine and after the blocks. Per-process numbers come
+from ``benchmarks/accounting/sitecustomize.py`` (every Python process of the run records
+its CPU, wall time and peak RSS at exit; block jobs also time ``align.run_step``).
 
 If ``bigstream`` is importable, it also runs bigstream's ``alignment_pipeline`` and
 ``distributed_piecewise_alignment_pipeline`` on the same pair with the same steps and
@@ -27,10 +29,11 @@ against voxel count), ``data/`` (generated pairs, reused when present) and ``run
 
 Usage::
 
-    .venv/bin/python benchmarks/pipeline_bench.py --quick          # smoke run, ~1 min
+    .venv/bin/python benchmarks/pipeline_bench.py --quick          # smoke run, ~15 s
     .venv/bin/python benchmarks/pipeline_bench.py                  # 64x256x256, 128x512x512
     .venv/bin/python benchmarks/pipeline_bench.py --sizes 64x256x256 --cores 2
-        [--steps my_block_steps.yaml] [--keep-runs] [--no-bigstream]
+        [--preset fast|talk] [--steps my_block_steps.yaml] [--tag NAME] [--reuse]
+        [--keep-runs] [--no-bigstream]
 """
 
 import argparse
@@ -358,11 +361,30 @@ def stage_rows(out, total_wall, procs=None):
         })
         if peaks and rows["blocks"]["source"] != "process records":
             rows["blocks"]["peak_mem_mb"] = max(peaks)
-        if "cpu_s" in rows["blocks"] and reg:
-            # CPU view: everything the block jobs burn that is not registration
-            # (registration is timed in wall seconds inside the job; on an idle core
-            # wall ~ CPU for this single-threaded work)
-            rows["blocks"]["overhead_ratio_cpu"] = round((rows["blocks"]["cpu_s"] - reg) / reg, 3)
+    jobs = [r for r in procs.get("blocks", []) if "registration_cpu_s" in r]
+    if "blocks" in rows and jobs:
+        # exact per-process numbers: CPU inside registration steps (wrapped run_step)
+        # versus the rest of each block job's process (start-up, imports, I/O, skipped)
+        reg_cpu = sum(r["registration_cpu_s"] for r in jobs)
+        reg_wall = sum(r["registration_wall_s"] for r in jobs)
+        cpu = sum(r["cpu_s"] for r in jobs)
+        wall = sum(r["end"] - r["start"] for r in jobs)
+        skipped = [r for r in jobs if not r["steps"]]
+        aligned = [r for r in jobs if r["steps"]]
+        rows["blocks"].update({
+            "registration_s": round(reg_wall, 2),
+            "registration_cpu_s": round(reg_cpu, 2),
+            "overhead_ratio": round((wall - reg_wall) / reg_wall, 3) if reg_wall else None,
+            "overhead_ratio_cpu": round((cpu - reg_cpu) / reg_cpu, 3) if reg_cpu else None,
+            "overhead_ratio_cpu_aligned_only": round(
+                (sum(r["cpu_s"] for r in aligned) - reg_cpu) / reg_cpu, 3) if reg_cpu else None,
+            "skipped_jobs_cpu_s": round(sum(r["cpu_s"] for r in skipped), 2),
+            "cpu_per_skipped_job_s": round(sum(r["cpu_s"] for r in skipped)
+                                           / max(len(skipped), 1), 3),
+            "non_registration_cpu_per_aligned_job_s": round(
+                (sum(r["cpu_s"] for r in aligned) - reg_cpu) / max(len(aligned), 1), 3),
+            "registration_cpu_per_aligned_block_s": round(reg_cpu / max(len(aligned), 1), 2),
+        })
     if "snakemake scheduler" in procs:
         recs = procs["snakemake scheduler"]
         rows["snakemake scheduler"] = {
@@ -453,8 +475,9 @@ def run_bigstream(data, cfg, workers=2):
 # Table, files, plot
 # --------------------------------------------------------------------------
 COLUMNS = ["size", "preset", "voxels", "stage", "jobs", "span_s", "job_s", "cpu_s",
-           "peak_mem_mb", "bytes_written", "registration_s", "overhead_ratio",
-           "overhead_ratio_cpu", "read_s",
+           "peak_mem_mb", "bytes_written", "registration_s", "registration_cpu_s",
+           "overhead_ratio", "overhead_ratio_cpu", "overhead_ratio_cpu_aligned_only",
+           "cpu_per_skipped_job_s", "non_registration_cpu_per_aligned_job_s", "read_s",
            "job_start_imports_write_s", "skipped_jobs_s", "blocks_aligned", "blocks_skipped",
            "registration_per_aligned_block_s", "tre_median", "tre_p95"]
 
@@ -493,7 +516,8 @@ def write_outputs(results, out_dir, tag="pipeline_bench"):
 
 def print_table(rows):
     cols = ["size", "stage", "jobs", "span_s", "job_s", "cpu_s", "peak_mem_mb",
-            "bytes_written", "registration_s", "overhead_ratio", "tre_median", "tre_p95"]
+            "bytes_written", "registration_cpu_s", "overhead_ratio_cpu", "tre_median",
+            "tre_p95"]
     table = [cols] + [[fmt(r.get(c)) if c != "bytes_written" or r.get(c) is None
                        else f"{r[c] / 1e6:.1f} MB" for c in cols] for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
@@ -510,22 +534,24 @@ def plot(results, path):
     except ImportError:
         print("matplotlib is not installed: no plot (the TSV/JSON have the numbers)")
         return None
-    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 4.6))
     vox = np.array([r["voxels"] for r in results], float)
-    for stage in STAGES[:5]:
-        t = [r["stages"].get(stage, {}).get("job_s", np.nan) for r in results]
-        ax_t.plot(vox, t, "o-", label=f"{stage} (summed job time)")
-        m = [r["stages"].get(stage, {}).get("peak_mem_mb", np.nan) for r in results]
-        ax_m.plot(vox, m, "o-", label=stage)
+    for stage in ["global", "block table", "blocks", "gather", "warp", "itk export",
+                  "snakemake scheduler"]:
+        t = [r["stages"].get(stage, {}).get("cpu_s", np.nan) for r in results]
+        ax_t.plot(vox, t, "o-", label=f"{stage}")
+        if stage != "snakemake scheduler":
+            m = [r["stages"].get(stage, {}).get("peak_mem_mb", np.nan) for r in results]
+            ax_m.plot(vox, m, "o-", label=stage)
     ax_t.plot(vox, [r["wall_s"] for r in results], "s-", color="black",
               label="whole run, wall (--cores %d)" % results[0]["cores"])
-    reg = [r["stages"].get("blocks", {}).get("registration_s", np.nan) for r in results]
+    reg = [r["stages"].get("blocks", {}).get("registration_cpu_s", np.nan) for r in results]
     ax_t.plot(vox, reg, "k--", label="blocks: inside registration")
     if len(vox) > 1:
-        ref = results[0]["stages"].get("blocks", {}).get("job_s", np.nan)
+        ref = results[0]["stages"].get("blocks", {}).get("cpu_s", np.nan)
         ax_t.plot(vox, ref * vox / vox[0], ":", color="grey", label="linear in voxels")
-    ax_t.set(xscale="log", yscale="log", xlabel="voxels (fixed image)", ylabel="seconds",
-             title="time per stage")
+    ax_t.set(xscale="log", yscale="log", xlabel="voxels (fixed image)",
+             ylabel="seconds", title="CPU time per stage (summed over its jobs)")
     ax_m.set(xscale="log", yscale="log", xlabel="voxels (fixed image)",
              ylabel="peak RSS of the largest job (MB)", title="memory per job")
     ax_m.axhline(1000, color="grey", ls=":", label="1 GB target (gather, warp)")
@@ -544,23 +570,31 @@ def bench_size(shape, args, out_dir):
     print(f"== {size}: generating data", flush=True)
     data, gen = ensure_data(shape, out_dir / "data")
     run_dir = out_dir / "runs" / (size if args.quick or args.steps else f"{size}-{args.preset}")
+    saved = run_dir / "result.json"
+    if args.reuse and saved.exists():
+        print(f"== {size}: reusing {saved}", flush=True)
+        return json.loads(saved.read_text())
     if run_dir.exists():
         shutil.rmtree(run_dir)
     steps = yaml.safe_load(Path(args.steps).read_text()) if args.steps else None
     cfg = make_config(data, run_dir / "results", args.quick, steps, args.preset)
     print(f"== {size}: snakemake --cores {args.cores}", flush=True)
+    load = os.getloadavg()[0]  # other work on the machine inflates wall times, not CPU
     wall, cpu = run_pipeline(cfg, run_dir, args.cores)
     out = run_dir / "results"
     res = {"size": size, "preset": "quick" if args.quick else (args.steps or args.preset),
            "voxels": int(np.prod(shape)), "cores": args.cores,
            "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "generation": gen,
-           "config": cfg, "stages": stage_rows(out, wall, process_records(run_dir)),
+           "load_1min_before": load, "load_1min_after": os.getloadavg()[0],
+           "config": cfg,
+           "stages": stage_rows(out, wall, process_records(run_dir)),
            "tre": stage_tre(data, out)}
     if args.bigstream:
         big = run_bigstream(data, cfg, workers=args.cores)
         res["bigstream"] = big if big is not None else "not installed"
     print(f"== {size}: {wall:.0f} s wall, {cpu:.0f} s CPU; TRE blocks "
           f"{res['tre'].get('blocks', {}).get('median', float('nan')):.3f} µm", flush=True)
+    saved.write_text(json.dumps(res, indent=1, default=float))
     if not args.keep_runs:  # keep the small records, drop the big arrays
         for name in ("deform.zarr", "aligned.zarr", "itk"):
             shutil.rmtree(out / name, ignore_errors=True)
@@ -600,6 +634,8 @@ def main(argv=None):
                         help="YAML file with a block step list to use instead of the default")
     parser.add_argument("--keep-runs", action="store_true",
                         help="keep deform.zarr/aligned.zarr of each run")
+    parser.add_argument("--reuse", action="store_true",
+                        help="take a size's numbers from its earlier run (runs/*/result.json)")
     parser.add_argument("--no-bigstream", dest="bigstream", action="store_false",
                         help="skip the bigstream comparison even if bigstream is installed")
     args = parser.parse_args(argv)

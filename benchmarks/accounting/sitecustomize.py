@@ -33,6 +33,14 @@ if _PATH:
         end = time.time()
         rec = {"argv": sys.argv[:3], "pid": os.getpid(), "start": end - _elapsed(), "end": end,
                "cpu_s": t.user + t.system, "peak_mem_mb": usage.ru_maxrss / 1024}
+        rec.update(globals().get("_REG", {}))
+        smk = getattr(sys.modules.get("__main__"), "snakemake", None)  # a job's script
+        if smk is not None:
+            try:
+                rec["rule"] = smk.rule
+                rec["wildcards"] = dict(smk.wildcards.items())
+            except Exception:
+                pass
         try:
             with open(_PATH, "a") as fh:  # one short line per write: appends do not interleave
                 fh.write(json.dumps(rec) + "\n")
@@ -40,3 +48,48 @@ if _PATH:
             pass
 
     atexit.register(_record)
+
+if _PATH:
+    # Time spent inside registration steps (CPU and wall), by wrapping
+    # snakestream.align.run_step as soon as that module is imported.
+    import importlib.abc
+    import importlib.util
+
+    _REG = {"registration_cpu_s": 0.0, "registration_wall_s": 0.0, "steps": 0}
+
+    def _wrap(module):
+        inner = module.run_step
+
+        def run_step(*args, **kwargs):
+            c0, t0 = time.process_time(), time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                _REG["registration_cpu_s"] += time.process_time() - c0
+                _REG["registration_wall_s"] += time.perf_counter() - t0
+                _REG["steps"] += 1
+
+        module.run_step = run_step
+
+    class _Finder(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name != "snakestream.align":
+                return None
+            sys.meta_path.remove(self)
+            try:
+                spec = importlib.util.find_spec(name)
+            finally:
+                sys.meta_path.insert(0, self)
+            if spec is None or spec.loader is None:
+                return spec
+            loader = spec.loader
+            exec_module = loader.exec_module
+
+            def exec_and_wrap(module):
+                exec_module(module)
+                _wrap(module)
+
+            loader.exec_module = exec_and_wrap
+            return spec
+
+    sys.meta_path.insert(0, _Finder())
