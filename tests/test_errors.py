@@ -115,3 +115,28 @@ def test_corrupt_block_file_in_a_finished_run_keeps_everything_else(data):
     assert all(p.exists() for p in blocks)
     assert all(p.stat().st_mtime == t for p, t in before.items() if p != victim)
     assert (out / "global" / "affine.mat").exists()
+
+
+def test_block_failure_policy_fallback_or_fail(data):
+    """A block step that cannot work (no blobs at 50 µm) is a recorded fallback by default,
+    and stops the job with one clear line under on_block_failure: fail."""
+    from snakestream.blocks import block_relpath, read_table
+
+    cfg = demo_config(data / "data", data / "policy_out")
+    cfg["blocks"]["steps"] = [["ransac", {"blob_radius": 50.0}]]
+    path = write_config(data / "policy.yaml", cfg)
+    table = data / "policy_out" / "blocks" / "table.tsv"
+    assert snakemake(path, data, str(table)).returncode == 0
+    t = read_table(table)
+    bid = t[t.aligned].id.iloc[0]
+    target = data / "policy_out" / "blocks" / block_relpath(bid)
+    assert snakemake(path, data, str(target)).returncode == 0
+    _, qc, _ = load_block(str(target))
+    assert qc["status"] == "fallback" and "ransac" in qc["reason"]
+
+    cfg["blocks"]["on_block_failure"] = "fail"
+    cfg["output"] = str(data / "policy_fail")
+    target = data / "policy_fail" / "blocks" / block_relpath(bid)
+    text = _fails(data, "policy_fail", cfg, str(target))
+    _one_line_with(text, bid, "fell back", "Fix:")
+    assert not target.exists()
