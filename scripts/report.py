@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 
 from snakestream import report as rp
-from snakestream.globalalign import downsample_factors
-from snakestream.io import atomic_path, open_volume, open_zarr_array, read_downsampled
+from snakestream.globalalign import downsample_volume
+from snakestream.io import atomic_path, open_volume, open_zarr_array
 from snakestream.qc import merge_jacobian_stats, tre
 from snakestream.qctable import status_counts
 from snakestream.runtime import open_image, rule_context
@@ -16,9 +16,9 @@ MAX_PIXELS = 256  # longest axis of the report's overlay views
 
 
 def low_res(vol, target):
-    """Block-averaged copy of a volume at about ``target`` µm."""
-    factors = downsample_factors(vol.spacing, target)
-    return read_downsampled(vol, factors), vol.spacing * factors
+    """Block-averaged copy of a volume at about ``target`` µm: (array, spacing)."""
+    image = downsample_volume(vol, target)
+    return image.data, image.spacing
 
 
 def tre_rows(truth_path, affine, field_path):

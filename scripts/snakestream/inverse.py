@@ -8,8 +8,6 @@ stays one chunk plus its halo.
 """
 
 import numpy as np
-from scipy.ndimage import map_coordinates
-
 from . import transform as tf
 from .stitch import chunk_starts, slab_bounds
 from .warp import _cast, sample_moving
@@ -22,9 +20,9 @@ def _read_with_halo(field, start, stop, halo):
 
 
 def _sample(block, lo, spacing, points):
-    idx = (points / spacing - lo).reshape(-1, 3).T
-    return np.stack([map_coordinates(block[..., k], idx, order=1, mode="nearest")
-                     for k in range(3)], axis=-1).reshape(points.shape)
+    """Field values at physical points, ``block`` being the field from voxel ``lo`` on."""
+    flat = points.reshape(-1, 3) - np.asarray(lo) * spacing
+    return tf.sample_field(block, spacing, flat).reshape(points.shape)
 
 
 def invert_region(field, start, stop, spacing, iterations=50, tol=1e-4):
