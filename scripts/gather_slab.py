@@ -1,11 +1,10 @@
 """Rule gather_slab: blend the blocks touching one z slab into deform.zarr (linear blending)."""
-import json
 import os
 import resource
 import time
 
 from snakestream.blocks import block_relpath, overlap_voxels, read_table
-from snakestream.io import atomic_path, open_zarr_array
+from snakestream.io import open_zarr_array, write_json
 from snakestream.runtime import rule_context
 from snakestream.stitch import block_loader, write_field_slab
 
@@ -24,6 +23,4 @@ with rule_context(snakemake):  # noqa: F821
              "peak_mem_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
              "jacobian": jacobian}
     print({k: v for k, v in stats.items() if k != "jacobian"})
-    with atomic_path(snakemake.output[0]) as tmp:  # noqa: F821
-        with open(tmp, "w") as fh:
-            json.dump(stats, fh)
+    write_json(snakemake.output[0], stats)  # noqa: F821

@@ -1,9 +1,8 @@
 """Rule inverse_slab: one z slab of inverse.zarr by fixed-point iteration of the forward field."""
-import json
 import time
 
 from snakestream.inverse import write_inverse_slab
-from snakestream.io import atomic_path, open_zarr_array
+from snakestream.io import open_zarr_array, write_json
 from snakestream.runtime import rule_context
 
 with rule_context(snakemake):  # noqa: F821
@@ -13,6 +12,4 @@ with rule_context(snakemake):  # noqa: F821
     stats = {"slab": slab, "chunks": n, "max_residual_um": residual,
              "seconds": round(time.perf_counter() - t0, 3)}
     print(stats)
-    with atomic_path(snakemake.output[0]) as tmp:  # noqa: F821
-        with open(tmp, "w") as fh:
-            json.dump(stats, fh)
+    write_json(snakemake.output[0], stats)  # noqa: F821

@@ -1,11 +1,10 @@
 """Rule warp_fixed_slab: the fixed image resampled onto one z slab of the moving grid."""
-import json
 import time
 
 import numpy as np
 
 from snakestream.inverse import warp_fixed_slab
-from snakestream.io import atomic_path, open_zarr_array
+from snakestream.io import open_zarr_array, write_json
 from snakestream.runtime import open_image, rule_context
 
 with rule_context(snakemake):  # noqa: F821
@@ -15,7 +14,5 @@ with rule_context(snakemake):  # noqa: F821
     n = warp_fixed_slab(out, slab, np.asarray(out.attrs["spacing"]),
                         np.loadtxt(snakemake.input.affine), open_image(p.fixed), inverse,  # noqa: F821
                         p.order)
-    with atomic_path(snakemake.output[0]) as tmp:  # noqa: F821
-        with open(tmp, "w") as fh:
-            json.dump({"slab": slab, "chunks": n,
-                       "seconds": round(time.perf_counter() - t0, 3)}, fh)
+    write_json(snakemake.output[0], {"slab": slab, "chunks": n,
+                       "seconds": round(time.perf_counter() - t0, 3)})  # noqa: F821

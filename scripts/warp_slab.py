@@ -1,12 +1,11 @@
 """Rules warp_slab / warp_extra_slab: resample a moving-space volume through [affine, deform]
 into one z slab of level 0 of an OME-Zarr image on the fixed grid."""
-import json
 import resource
 import time
 
 import numpy as np
 
-from snakestream.io import atomic_path, open_zarr_array
+from snakestream.io import open_zarr_array, write_json
 from snakestream.runtime import open_image, rule_context
 from snakestream.warp import warp_slab
 
@@ -21,6 +20,4 @@ with rule_context(snakemake):  # noqa: F821
     stats = {"slab": slab, "chunks": n, "seconds": round(time.perf_counter() - t0, 3),
              "peak_mem_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     print(stats)
-    with atomic_path(snakemake.output[0]) as tmp:  # noqa: F821
-        with open(tmp, "w") as fh:
-            json.dump(stats, fh)
+    write_json(snakemake.output[0], stats)  # noqa: F821

@@ -117,3 +117,8 @@ def ramp(start, stop, positions, ovl):
         return np.ones_like(i)
     dist = np.minimum(i - start, stop - 1 - i)
     return np.clip((dist + 0.5) / ovl, 1.0 / (2 * ovl), 1.0)
+
+
+def n_slabs(shape, chunks):
+    """Number of one-chunk-thick z slabs covering a grid of ``shape`` (z,y,x) in ``chunks``."""
+    return int(np.ceil(shape[0] / chunks[0]))

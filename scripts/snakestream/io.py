@@ -1141,3 +1141,12 @@ def open_zarr_array(path, mode="r"):
         raise InputError(path, "holds a Zarr group, not an array.",
                          "point at the array inside it, or delete it and re-run the step")
     return node
+
+
+def write_json(path, obj):
+    """Write ``obj`` as JSON to ``path`` atomically (the slab/stage markers of the workflow)."""
+    import json
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as fh:
+            json.dump(obj, fh, indent=1)

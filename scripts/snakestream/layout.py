@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .blocks import block_id, grid_shape, overlap_voxels
+from .blocks import block_id, grid_shape, n_slabs, overlap_voxels
 from .io import open_volume
+
 
 
 @dataclass
@@ -73,7 +74,7 @@ class Layout:
     @property
     def n_slabs(self):
         """Number of one-chunk-thick z slabs for gather and warp jobs."""
-        return int(np.ceil(self.shape[0] / self.chunks[0]))
+        return n_slabs(self.shape, self.chunks)
 
     @property
     def field_shape(self):
@@ -94,7 +95,7 @@ class Layout:
     @property
     def n_field_slabs(self):
         """Number of gather jobs (z rows of field chunks)."""
-        return int(np.ceil(self.field_shape[0] / self.field_chunks[0]))
+        return n_slabs(self.field_shape, self.field_chunks)
 
     def field_slabs_for(self, slab):
         """Gather slabs a warp slab's field values come from (with one voxel to spare)."""
@@ -120,7 +121,7 @@ class Layout:
     @property
     def n_moving_slabs(self):
         """Number of z slabs of the moving grid."""
-        return int(np.ceil(self.moving_shape[0] / self.moving_chunks[0]))
+        return n_slabs(self.moving_shape, self.moving_chunks)
 
     def blocks_in_row(self, iz):
         """Ids of blocks in grid row ``iz`` (z index)."""

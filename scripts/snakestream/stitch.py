@@ -15,7 +15,7 @@ import numpy as np
 
 from . import transform as tf
 from .blockfile import block_transform, load_block
-from .blocks import ramp
+from .blocks import n_slabs, ramp  # noqa: F401 (n_slabs re-exported)
 
 
 def overlapping(table, start, stop):
@@ -107,11 +107,6 @@ def slab_bounds(shape, chunks, slab):
     """z range ``[z0, z1)`` of gather/warp slab number ``slab`` (one chunk row thick)."""
     z0 = int(slab) * int(chunks[0])
     return z0, min(z0 + int(chunks[0]), int(shape[0]))
-
-
-def n_slabs(shape, chunks):
-    """Number of one-chunk-thick z slabs covering the fixed image."""
-    return int(np.ceil(shape[0] / chunks[0]))
 
 
 def write_field_slab(out, table, slab, spacing, ovl, transform_of, step=(1, 1, 1)):
