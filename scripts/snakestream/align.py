@@ -287,6 +287,29 @@ def _run_linear(name, params, fix, mov, static, seed, threads):
 
 
 def _run_deform(name, params, fix, mov, static, seed, threads):
+    """B-spline step: the sparse engine where it applies (``engine: auto``), else ITK's."""
+    from . import bspline
+
+    why_not = bspline.unsupported(params, [s.kind for s in static])
+    if params.get("engine", "auto") == "itk" or why_not:
+        result = _run_deform_itk(name, params, fix, mov, static, seed, threads)
+        result.qc.update(engine="itk", **({"engine_reason": why_not} if why_not else {}))
+        return result
+    return _run_deform_sparse(name, params, fix, mov, static, seed)
+
+
+def _run_deform_sparse(name, params, fix, mov, static, seed):
+    from .bspline_fit import fit
+
+    f, m = _step_images(params, fix, mov)
+    fixed_parameters = np.array(_bspline(f.to_sitk(), params).GetFixedParameters())
+    parameters, qc = fit(params, f, m, static_affine(static), fixed_parameters, seed)
+    if not qc["metric_after"] < qc["metric_before"]:
+        return _fallback(name, "metric did not improve; identity kept", qc)
+    return StepResult(name, "bspline", parameters, fixed_parameters, qc=qc)
+
+
+def _run_deform_itk(name, params, fix, mov, static, seed, threads):
     irm, f, m = _prepare(params, fix, mov, static, seed, threads)
     f_img = f.to_sitk()
     bspline = _bspline(f_img, params)

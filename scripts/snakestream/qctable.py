@@ -8,7 +8,8 @@ from .blockfile import load_block
 from .blocks import block_relpath
 
 REGION = ["z0", "z1", "y0", "y1", "x0", "x1"]
-STEP_KEYS = ("metric_before", "metric_after", "iterations", "stop", "seconds", "status")
+STEP_KEYS = ("metric_before", "metric_after", "iterations", "stop", "seconds", "status",
+             "engine")
 
 
 def block_row(row, qc):

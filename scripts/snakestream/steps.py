@@ -13,6 +13,11 @@ Defaults that differ from bigstream (and why):
 * ``deform`` steps do not estimate optimiser scales by physical shift: for a
   B-spline every parameter is already a displacement in µm, and the estimate
   costs more than the registration on small blocks.
+* ``deform`` steps run on snakestream's sparse-Jacobian B-spline engine
+  (:mod:`snakestream.bspline`) when it covers the settings (metric C, MS or MMI,
+  RSGD, linear interpolation, one pyramid level at shrink 1): ~100x faster per
+  iteration than SimpleITK's, same grid and parameters. ``engine: itk`` forces
+  SimpleITK; ``engine: auto`` (default) uses it for anything else.
 * Images are downsampled to ``alignment_spacing`` by block averaging
   (anti-aliased) rather than skip-sampling.
 """
@@ -70,7 +75,7 @@ PER_STEP = {
     "rigid": {"initial_condition": None},
     "affine": {"initial_condition": None},
     "deform": {"control_point_spacing": None, "control_point_levels": [1],
-               "sampling": "RANDOM", "sampling_percentage": 0.05},
+               "sampling": "RANDOM", "sampling_percentage": 0.05, "engine": "auto"},
     "ransac": {"blob_radius": 2.0, "match_threshold": 0.7, "align_threshold": 2.0,
                "nspots": 5000, "alignment_spacing": None, "fix_mask": None,
                "mov_mask": None, "max_scale_change": 2.0},
@@ -79,6 +84,7 @@ PER_STEP = {
                "fix_mask": None, "mov_mask": None},
 }
 INITIAL_CONDITIONS = ("CENTER", "PHASE")
+ENGINES = ("auto", "sparse", "itk")
 
 
 def defaults_for(name):
@@ -189,6 +195,13 @@ def _check_deform(params, where):
                           "factor per pyramid level (bigstream's meaning).",
                           "give them the same length.")
     params["control_point_levels"] = levels
+    _check_choice(params, "engine", ENGINES, where)
+    if params["engine"] == "sparse":
+        from .bspline import unsupported
+        why_not = unsupported(params)
+        if why_not:
+            raise ConfigError(f"{where}.engine", f"the sparse engine does not do {why_not}.",
+                              "use engine: auto (falls back to SimpleITK) or engine: itk.")
 
 
 def _check_initial(params, where):
