@@ -12,6 +12,7 @@ rule block_table:
         blocksize=(CFG.get("blocks") or {}).get("blocksize"),
         overlap=(CFG.get("blocks") or {}).get("overlap"),
         threshold=(CFG.get("blocks") or {}).get("foreground_fraction"),
+        cache=f"{OUT}/.cache",
     log:
         f"{OUT}/logs/block_table.log",
     benchmark:
@@ -22,6 +23,8 @@ rule block_table:
 
 
 rule align_block:
+    # Jobs are made for the blocks the parse-time mask test keeps (LAYOUT.aligned);
+    # asking for another block's file records it as skipped without reading pixels.
     input:
         table=f"{OUT}/blocks/table.tsv",
         affine=f"{OUT}/global/affine.mat",

@@ -19,7 +19,10 @@ from snakestream.layout import Layout  # noqa: E402
 
 
 def block_counts(out, layout):
-    """Counts of block files by status, plus blocks whose job failed and blocks left."""
+    """Counts of block files by status, plus blocks whose job failed and blocks left.
+
+    Blocks below the foreground threshold are never jobs: counted apart, not 'left'.
+    """
     counts = {"ok": 0, "fallback": 0, "skipped": 0, "unreadable": 0}
     for path in glob.glob(f"{out}/blocks/z*/y*/*.npz"):
         try:
@@ -29,7 +32,8 @@ def block_counts(out, layout):
     done = sum(counts.values())
     failed = _failed_blocks(out)
     counts["failed"] = len(failed)
-    counts["left"] = len(layout.ids) - done
+    counts["left"] = max(int(layout.aligned.sum()) - done, 0)
+    counts["below threshold"] = int((~layout.aligned).sum())
     return counts, failed
 
 

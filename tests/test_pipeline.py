@@ -75,12 +75,16 @@ def test_outputs_have_the_documented_form(run):
     assert np.allclose(field.attrs["spacing"], SPACING)
     aligned = open_volume(str(out / "aligned.zarr"), "0")     # OME-Zarr level 0
     assert aligned.shape == SHAPE and np.allclose(aligned.spacing, SPACING)
+    # blocks below the mask threshold are not jobs: no file, no log, a 'skipped' QC row
     files = glob.glob(str(out / "blocks" / "z*" / "y*" / "*.npz"))
-    assert len(files) == len(table)
+    assert len(files) == table.aligned.sum()
+    assert len(glob.glob(str(out / "logs" / "blocks" / "z*" / "y*" / "*.log"))) == len(files)
     assert max(os.path.getsize(f) for f in files) < 100_000
     qc = pd.read_csv(out / "blocks" / "qc.tsv", sep="\t")
+    assert len(qc) == len(table)
     assert set(qc.status) <= {"ok", "fallback", "skipped"}
     assert (qc.status == "ok").sum() == table.aligned.sum()
+    assert (qc.status[~table.aligned.values] == "skipped").all()
 
 
 def test_block_stage_beats_global_and_half_a_voxel(run):

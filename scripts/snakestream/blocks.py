@@ -79,20 +79,76 @@ def build_table(shape, blocksize, overlap, foreground=None, threshold=0.5):
     shape : sequence of 3 int
         Fixed image shape (z,y,x).
     blocksize, overlap : see module docstring.
-    foreground : callable or None
-        ``foreground(core_slices) -> fraction`` of the block core inside the fixed
-        mask. Without it every block counts as foreground (1.0).
+    foreground : array or None
+        Fraction of each block core inside the fixed mask, in grid order
+        (:func:`foreground_fractions`). Without it every block counts as foreground.
     threshold : float
         Blocks with a smaller foreground fraction are not aligned (bigstream's
         ``foreground_percentage``, default 0.5).
     """
     rows = block_regions(shape, blocksize, overlap)
-    for row in rows:
-        frac = 1.0 if foreground is None else float(foreground(region_slices(row, core=True)))
-        row["foreground"] = round(frac, 4)
-        row["aligned"] = frac >= threshold and frac > 0
-        row["reason"] = "" if row["aligned"] else f"foreground {frac:.3f} < {threshold}"
+    fractions = np.ones(len(rows)) if foreground is None else np.ravel(foreground)
+    aligned = is_aligned(fractions, threshold)
+    for row, frac, ok in zip(rows, fractions, aligned):
+        row["foreground"] = round(float(frac), 4)
+        row["aligned"] = bool(ok)
+        row["reason"] = "" if ok else f"foreground {frac:.3f} < {threshold}"
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def is_aligned(fractions, threshold):
+    """Which blocks are registered: foreground fraction >= threshold and > 0."""
+    fractions = np.asarray(fractions, float)
+    return (fractions >= threshold) & (fractions > 0)
+
+
+def _axis_weights(n_fixed, fixed_spacing, n_mask, mask_spacing, block):
+    """(blocks x mask voxels) sparse counts along one axis.
+
+    Entry [b, j]: fixed voxels of block ``b``'s core whose nearest mask voxel is ``j``
+    (voxel centres at index x spacing, as :func:`snakestream.crops.read_on_grid`).
+    """
+    from scipy import sparse
+
+    i = np.arange(n_fixed)
+    j = np.clip(np.floor(i * fixed_spacing / mask_spacing + 0.5).astype(int), 0, n_mask - 1)
+    shape = (int(np.ceil(n_fixed / block)), int(n_mask))
+    return sparse.csr_matrix((np.ones(n_fixed, np.float32), (i // block, j)), shape=shape)
+
+
+def foreground_fractions(mask, shape, spacing, blocksize, slab_bytes=1 << 28):
+    """Fraction of each block core (fixed voxels) whose nearest mask voxel is set.
+
+    The mask is read once, in z slabs of about ``slab_bytes``, at its own resolution;
+    memory stays bounded whatever its size.
+
+    Parameters
+    ----------
+    mask : snakestream.io volume
+        Fixed-image mask (any resolution, same physical extent); > 0 is foreground.
+    shape, spacing : fixed image shape (z,y,x) and spacing (µm, z,y,x).
+    blocksize : sequence of 3 int
+        Block core in fixed voxels.
+
+    Returns
+    -------
+    (gz, gy, gx) float array of fractions in [0, 1], the block grid's shape.
+    """
+    w = [_axis_weights(shape[a], spacing[a], mask.shape[a], mask.spacing[a], blocksize[a])
+         for a in range(3)]
+    grid = tuple(m.shape[0] for m in w)
+    total = np.zeros(grid)
+    _, ny, nx = mask.shape
+    step = max(1, int(slab_bytes // max(ny * nx * 4, 1)))
+    for a in range(0, mask.shape[0], step):
+        b = min(a + step, mask.shape[0])
+        m = (mask.read((slice(a, b), slice(0, ny), slice(0, nx))) > 0).astype(np.float32)
+        t = (w[2] @ m.reshape(-1, nx).T).reshape(grid[2], b - a, ny)     # (gx, s, ny)
+        t = (w[1] @ t.transpose(2, 1, 0).reshape(ny, -1))                 # (gy, s*gx)
+        t = t.reshape(grid[1], b - a, grid[2]).transpose(1, 0, 2)        # (s, gy, gx)
+        total += (w[0][:, a:b] @ t.reshape(b - a, -1)).reshape(grid)
+    cores = [np.asarray(m.sum(axis=1)).ravel() for m in w]  # core length per block
+    return total / (cores[0][:, None, None] * cores[1][None, :, None] * cores[2][None, None, :])
 
 
 def read_table(path):

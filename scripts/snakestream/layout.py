@@ -1,16 +1,22 @@
-"""The run's layout, computed at parse time from image metadata only.
+"""The run's layout, computed at parse time from image metadata and the fixed mask.
 
 Every Snakemake process (the main one and each cluster job) builds this, so it
-must stay cheap: it opens the volumes' metadata, never their pixels, and keeps
-the block grid as NumPy arrays (50,000 blocks take a few milliseconds).
+must stay cheap: it opens the volumes' metadata, never the images' pixels, and
+keeps the block grid as NumPy arrays (50,000 blocks take a few milliseconds).
+With a fixed mask, each block's foreground fraction decides whether the block is
+a job at all; the fractions are computed once (one streaming pass over the mask)
+and cached under ``<output>/.cache``, so later parses only load a small array.
 """
 
+import hashlib
+import json
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from .blocks import block_id, grid_shape, n_slabs, overlap_voxels
-from .io import open_volume
+from .blocks import block_id, foreground_fractions, grid_shape, is_aligned, n_slabs, overlap_voxels
+from .io import atomic_path, open_volume
 
 
 
@@ -30,6 +36,9 @@ class Layout:
         dtype of the moving image (that of aligned.zarr).
     ids, index, lo, hi : arrays or None
         Block ids, grid indices (N,3), and clipped regions [lo, hi) (N,3).
+    foreground, aligned : arrays or None
+        Per block: fraction of the core in the fixed mask (1 without a mask) and
+        whether it is registered (a job) or below the threshold.
     """
 
     shape: tuple
@@ -44,6 +53,8 @@ class Layout:
     index: np.ndarray = None
     lo: np.ndarray = None
     hi: np.ndarray = None
+    foreground: np.ndarray = None
+    aligned: np.ndarray = None
 
     @classmethod
     def from_config(cls, cfg):
@@ -57,7 +68,16 @@ class Layout:
                      str(fix.dtype), tuple(int(n) for n in mov.shape), mov.spacing)
         layout.field_step = tuple(int(f) for f in cfg.get("field_downsample", (1, 1, 1)))
         if cfg.get("blocks"):
-            layout.add_blocks(cfg["blocks"]["blocksize"], cfg["blocks"]["overlap"])
+            blocks = cfg["blocks"]
+            layout.add_blocks(blocks["blocksize"], blocks["overlap"])
+            from .runtime import open_mask
+
+            mask = open_mask(cfg["fixed"], fix)
+            if mask is not None:
+                cache = os.path.join(cfg["output"], ".cache")
+                layout.foreground = cached_foreground(mask, layout.shape, layout.spacing,
+                                                      blocks["blocksize"], cache).ravel()
+            layout.aligned = is_aligned(layout.foreground, blocks.get("foreground_fraction", 0.5))
         return layout
 
     def add_blocks(self, blocksize, overlap):
@@ -70,6 +90,8 @@ class Layout:
         self.lo = np.maximum(core0 - ovl, 0)
         self.hi = np.minimum(core1 + ovl, self.shape)
         self.ids = np.array([block_id(*i) for i in self.index])
+        self.foreground = np.ones(len(self.ids))
+        self.aligned = np.ones(len(self.ids), bool)
 
     @property
     def n_slabs(self):
@@ -107,11 +129,11 @@ class Layout:
         return list(range(f0 // c, (f1 - 1) // c + 1))
 
     def blocks_in_field_slab(self, slab):
-        """Ids of blocks whose region overlaps gather slab ``slab`` of the field grid."""
+        """Ids of aligned blocks whose region overlaps gather slab ``slab`` of the field grid."""
         f = self.field_step[0]
         z0 = slab * self.field_chunks[0] * f
         z1 = min((slab + 1) * self.field_chunks[0], self.field_shape[0]) * f
-        return self.ids[(self.lo[:, 0] < z1) & (self.hi[:, 0] > z0)].tolist()
+        return self.ids[(self.lo[:, 0] < z1) & (self.hi[:, 0] > z0) & self.aligned].tolist()
 
     @property
     def moving_chunks(self):
@@ -124,10 +146,35 @@ class Layout:
         return n_slabs(self.moving_shape, self.moving_chunks)
 
     def blocks_in_row(self, iz):
-        """Ids of blocks in grid row ``iz`` (z index)."""
-        return self.ids[self.index[:, 0] == iz].tolist()
+        """Ids of aligned blocks (the ones that are jobs) in grid row ``iz`` (z index)."""
+        return self.ids[(self.index[:, 0] == iz) & self.aligned].tolist()
 
     @property
     def block_rows(self):
         """Grid z indices present."""
         return sorted(set(self.index[:, 0].tolist()))
+
+
+def _mtimes(path, dataset):
+    """Modification times that change when a mask store is rewritten."""
+    paths = [path] + ([os.path.join(path, dataset.strip("/"))] if dataset else [])
+    return [os.stat(p).st_mtime_ns for p in paths if os.path.exists(p)]
+
+
+def cached_foreground(mask, shape, spacing, blocksize, cache_dir):
+    """:func:`snakestream.blocks.foreground_fractions`, cached in ``cache_dir``.
+
+    The cache key covers the mask's path, dataset, shape, spacing and modification
+    times, and the fixed grid and block size; delete ``cache_dir`` after editing a
+    mask in place without changing its files' times.
+    """
+    key = json.dumps([os.path.abspath(mask.path), mask.dataset, list(mask.shape),
+                      np.asarray(mask.spacing).tolist(), list(shape), np.asarray(spacing).tolist(),
+                      [int(b) for b in blocksize], _mtimes(mask.path, mask.dataset)])
+    path = os.path.join(cache_dir, f"foreground-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy")
+    if os.path.exists(path):
+        return np.load(path)
+    fractions = foreground_fractions(mask, shape, spacing, blocksize)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, fractions)
+    return fractions

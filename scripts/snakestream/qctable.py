@@ -25,10 +25,14 @@ def block_row(row, qc):
 
 
 def qc_rows(table, blocks_dir):
-    """QC rows for the blocks of ``table`` (reads each block's file)."""
+    """QC rows for the blocks of ``table``: aligned blocks from their files, the rest
+    (below the foreground threshold, never jobs) as 'skipped' with the table's reason."""
     rows = []
     for _, row in table.iterrows():
-        _, qc, _ = load_block(os.path.join(blocks_dir, block_relpath(row["id"])))
+        if row["aligned"]:
+            _, qc, _ = load_block(os.path.join(blocks_dir, block_relpath(row["id"])))
+        else:
+            qc = {"status": "skipped", "reason": row["reason"], "steps": []}
         rows.append(block_row(row, qc))
     return pd.DataFrame(rows)
 
