@@ -237,7 +237,7 @@ def make_config(data, out, quick=False, block_steps=None, preset="fast"):
 # --------------------------------------------------------------------------
 # One pipeline run and its numbers
 # --------------------------------------------------------------------------
-def run_pipeline(cfg, run_dir, cores):
+def run_pipeline(cfg, run_dir, cores, scheduler="greedy"):
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = run_dir / "config.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -249,7 +249,8 @@ def run_pipeline(cfg, run_dir, cores):
                PYTHONPATH=os.pathsep.join([str(ROOT / "benchmarks" / "accounting"),
                                            str(ROOT / "scripts")]))
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(run_dir),
-           "--cores", str(cores), "--configfile", str(cfg_path), "--quiet", "rules"]
+           "--cores", str(cores), "--configfile", str(cfg_path), "--quiet", "rules",
+           "--scheduler", scheduler]
     rc, wall, cpu, _ = run_measured(cmd, run_dir / "snakemake.log", env=env)
     if rc:
         tail = (run_dir / "snakemake.log").read_text().splitlines()[-30:]
@@ -581,10 +582,10 @@ def bench_size(shape, args, out_dir):
     cfg = make_config(data, run_dir / "results", args.quick, steps, args.preset)
     print(f"== {size}: snakemake --cores {args.cores}", flush=True)
     load = os.getloadavg()[0]  # other work on the machine inflates wall times, not CPU
-    wall, cpu = run_pipeline(cfg, run_dir, args.cores)
+    wall, cpu = run_pipeline(cfg, run_dir, args.cores, args.scheduler)
     out = run_dir / "results"
     res = {"size": size, "preset": "quick" if args.quick else (args.steps or args.preset),
-           "voxels": int(np.prod(shape)), "cores": args.cores,
+           "voxels": int(np.prod(shape)), "cores": args.cores, "scheduler": args.scheduler,
            "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "generation": gen,
            "load_1min_before": load, "load_1min_after": os.getloadavg()[0],
            "config": cfg,
@@ -629,6 +630,9 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true",
                         help=f"one tiny case ({QUICK_SIZE}, short steps): a smoke run")
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--scheduler", choices=["greedy", "ilp"], default="greedy",
+                        help="Snakemake's job scheduler (greedy, as profiles/*; ilp is "
+                             "Snakemake's default when pulp is installed)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="fast",
                         help="block step settings (see PRESETS); --steps overrides")
     parser.add_argument("--steps", default=None,

@@ -311,3 +311,21 @@ def test_block_resources_follow_blocksize_steps_and_attempt():
     for attempt in (2, 3):
         assert block_mem_mb(cfg, attempt=attempt) == attempt * block_mem_mb(cfg)
         assert block_runtime_min(cfg, attempt=attempt) == attempt * block_runtime_min(cfg)
+
+
+def _with_deform(cfg, **change):
+    steps = [[name, {**p, **change} if name == "deform" else p]
+             for name, p in cfg["_block_steps"]]
+    return {**cfg, "_block_steps": steps}
+
+
+def test_deform_runtime_scales_with_the_mesh_only_on_simpleitk():
+    cfg = _talk_config()
+    spacing = [0.4, 0.1625, 0.1625]
+    assert cfg["_block_steps"][-1][1]["engine"] == "auto"      # the talk's deform: sparse
+    fine = _with_deform(cfg, control_point_spacing=1.5)
+    assert block_runtime_min(fine, spacing=spacing) == block_runtime_min(cfg, spacing=spacing)
+    itk, itk_fine = _with_deform(cfg, engine="itk"), _with_deform(fine, engine="itk")
+    # SimpleITK pays per sample x parameter: ~2x the parameters, ~2x the deform time
+    assert block_runtime_min(itk, spacing=spacing) > block_runtime_min(cfg, spacing=spacing)
+    assert block_runtime_min(itk_fine, spacing=spacing) > 1.5 * block_runtime_min(itk, spacing=spacing)

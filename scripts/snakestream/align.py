@@ -13,6 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import transform as tf
+from .steps import sparse_unsupported
 
 _METRIC = {
     "MMI": "SetMetricAsMattesMutualInformation",
@@ -288,9 +289,7 @@ def _run_linear(name, params, fix, mov, static, seed, threads):
 
 def _run_deform(name, params, fix, mov, static, seed, threads):
     """B-spline step: the sparse engine where it applies (``engine: auto``), else ITK's."""
-    from . import bspline
-
-    why_not = bspline.unsupported(params, [s.kind for s in static])
+    why_not = sparse_unsupported(params, [s.kind for s in static])
     if params.get("engine", "auto") == "itk" or why_not:
         result = _run_deform_itk(name, params, fix, mov, static, seed, threads)
         result.qc.update(engine="itk", **({"engine_reason": why_not} if why_not else {}))

@@ -16,34 +16,6 @@ step gradient descent. All coordinates are physical µm in z, y, x order; images
 import numpy as np
 from scipy import ndimage, sparse
 
-OPTIMIZER_KEYS = {"learningRate", "minStep", "numberOfIterations", "relaxationFactor",
-                  "gradientMagnitudeTolerance"}
-METRICS = ("C", "MS", "MMI")
-
-
-def unsupported(params, static_kinds=()):
-    """Why the sparse engine cannot run a normalised deform step, or None if it can.
-
-    Parameters
-    ----------
-    params : dict
-        Normalised deform step (see :mod:`snakestream.steps`).
-    static_kinds : sequence of str
-        Kinds ('affine'/'bspline') of the transforms the step starts from.
-    """
-    checks = [
-        (params["metric"] in METRICS, f"metric {params['metric']} (sparse: C, MS, MMI)"),
-        (params["optimizer"] == "RSGD", f"optimizer {params['optimizer']} (sparse: RSGD)"),
-        (set(params["optimizer_args"]) <= OPTIMIZER_KEYS,
-         "optimizer_args " + ", ".join(sorted(set(params["optimizer_args"]) - OPTIMIZER_KEYS))),
-        (params["interpolator"] == "1", f"interpolator {params['interpolator']} (sparse: 1)"),
-        (list(params["shrink_factors"]) == [1], "shrink_factors other than [1]"),
-        (list(params["control_point_levels"]) == [1], "control_point_levels other than [1]"),
-        (all(k == "affine" for k in static_kinds), "a B-spline earlier in the step list"),
-    ]
-    reasons = [why for ok, why in checks if not ok]
-    return "; ".join(reasons) or None
-
 
 def _cubic(t):
     """Cubic B-spline kernel at offsets ``t`` (any shape)."""

@@ -92,7 +92,7 @@ def fit(params, fix, mov, affine, fixed_parameters, seed=0):
     Parameters
     ----------
     params : dict
-        Normalised deform step; :func:`snakestream.bspline.unsupported` must be None.
+        Normalised deform step; :func:`snakestream.steps.sparse_unsupported` must be None.
     fix, mov : snakestream.align.Image
         Images at the step's spacing, masks attached or None.
     affine : (4, 4) array

@@ -7,23 +7,28 @@ for more. Every rule's request can still be overridden per rule with
 profile).
 
 Calibration (one core of a 2.x GHz Xeon, SimpleITK 2.5, single-threaded; see
-``benchmarks/dag_scaling.py``): a 24x48x48 block (48x96x96 voxels with overlap
-0.5) with the bigstream talk's settings (affine 800 iterations on every voxel,
-deform 200 iterations on 5 %) registers in ~60 s (affine ~0.12 s per iteration,
-deform ~0.33 s) and peaks at ~280 MB. The runtime model charges every
-iteration (no early stop) at the slowest measured cost per metric sample, then
-doubles it; the memory model is ~1.7x the measured peak.
+``benchmarks/``): a 24x48x48 block (48x96x96 voxels with overlap 0.5) with the
+bigstream talk's affine (800 iterations on every voxel) takes ~0.12 s per
+iteration (~5e-7 s per sample) and peaks at ~280 MB. A deform iteration costs
+~1e-6 s per sample on the sparse engine whatever the mesh, and ~1.0-1.5e-8 s per
+sample *and parameter* on SimpleITK's (``engine: itk`` or settings the sparse
+engine does not cover; ``benchmarks/bspline_iter.py``). The runtime model charges
+every iteration (no early stop) at the slowest measured cost, then doubles it; the
+memory model is ~1.7x the measured peak.
 """
 
 import math
 
 import numpy as np
 
+from .steps import uses_sparse_engine
+
 BASE_MB = 400             # Python + SimpleITK + zarr once imported
 BYTES_PER_VOXEL = 48      # float32 crops, pyramid copies, gradients, masks (measured order)
 MOVING_GROWTH = 1.5 ** 3  # default margin: a quarter of the region on each side
 # Seconds per metric sample per optimizer iteration, one thread (slowest measured).
-SECONDS_PER_SAMPLE = {"rigid": 6e-7, "affine": 6e-7, "deform": 2e-5}
+SECONDS_PER_SAMPLE = {"rigid": 6e-7, "affine": 6e-7, "deform": 2e-6}
+SECONDS_PER_SAMPLE_PARAMETER_ITK = 1.5e-8  # deform on SimpleITK: dense Jacobian
 FEATURE_STEP_SECONDS = 30  # a ransac/random step on one block
 SAFETY = 2                 # runtime requests are twice the worst case estimate
 MIN_BLOCK_MINUTES = 5
@@ -37,11 +42,16 @@ SECONDS_PER_SLAB_VOXEL = 5e-6  # measured ~1.5-2 us per voxel (demo), all blocks
 MIN_SLAB_MB, MIN_SLAB_MINUTES = 1000, 10
 
 
-def block_voxels(cfg):
-    """Voxels in a block's fixed region (core plus overlap on both sides)."""
+def block_shape(cfg):
+    """Shape (voxels, z,y,x) of a block's fixed region (core plus overlap on both sides)."""
     blocks = cfg["blocks"]
     size = np.asarray(blocks["blocksize"], float)
-    return float(np.prod(size + 2 * np.round(size * blocks["overlap"])))
+    return size + 2 * np.round(size * blocks["overlap"])
+
+
+def block_voxels(cfg):
+    """Voxels in a block's fixed region (core plus overlap on both sides)."""
+    return float(np.prod(block_shape(cfg)))
 
 
 def _level_factor(shrink):
@@ -57,11 +67,24 @@ def _spacing_factor(params, spacing):
     return float(np.prod(np.maximum(float(target) / np.asarray(spacing, float), 1.0)))
 
 
-def step_seconds(name, params, voxels, spacing=None):
+def bspline_parameters(params, shape, spacing):
+    """Parameters of a deform step's B-spline over a region of ``shape`` voxels.
+
+    Mesh as ``align._bspline`` (extent / control_point_spacing, cubic: +3 per axis),
+    three components; 1 µm voxels when ``spacing`` is unknown.
+    """
+    spacing = np.ones(3) if spacing is None else np.asarray(spacing, float)
+    extent = np.asarray(shape, float) * spacing
+    mesh = np.maximum(np.floor(extent / float(params["control_point_spacing"])), 1)
+    return 3 * float(np.prod(mesh + 3))
+
+
+def step_seconds(name, params, voxels, spacing=None, shape=None):
     """Worst-case seconds of one registration step on ``voxels`` voxels, one thread.
 
     Every pyramid level runs ``numberOfIterations`` iterations on its samples
-    (all voxels of the level, or ``sampling_percentage`` of them).
+    (all voxels of the level, or ``sampling_percentage`` of them). A deform step on
+    SimpleITK's engine also scales with its B-spline parameters (region ``shape``).
     """
     if name not in SECONDS_PER_SAMPLE:
         return FEATURE_STEP_SECONDS
@@ -71,7 +94,11 @@ def step_seconds(name, params, voxels, spacing=None):
         fraction = params.get("sampling_percentage") or 1.0
     voxels = voxels / _spacing_factor(params, spacing)
     samples = sum(voxels / _level_factor(s) for s in params.get("shrink_factors") or [1])
-    return iterations * samples * fraction * SECONDS_PER_SAMPLE[name]
+    per_sample = SECONDS_PER_SAMPLE[name]
+    if name == "deform" and not uses_sparse_engine(params):
+        shape = shape if shape is not None else [voxels ** (1 / 3)] * 3
+        per_sample = SECONDS_PER_SAMPLE_PARAMETER_ITK * bspline_parameters(params, shape, spacing)
+    return iterations * samples * fraction * per_sample
 
 
 def block_mem_mb(cfg, attempt=1):
@@ -86,8 +113,8 @@ def block_runtime_min(cfg, attempt=1, spacing=None):
     """Wall-time request (minutes) of one block job from its size and steps."""
     if not cfg.get("blocks"):
         return MIN_BLOCK_MINUTES * attempt
-    voxels = block_voxels(cfg)
-    seconds = sum(step_seconds(name, params, voxels, spacing)
+    shape = block_shape(cfg)
+    seconds = sum(step_seconds(name, params, float(np.prod(shape)), spacing, shape)
                   for name, params in cfg["_block_steps"])
     return int(math.ceil(max(MIN_BLOCK_MINUTES, SAFETY * seconds / 60))) * attempt
 

@@ -197,8 +197,7 @@ def _check_deform(params, where):
     params["control_point_levels"] = levels
     _check_choice(params, "engine", ENGINES, where)
     if params["engine"] == "sparse":
-        from .bspline import unsupported
-        why_not = unsupported(params)
+        why_not = sparse_unsupported(params)
         if why_not:
             raise ConfigError(f"{where}.engine", f"the sparse engine does not do {why_not}.",
                               "use engine: auto (falls back to SimpleITK) or engine: itk.")
@@ -291,3 +290,36 @@ def _int_list(value, where):
 def uses_mask(params, which):
     """Whether a step asks for a mask: None means 'if one is configured'."""
     return params.get(which) is not False
+
+# what the sparse B-spline engine (snakestream.bspline) covers
+SPARSE_OPTIMIZER_KEYS = {"learningRate", "minStep", "numberOfIterations", "relaxationFactor",
+                         "gradientMagnitudeTolerance"}
+SPARSE_METRICS = ("C", "MS", "MMI")
+
+
+def sparse_unsupported(params, static_kinds=()):
+    """Why the sparse engine cannot run a normalised deform step, or None if it can.
+
+    Parameters
+    ----------
+    params : dict
+        Normalised deform step.
+    static_kinds : sequence of str
+        Kinds ('affine'/'bspline') of the transforms the step starts from.
+    """
+    extra = set(params["optimizer_args"]) - SPARSE_OPTIMIZER_KEYS
+    checks = [
+        (params["metric"] in SPARSE_METRICS, f"metric {params['metric']} (sparse: C, MS, MMI)"),
+        (params["optimizer"] == "RSGD", f"optimizer {params['optimizer']} (sparse: RSGD)"),
+        (not extra, "optimizer_args " + ", ".join(sorted(extra))),
+        (params["interpolator"] == "1", f"interpolator {params['interpolator']} (sparse: 1)"),
+        (list(params["shrink_factors"]) == [1], "shrink_factors other than [1]"),
+        (list(params["control_point_levels"]) == [1], "control_point_levels other than [1]"),
+        (all(k == "affine" for k in static_kinds), "a B-spline earlier in the step list"),
+    ]
+    return "; ".join(why for ok, why in checks if not ok) or None
+
+
+def uses_sparse_engine(params):
+    """Whether a normalised deform step runs on the sparse engine (given affine starts)."""
+    return params.get("engine", "auto") != "itk" and sparse_unsupported(params) is None
