@@ -5,7 +5,7 @@ import numpy as np
 
 from snakestream.blockalign import align_block
 from snakestream.blockfile import save_block
-from snakestream.blocks import read_table
+from snakestream.blocks import read_row
 from snakestream.errors import AlignmentError
 from snakestream.io import atomic_path
 from snakestream.runtime import open_image, open_mask, rule_context
@@ -13,8 +13,7 @@ from snakestream.runtime import open_image, open_mask, rule_context
 with rule_context(snakemake):  # noqa: F821
     p, w = snakemake.params, snakemake.wildcards  # noqa: F821
     bid = f"z{w.bz}_y{w.by}_x{w.bx}"
-    table = read_table(snakemake.input.table).set_index("id", drop=False)  # noqa: F821
-    row = table.loc[bid]
+    row = read_row(snakemake.input.table, bid)  # noqa: F821
     if not row["aligned"]:  # below the foreground threshold: record it, read no pixels
         results, qc = [], {"id": bid, "status": "skipped", "reason": row["reason"], "steps": []}
     else:

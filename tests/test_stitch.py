@@ -131,3 +131,15 @@ def test_foreground_fractions_count_mask_voxels_per_block_core(mask_shape):
                         mask_shape[a] - 1) for a, i in enumerate(idx)]
         brute = np.mean(mask[tuple(near)] > 0)
         assert fractions[row["iz"], row["iy"], row["ix"]] == pytest.approx(brute, abs=1e-6)
+
+
+def test_read_row_matches_the_table(tmp_path):
+    from snakestream.blocks import read_row, read_table, write_table
+
+    table = build_table((20, 40, 40), (8, 16, 16), 0.5, np.linspace(0, 1, 27), 0.5)
+    write_table(table, tmp_path / "t.tsv")
+    for _, expect in read_table(tmp_path / "t.tsv").iterrows():
+        row = read_row(tmp_path / "t.tsv", expect["id"])
+        assert row == {k: (bool(v) if k == "aligned" else v) for k, v in expect.items()}
+    with pytest.raises(KeyError):
+        read_row(tmp_path / "t.tsv", "z0099_y0000_x0000")
