@@ -122,7 +122,7 @@ def test_foreground_fractions_count_mask_voxels_per_block_core(mask_shape):
     mask_spacing = np.array(shape) * spacing / np.array(mask_shape)
     mask = (np.random.default_rng(0).random(mask_shape) > 0.6).astype(np.uint8)
     vol = _ArrayVolume(mask, mask_spacing)
-    fractions = foreground_fractions(vol, shape, spacing, blocksize, slab_bytes=5000)
+    fractions = foreground_fractions(vol, shape, spacing, blocksize, slab_voxels=1500)
     assert vol.reads > 1                                 # streamed, not read whole
     for _, row in build_table(shape, blocksize, 0.5).iterrows():
         core = region_slices(row, core=True)

@@ -117,11 +117,13 @@ def _axis_weights(n_fixed, fixed_spacing, n_mask, mask_spacing, block):
     return sparse.csr_matrix((np.ones(n_fixed, np.float32), (i // block, j)), shape=shape)
 
 
-def foreground_fractions(mask, shape, spacing, blocksize, slab_bytes=1 << 28):
+def foreground_fractions(mask, shape, spacing, blocksize, slab_voxels=1 << 22):
     """Fraction of each block core (fixed voxels) whose nearest mask voxel is set.
 
-    The mask is read once, in z slabs of about ``slab_bytes``, at its own resolution;
-    memory stays bounded whatever its size.
+    The mask is read once, in z slabs of about ``slab_voxels`` voxels (~4 M: ~30 MB of
+    working memory), at its own resolution; memory stays bounded whatever its size. This
+    runs at parse time in Snakemake's main process, whose peak memory every local job
+    inherits in its accounting, so the slabs are kept small.
 
     Parameters
     ----------
@@ -140,7 +142,7 @@ def foreground_fractions(mask, shape, spacing, blocksize, slab_bytes=1 << 28):
     grid = tuple(m.shape[0] for m in w)
     total = np.zeros(grid)
     _, ny, nx = mask.shape
-    step = max(1, int(slab_bytes // max(ny * nx * 4, 1)))
+    step = max(1, int(slab_voxels // max(ny * nx, 1)))
     for a in range(0, mask.shape[0], step):
         b = min(a + step, mask.shape[0])
         m = (mask.read((slice(a, b), slice(0, ny), slice(0, nx))) > 0).astype(np.float32)
