@@ -18,10 +18,14 @@ percentile, µm) after the global affine and after the blocks. Per-process numbe
 from ``benchmarks/accounting/sitecustomize.py`` (every Python process of the run records
 its CPU, wall time and peak RSS at exit; block jobs also time ``align.run_step``).
 
-If ``bigstream`` is importable, it also runs bigstream's ``alignment_pipeline`` and
-``distributed_piecewise_alignment_pipeline`` on the same pair with the same steps and
-2 single-threaded workers and reports time and TRE side by side (optional: without
-bigstream the comparison is skipped and said so).
+Optionally it also runs bigstream's ``alignment_pipeline`` and
+``distributed_piecewise_alignment_pipeline`` on the same pair with the same steps,
+blocks, fixed mask and ``--cores`` single-threaded Dask workers
+(``benchmarks/bigstream_run.py``, a process of its own whose CPU includes the workers)
+and reports time and TRE side by side. bigstream 5.0.3 needs zarr 2 and snakestream
+zarr 3, so it usually lives in its own environment, given with ``--bigstream-python``
+(set up as in bigstream_run.py's docstring); without it the comparison runs when
+bigstream imports here, and is otherwise skipped and said so.
 
 Outputs under ``--out`` (default benchmarks/out, not committed): ``pipeline_bench.tsv``
 and ``.json`` (one row per size and stage), ``pipeline_bench.png`` (time and memory
@@ -33,7 +37,9 @@ Usage::
     .venv/bin/python benchmarks/pipeline_bench.py                  # 64x256x256, 128x512x512
     .venv/bin/python benchmarks/pipeline_bench.py --sizes 64x256x256 --cores 2
         [--preset fast|talk] [--steps my_block_steps.yaml] [--tag NAME] [--reuse]
-        [--keep-runs] [--no-bigstream]
+        [--keep-runs] [--no-bigstream] [--bigstream-python PATH]
+    .venv/bin/python benchmarks/pipeline_bench.py --quick \
+        --bigstream-python benchmarks/out/bigstream-venv/bin/python   # with bigstream
 """
 
 import argparse
@@ -109,6 +115,7 @@ QUICK_BLOCKS = [["affine", {"smooth_sigmas": [0.4], "sampling": "RANDOM",
                             "sampling_percentage": 0.02,
                             "optimizer_args": {"numberOfIterations": 10}}]]
 
+NO_BIGSTREAM = "not importable here and no --bigstream-python given"
 STAGES = ["global", "block table", "blocks", "gather", "warp", "pyramid", "itk export",
           "other"]
 # job script (file name stem) -> stage; init_zarr creates deform.zarr and aligned.zarr
@@ -419,56 +426,52 @@ def stage_tre(data, out):
 # Optional: bigstream on the same pair
 # --------------------------------------------------------------------------
 def bigstream_available():
-    """bigstream's two entry points, or None when bigstream is not installed."""
+    """True when bigstream (with its Dask/ClusterWrap dependencies) imports in this Python."""
     try:
-        from bigstream.align import alignment_pipeline
-        from bigstream.piecewise_align import distributed_piecewise_alignment_pipeline
-    except Exception:  # not installed, or its dependencies (dask, ClusterWrap) are missing
+        from bigstream.align import alignment_pipeline  # noqa: F401
+        from bigstream.piecewise_align import distributed_piecewise_alignment_pipeline  # noqa: F401
+    except Exception:  # not installed, its dependencies are missing, or zarr 3 (it needs 2)
+        return False
+    return True
+
+
+def bigstream_python(path=None):
+    """The Python to run benchmarks/bigstream_run.py with, or None (comparison skipped).
+
+    ``path`` (``--bigstream-python``) is an environment where bigstream is installed;
+    without it, this Python when bigstream imports here.
+    """
+    if path:
+        if not os.access(path, os.X_OK):
+            raise SystemExit(f"--bigstream-python: {path} is not an executable")
+        return str(path)
+    return sys.executable if bigstream_available() else None
+
+
+def run_bigstream(cfg_path, run_dir, python, workers=2):
+    """Time and TRE of bigstream's global + distributed piecewise alignment.
+
+    Runs benchmarks/bigstream_run.py with ``python`` on the run's config (a process of
+    its own: bigstream needs zarr 2). Adds the process's wall and CPU time from
+    ``wait4`` (the Dask workers included). Returns None without ``python``, a string
+    when the run failed.
+    """
+    if python is None:
         return None
-    return alignment_pipeline, distributed_piecewise_alignment_pipeline
-
-
-def _bigstream_steps(steps):
-    """Our step lists as bigstream's (name, kwargs) tuples (the keys are bigstream's)."""
-    return [(name, {k: v for k, v in kw.items() if v is not None}) for name, kw in steps]
-
-
-def run_bigstream(data, cfg, workers=2):
-    """Time and TRE of bigstream's global + distributed piecewise alignment, or None."""
-    entry = bigstream_available()
-    if entry is None:
-        return None
-    alignment_pipeline, piecewise = entry
-    from snakestream.demo import load_truth
-    from snakestream.io import open_volume
-    from snakestream.qc import tre
-    from snakestream.transform import transform_points
-
-    truth = load_truth(data / "truth.npz")
-    fix_vol = open_volume(str(data / "fix.zarr"), "s0")
-    mov_vol = open_volume(str(data / "mov.h5"), "/ch0")
-    fix = fix_vol.read(tuple(slice(0, n) for n in fix_vol.shape))
-    mov = mov_vol.read(tuple(slice(0, n) for n in mov_vol.shape))
-    fix_mask = open_volume(str(data / "fix_mask.zarr"), "s0", spacing=fix_vol.spacing)
-    mask = fix_mask.read(tuple(slice(0, n) for n in fix_mask.shape))
-    c0, t0 = time.process_time(), time.perf_counter()
-    affine = alignment_pipeline(fix, mov, fix_vol.spacing, mov_vol.spacing,
-                                _bigstream_steps(cfg["global_steps"]))
-    t_global = time.perf_counter() - t0
-    field = piecewise(fix, mov, fix_vol.spacing, mov_vol.spacing,
-                      _bigstream_steps(cfg["blocks"]["steps"]),
-                      blocksize=cfg["blocks"]["blocksize"], overlap=cfg["blocks"]["overlap"],
-                      fix_mask=mask, static_transform_list=[affine],
-                      cluster_kwargs={"n_workers": workers, "threads_per_worker": 1})
-    wall = time.perf_counter() - t0
-    field = np.asarray(field)
-    pts = truth.landmarks_fixed
-    return {"wall_s": round(wall, 2), "global_wall_s": round(t_global, 2),
-            "blocks_wall_s": round(wall - t_global, 2),
-            "cpu_s_this_process": round(time.process_time() - c0, 2),
-            "tre_global": tre(transform_points(pts, affine), truth.landmarks_moving),
-            "tre_blocks": tre(transform_points(pts, affine, field, fix_vol.spacing),
-                              truth.landmarks_moving)}
+    out, log = run_dir / "bigstream.json", run_dir / "bigstream.log"
+    cmd = [python, str(ROOT / "benchmarks" / "bigstream_run.py"), str(cfg_path), str(out),
+           "--workers", str(workers), "--tmp", str(run_dir / "bigstream-tmp")]
+    # another environment must not see this one's PYTHONPATH
+    env = {k: v for k, v in os.environ.items()
+           if k != "PYTHONPATH" or python == sys.executable}
+    rc, wall, cpu, peak = run_measured(cmd, log, env=env)
+    shutil.rmtree(run_dir / "bigstream-tmp", ignore_errors=True)
+    if rc:
+        return f"failed (exit {rc}, see {log})"
+    res = json.loads(out.read_text())
+    res.update(process_wall_s=round(wall, 2), process_cpu_s=round(cpu, 2),
+               process_peak_mem_mb=round(peak, 1), python=python)
+    return res
 
 
 # --------------------------------------------------------------------------
@@ -590,8 +593,7 @@ def bench_size(shape, args, out_dir):
            "stages": stage_rows(out, wall, process_records(run_dir)),
            "tre": stage_tre(data, out)}
     if args.bigstream:
-        big = run_bigstream(data, cfg, workers=args.cores)
-        res["bigstream"] = big if big is not None else "not installed"
+        res["bigstream"] = bench_bigstream(run_dir, args)
     print(f"== {size}: {wall:.0f} s wall, {cpu:.0f} s CPU; TRE blocks "
           f"{res['tre'].get('blocks', {}).get('median', float('nan')):.3f} µm", flush=True)
     saved.write_text(json.dumps(res, indent=1, default=float))
@@ -601,7 +603,28 @@ def bench_size(shape, args, out_dir):
     return res
 
 
+def bench_bigstream(run_dir, args):
+    """bigstream on the run's pair and config with ``--cores`` workers, or why not."""
+    python = bigstream_python(args.bigstream_python)
+    if python is None:
+        print("== bigstream does not import here and no --bigstream-python was given: "
+              "comparison skipped", flush=True)
+        return NO_BIGSTREAM
+    print(f"== bigstream ({python}), {args.cores} workers", flush=True)
+    big = run_bigstream(run_dir / "config.yaml", run_dir, python, workers=args.cores)
+    if isinstance(big, str):
+        print(f"== bigstream {big}", flush=True)
+    return big
+
+
+def _field_cpu(res):
+    """snakestream's CPU up to the deformation field (global, block table, blocks, gather)."""
+    return sum(res["stages"].get(s, {}).get("cpu_s", 0.0)
+               for s in ("global", "block table", "blocks", "gather"))
+
+
 def compare_bigstream(results):
+    """Side-by-side lines per size: time, then TRE (bigstream / snakestream ratios)."""
     lines = []
     for res in results:
         big = res.get("bigstream")
@@ -610,11 +633,19 @@ def compare_bigstream(results):
         if not isinstance(big, dict):
             lines.append(f"{res['size']}: bigstream {big}; comparison skipped")
             continue
-        ours_t, ours_tre = res["wall_s"], res["tre"]["blocks"]["median"]
-        lines.append(f"{res['size']}: wall snakestream {ours_t:.0f} s, bigstream "
-                     f"{big['wall_s']:.0f} s (ratio {big['wall_s'] / ours_t:.2f}); TRE median "
-                     f"snakestream {ours_tre:.3f} µm, bigstream {big['tre_blocks']['median']:.3f}"
-                     f" µm (ratio {big['tre_blocks']['median'] / ours_tre:.2f})")
+        wall, cpu = res["wall_s"], res["cpu_s"]
+        lines.append(
+            f"{res['size']}: time  snakestream {wall:.1f} s wall, {cpu:.1f} s CPU (whole run; "
+            f"{_field_cpu(res):.1f} s CPU to the field) | bigstream {big['process_wall_s']:.1f}"
+            f" s wall, {big['process_cpu_s']:.1f} s CPU (process; global + blocks "
+            f"{big['wall_s']:.1f} s) | ratio bigstream/snakestream wall "
+            f"{big['process_wall_s'] / wall:.2f}, CPU {big['process_cpu_s'] / cpu:.2f}")
+        ours, theirs = res["tre"]["blocks"], big["tre_blocks"]
+        lines.append(
+            f"{res['size']}: TRE median (p95) snakestream {ours['median']:.3f} "
+            f"({ours['p95']:.3f}) µm | bigstream {theirs['median']:.3f} ({theirs['p95']:.3f}) "
+            f"µm | ratio bigstream/snakestream {theirs['median'] / ours['median']:.2f}; after "
+            f"global {res['tre']['global']['median']:.3f} vs {big['tre_global']['median']:.3f} µm")
     return lines
 
 
@@ -641,6 +672,10 @@ def main(argv=None):
                         help="take a size's numbers from its earlier run (runs/*/result.json)")
     parser.add_argument("--no-bigstream", dest="bigstream", action="store_false",
                         help="skip the bigstream comparison even if bigstream is installed")
+    parser.add_argument("--bigstream-python", default=None, metavar="PATH",
+                        help="Python of an environment with bigstream (e.g. "
+                             "benchmarks/out/bigstream-venv/bin/python); default: this "
+                             "Python if bigstream imports here, else no comparison")
     args = parser.parse_args(argv)
     sizes = args.sizes or ([QUICK_SIZE] if args.quick else DEFAULT_SIZES)
     out_dir = Path(args.out)

@@ -2,22 +2,71 @@
 
 Not part of CI's suite (testpaths = tests); the full benchmark is run by hand.
 """
+import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bigstream_run as br  # noqa: E402
 import pipeline_bench as pb  # noqa: E402
 
 
-def test_bigstream_comparison_is_optional(monkeypatch):
+def test_bigstream_comparison_is_optional(monkeypatch, tmp_path, capsys):
     # a None entry in sys.modules makes `import bigstream...` raise ImportError
     monkeypatch.setitem(sys.modules, "bigstream", None)
     monkeypatch.setitem(sys.modules, "bigstream.align", None)
-    assert pb.bigstream_available() is None
-    assert pb.run_bigstream(Path("unused"), {}) is None
+    assert pb.bigstream_available() is False
+    assert pb.bigstream_python(None) is None
+    assert pb.run_bigstream(tmp_path / "config.yaml", tmp_path, None) is None
+    args = SimpleNamespace(bigstream_python=None, cores=2)
+    assert pb.bench_bigstream(tmp_path, args) == pb.NO_BIGSTREAM
+    assert "comparison skipped" in capsys.readouterr().out
     lines = pb.compare_bigstream([{"size": "8x8x8", "bigstream": "not installed"}])
     assert lines == ["8x8x8: bigstream not installed; comparison skipped"]
+
+
+def test_bigstream_python_must_exist(tmp_path):
+    with pytest.raises(SystemExit):
+        pb.bigstream_python(str(tmp_path / "no-python"))
+
+
+def test_bigstream_steps_are_explicit_and_bigstream_only():
+    steps = br.bigstream_steps(pb.QUICK_GLOBAL + pb.QUICK_BLOCKS)
+    assert [name for name, _ in steps] == ["affine", "affine", "deform"]
+    for _, kw in steps:
+        assert "engine" not in kw and "fix_mask" not in kw
+        assert None not in kw.values()
+    deform = steps[2][1]
+    # snakestream's defaults, not bigstream's (sampling NONE, no control_point_levels)
+    assert deform["sampling"] == "RANDOM" and deform["control_point_levels"] == [1]
+    assert deform["sampling_percentage"] == 0.02
+    assert steps[0][1]["initial_condition"] == "CENTER"
+
+
+def test_run_bigstream_reads_the_runner_json(monkeypatch, tmp_path):
+    def fake_run(cmd, log, env=None):
+        Path(cmd[3]).write_text(json.dumps({"wall_s": 1.0}))
+        return 0, 2.0, 3.0, 100.0
+    monkeypatch.setattr(pb, "run_measured", fake_run)
+    res = pb.run_bigstream(tmp_path / "config.yaml", tmp_path, "python")
+    assert res["wall_s"] == 1.0 and res["process_cpu_s"] == 3.0
+    monkeypatch.setattr(pb, "run_measured", lambda cmd, log, env=None: (1, 0, 0, 0))
+    assert pb.run_bigstream(tmp_path / "config.yaml", tmp_path, "python").startswith("failed")
+
+
+def test_compare_lines():
+    tre = {"median": 0.1, "p95": 0.2}
+    res = {"size": "8x8x8", "wall_s": 10.0, "cpu_s": 12.0,
+           "stages": {"blocks": {"cpu_s": 5.0}}, "tre": {"global": tre, "blocks": tre},
+           "bigstream": {"wall_s": 4.0, "process_wall_s": 5.0, "process_cpu_s": 6.0,
+                         "tre_global": tre, "tre_blocks": {"median": 0.2, "p95": 0.4}}}
+    time_line, tre_line = pb.compare_bigstream([res])
+    assert "ratio bigstream/snakestream wall 0.50, CPU 0.50" in time_line
+    assert "ratio bigstream/snakestream 2.00" in tre_line
 
 
 def test_sizes_and_steps():
