@@ -242,7 +242,7 @@ def make_config(data, out, quick=False, block_steps=None, preset="fast"):
 # --------------------------------------------------------------------------
 # One pipeline run and its numbers
 # --------------------------------------------------------------------------
-def run_pipeline(cfg, run_dir, cores, scheduler="greedy"):
+def run_pipeline(cfg, run_dir, cores, scheduler="greedy", timespan="100/1s"):
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = run_dir / "config.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -255,7 +255,7 @@ def run_pipeline(cfg, run_dir, cores, scheduler="greedy"):
                                            str(ROOT / "scripts")]))
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(run_dir),
            "--cores", str(cores), "--configfile", str(cfg_path), "--quiet", "rules",
-           "--scheduler", scheduler]
+           "--scheduler", scheduler, "--max-jobs-per-timespan", timespan]
     rc, wall, cpu, _ = run_measured(cmd, run_dir / "snakemake.log", env=env)
     if rc:
         tail = (run_dir / "snakemake.log").read_text().splitlines()[-30:]
@@ -583,10 +583,11 @@ def bench_size(shape, args, out_dir):
     cfg = make_config(data, run_dir / "results", args.quick, steps, args.preset)
     print(f"== {size}: snakemake --cores {args.cores}", flush=True)
     load = os.getloadavg()[0]  # other work on the machine inflates wall times, not CPU
-    wall, cpu = run_pipeline(cfg, run_dir, args.cores, args.scheduler)
+    wall, cpu = run_pipeline(cfg, run_dir, args.cores, args.scheduler, args.max_jobs_per_timespan)
     out = run_dir / "results"
     res = {"size": size, "preset": "quick" if args.quick else (args.steps or args.preset),
            "voxels": int(np.prod(shape)), "cores": args.cores, "scheduler": args.scheduler,
+           "max_jobs_per_timespan": args.max_jobs_per_timespan,
            "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "generation": gen,
            "load_1min_before": load, "load_1min_after": os.getloadavg()[0],
            "config": cfg,
@@ -662,6 +663,9 @@ def main(argv=None):
     parser.add_argument("--scheduler", choices=["greedy", "ilp"], default="greedy",
                         help="Snakemake's job scheduler (greedy, as profiles/*; ilp is "
                              "Snakemake's default when pulp is installed)")
+    parser.add_argument("--max-jobs-per-timespan", default="100/1s",
+                        help="Snakemake's job rate window (its default 100/1s; "
+                             "profiles/local uses 500/5s)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="fast",
                         help="block step settings (see PRESETS); --steps overrides")
     parser.add_argument("--steps", default=None,
