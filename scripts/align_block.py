@@ -5,7 +5,7 @@ import numpy as np
 
 from snakestream.blockalign import align_block
 from snakestream.blockfile import save_block
-from snakestream.blocks import read_row
+from snakestream.blocks import below_threshold_qc, read_row
 from snakestream.errors import AlignmentError
 from snakestream.io import atomic_path
 from snakestream.runtime import open_image, open_mask, rule_context
@@ -15,7 +15,7 @@ with rule_context(snakemake):  # noqa: F821
     bid = f"z{w.bz}_y{w.by}_x{w.bx}"
     row = read_row(snakemake.input.table, bid)  # noqa: F821
     if not row["aligned"]:  # below the foreground threshold: record it, read no pixels
-        results, qc = [], {"id": bid, "status": "skipped", "reason": row["reason"], "steps": []}
+        results, qc = [], below_threshold_qc(row)
     else:
         fix, mov = open_image(p.fixed), open_image(p.moving)
         affine = np.loadtxt(snakemake.input.affine)  # noqa: F821

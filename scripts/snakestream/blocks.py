@@ -97,6 +97,11 @@ def build_table(shape, blocksize, overlap, foreground=None, threshold=0.5):
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def below_threshold_qc(row):
+    """QC record of a block the table does not align: 'skipped', with the table's reason."""
+    return {"id": row["id"], "status": "skipped", "reason": row["reason"], "steps": []}
+
+
 def is_aligned(fractions, threshold):
     """Which blocks are registered: foreground fraction >= threshold and > 0."""
     fractions = np.asarray(fractions, float)

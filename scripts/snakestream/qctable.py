@@ -5,7 +5,7 @@ import os
 import pandas as pd
 
 from .blockfile import load_block
-from .blocks import block_relpath
+from .blocks import below_threshold_qc, block_relpath
 
 REGION = ["z0", "z1", "y0", "y1", "x0", "x1"]
 STEP_KEYS = ("metric_before", "metric_after", "iterations", "stop", "seconds", "status",
@@ -32,7 +32,7 @@ def qc_rows(table, blocks_dir):
         if row["aligned"]:
             _, qc, _ = load_block(os.path.join(blocks_dir, block_relpath(row["id"])))
         else:
-            qc = {"status": "skipped", "reason": row["reason"], "steps": []}
+            qc = below_threshold_qc(row)
         rows.append(block_row(row, qc))
     return pd.DataFrame(rows)
 
