@@ -13,7 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import transform as tf
-from .steps import sparse_unsupported
+from .steps import deform_engine
 
 _METRIC = {
     "MMI": "SetMetricAsMattesMutualInformation",
@@ -289,8 +289,8 @@ def _run_linear(name, params, fix, mov, static, seed, threads):
 
 def _run_deform(name, params, fix, mov, static, seed, threads):
     """B-spline step: the sparse engine where it applies (``engine: auto``), else ITK's."""
-    why_not = sparse_unsupported(params, [s.kind for s in static])
-    if params.get("engine", "auto") == "itk" or why_not:
+    engine, why_not = deform_engine(params, [s.kind for s in static])
+    if engine == "itk":
         result = _run_deform_itk(name, params, fix, mov, static, seed, threads)
         result.qc.update(engine="itk", **({"engine_reason": why_not} if why_not else {}))
         return result

@@ -320,6 +320,14 @@ def sparse_unsupported(params, static_kinds=()):
     return "; ".join(why for ok, why in checks if not ok) or None
 
 
+def deform_engine(params, static_kinds=()):
+    """('sparse' or 'itk', reason the sparse engine is not used or None) for a deform step."""
+    why_not = sparse_unsupported(params, static_kinds)
+    if params.get("engine", "auto") == "itk" or why_not:
+        return "itk", why_not
+    return "sparse", None
+
+
 def uses_sparse_engine(params):
     """Whether a normalised deform step runs on the sparse engine (given affine starts)."""
-    return params.get("engine", "auto") != "itk" and sparse_unsupported(params) is None
+    return deform_engine(params)[0] == "sparse"
