@@ -133,6 +133,23 @@ def test_foreground_fractions_count_mask_voxels_per_block_core(mask_shape):
         assert fractions[row["iz"], row["iy"], row["ix"]] == pytest.approx(brute, abs=1e-6)
 
 
+@pytest.mark.parametrize("mask_shape", [(30, 50, 70), (9, 11, 23), (60, 90, 150)])
+def test_read_on_grid_takes_the_nearest_mask_voxel(mask_shape):
+    """A block's mask crop: nearest mask voxel per fixed voxel, edges extended."""
+    from snakestream.crops import read_on_grid
+
+    shape, spacing = (30, 50, 70), np.array([1.0, 0.5, 0.5])
+    mask_spacing = np.array(shape) * spacing / np.array(mask_shape)
+    mask = np.random.default_rng(1).integers(0, 7, mask_shape).astype(np.uint8)
+    start, size = (4, 13, 40), (12, 30, 30)
+    got = read_on_grid(_ArrayVolume(mask, mask_spacing), start, size, spacing)
+    idx = np.meshgrid(*[np.arange(a, a + n) for a, n in zip(start, size)], indexing="ij")
+    near = [np.clip(np.floor(i * spacing[a] / mask_spacing[a] + 0.5).astype(int), 0,
+                    mask_shape[a] - 1) for a, i in enumerate(idx)]
+    assert got.shape == size
+    np.testing.assert_array_equal(got, mask[tuple(near)])
+
+
 def test_read_row_matches_the_table(tmp_path):
     from snakestream.blocks import read_row, read_table, write_table
 

@@ -46,14 +46,27 @@ def default_margin(fix_slices, fix_spacing):
     return 0.25 * extent
 
 
-def read_on_grid(volume, start, shape, spacing, order=0):
+def read_on_grid(volume, start, shape, spacing):
     """Sample ``volume`` (any grid, same physical frame) on a region of another grid.
 
-    Used for masks stored at a different resolution. ``order`` 0 is nearest.
-    Only the part of ``volume`` under the region is read.
-    """
-    from scipy.ndimage import map_coordinates
+    Used for masks stored at a different resolution: nearest voxel, edges
+    extended. Only the part of ``volume`` under the region is read. Both grids
+    are axis-aligned, so the nearest voxel is found axis by axis (plain NumPy:
+    a block job does not pay for importing scipy.ndimage).
 
+    Parameters
+    ----------
+    volume : snakestream.io.Volume
+        The source grid (``shape``, ``spacing`` in µm z,y,x, ``read(slices)``).
+    start, shape : sequence of 3 int
+        First voxel and size (z,y,x) of the region on the target grid.
+    spacing : sequence of 3 float
+        Target grid spacing, µm, z,y,x.
+
+    Returns
+    -------
+    ndarray of ``shape``, ``volume``'s dtype.
+    """
     spacing = np.asarray(spacing, float)
     stop = np.asarray(start) + np.asarray(shape)
     corners = region_corners(start, stop, spacing)
@@ -63,7 +76,9 @@ def read_on_grid(volume, start, shape, spacing, order=0):
     if np.allclose(volume.spacing, spacing) and np.all(np.asarray(volume.shape) >= stop):
         return volume.read(tuple(slice(int(a), int(b)) for a, b in zip(start, stop)))
     data = volume.read(region)
-    offset = np.array([s.start for s in region]) * volume.spacing
-    pts = tf.physical_grid(start, shape, spacing).reshape(-1, 3)
-    idx = ((pts - offset) / volume.spacing).T
-    return map_coordinates(data, idx, order=order, mode="nearest").reshape(shape)
+    index = []
+    for axis, sl in enumerate(region):
+        centres = (start[axis] + np.arange(shape[axis])) * spacing[axis]
+        nearest = np.floor(centres / volume.spacing[axis] + 0.5).astype(int) - sl.start
+        index.append(np.clip(nearest, 0, data.shape[axis] - 1))
+    return data[np.ix_(*index)]
