@@ -14,7 +14,8 @@ step gradient descent. All coordinates are physical µm in z, y, x order; images
 """
 
 import numpy as np
-from scipy import ndimage, sparse
+import SimpleITK as sitk
+from scipy import sparse
 
 
 def _cubic(t):
@@ -78,9 +79,18 @@ def to_sitk_order(coef):
 
 
 def smoothed(image, sigma_um):
-    """Float32 copy of ``image.data`` smoothed by a Gaussian of ``sigma_um`` µm."""
+    """Float32 copy of ``image.data`` smoothed by a Gaussian of ``sigma_um`` µm.
+
+    SimpleITK's discrete Gaussian (variance sigma², image spacing on), the filter
+    ITK's v4 registration smooths each level with; it also keeps scipy.ndimage out
+    of the block job's imports.
+    """
     data = image.data.astype(np.float32)
-    return ndimage.gaussian_filter(data, sigma_um / image.spacing) if sigma_um else data
+    if not sigma_um:
+        return data
+    img = sitk.GetImageFromArray(data)
+    img.SetSpacing([float(s) for s in image.spacing[::-1]])
+    return sitk.GetArrayFromImage(sitk.DiscreteGaussian(img, float(sigma_um) ** 2))
 
 
 class MovingSampler:
