@@ -13,6 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import transform as tf
+from .bspline_fit import fit as sparse_fit
 from .steps import deform_engine
 
 _METRIC = {
@@ -266,10 +267,24 @@ def _prepare(params, fix, mov, static, seed, threads):
     return irm, f, m
 
 
+def _metric_value(irm, f_img, m_img):
+    """The metric at the current transform, without ITK's gradient images.
+
+    A value needs no gradients, and building the two gradient images costs ~5x
+    the evaluation itself (0.2 s vs 0.04 s on a 32x96x96 block).
+    """
+    irm.SetMetricUseFixedImageGradientFilter(False)
+    irm.SetMetricUseMovingImageGradientFilter(False)
+    value = irm.MetricEvaluate(f_img, m_img)
+    irm.SetMetricUseFixedImageGradientFilter(True)  # ITK's defaults, for Execute
+    irm.SetMetricUseMovingImageGradientFilter(True)
+    return value
+
+
 def _execute(irm, f_img, m_img):
-    before = irm.MetricEvaluate(f_img, m_img)
+    before = _metric_value(irm, f_img, m_img)
     irm.Execute(f_img, m_img)
-    after = irm.MetricEvaluate(f_img, m_img)
+    after = _metric_value(irm, f_img, m_img)
     return {"metric_before": float(before), "metric_after": float(after),
             "iterations": int(irm.GetOptimizerIteration()),
             "stop": irm.GetOptimizerStopConditionDescription().strip()[:200]}
@@ -298,11 +313,9 @@ def _run_deform(name, params, fix, mov, static, seed, threads):
 
 
 def _run_deform_sparse(name, params, fix, mov, static, seed):
-    from .bspline_fit import fit
-
     f, m = _step_images(params, fix, mov)
     fixed_parameters = np.array(_bspline(f.to_sitk(), params).GetFixedParameters())
-    parameters, qc = fit(params, f, m, static_affine(static), fixed_parameters, seed)
+    parameters, qc = sparse_fit(params, f, m, static_affine(static), fixed_parameters, seed)
     if not qc["metric_after"] < qc["metric_before"]:
         return _fallback(name, "metric did not improve; identity kept", qc)
     return StepResult(name, "bspline", parameters, fixed_parameters, qc=qc)
