@@ -76,3 +76,14 @@ def test_sizes_and_steps():
     assert cfg["blocks"]["blocksize"] == pb.BLOCKSIZE
     talk = pb.make_config(Path("d"), Path("o"), preset="talk")
     assert talk["blocks"]["steps"][1][1]["optimizer_args"]["numberOfIterations"] == 200
+
+
+def test_job_floor_measures_each_import_on_top_of_the_last(monkeypatch, tmp_path):
+    import job_floor as jf
+
+    monkeypatch.setattr(jf, "STEPS", [("interpreter", "pass"),
+                                      ("+ a busy loop", "sum(range(3_000_000))")])
+    rows = jf.main(["--repeat", "1", "--out", str(tmp_path)])
+    assert [r["step"] for r in rows] == ["interpreter", "+ a busy loop"]
+    assert rows[0]["cpu_s"] > 0 and rows[1]["increment_s"] > 0.01  # the loop costs CPU
+    assert json.loads((tmp_path / "job_floor.json").read_text()) == rows

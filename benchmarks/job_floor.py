@@ -1,0 +1,81 @@
+"""What a block job costs before it registers anything: interpreter start and imports.
+
+Each line starts a fresh interpreter (as Snakemake does for every ``script:`` job),
+imports one more thing than the line before, and records the process's CPU
+(user + system, from ``wait4``). The difference between lines is that import's cost
+when everything before it is loaded. The last line imports exactly what
+``scripts/align_block.py`` imports, plus the readers it opens (zarr, h5py).
+
+Usage::
+
+    .venv/bin/python benchmarks/job_floor.py [--repeat 7] [--out benchmarks/out]
+
+Writes ``job_floor.json`` under ``--out``; prints the table. Numbers vary with the
+machine and the page cache (the first run after a reboot is slower); the median over
+``--repeat`` runs is reported.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# (label, import statement), cumulative: each line runs all statements up to it
+STEPS = [
+    ("interpreter", "pass"),
+    ("+ snakemake.script (the script preamble)", "from snakemake import script"),
+    ("+ numpy", "import numpy"),
+    ("+ SimpleITK", "import SimpleITK"),
+    ("+ scipy.sparse (sparse deform engine)", "import scipy.sparse"),
+    ("+ zarr", "import zarr"),
+    ("+ h5py", "import h5py"),
+    ("+ snakestream modules of align_block.py",
+     "import snakestream.blockalign, snakestream.blockfile, snakestream.blocks, "
+     "snakestream.runtime, snakestream.io"),
+]
+
+
+def cpu_of(code):
+    """CPU seconds (user + system) of a fresh interpreter running ``code``."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "scripts"))
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status:
+        raise SystemExit(f"job_floor: {code!r} failed (exit status {status})")
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(repeat):
+    """Median CPU per cumulative step, and each step's increment (seconds)."""
+    rows, code, before = [], [], 0.0
+    for label, statement in STEPS:
+        code.append(statement)
+        cpu = statistics.median(cpu_of("; ".join(code)) for _ in range(repeat))
+        rows.append({"step": label, "cpu_s": round(cpu, 3), "increment_s": round(cpu - before, 3)})
+        before = cpu
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "out"))
+    args = parser.parse_args(argv)
+    rows = measure(args.repeat)
+    width = max(len(r["step"]) for r in rows)
+    print(f"{'step':{width}}  CPU (s)  increment (s)")
+    for r in rows:
+        print(f"{r['step']:{width}}  {r['cpu_s']:7.3f}  {r['increment_s']:13.3f}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "job_floor.json").write_text(json.dumps(rows, indent=1))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
