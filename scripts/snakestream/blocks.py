@@ -108,16 +108,26 @@ def is_aligned(fractions, threshold):
     return (fractions >= threshold) & (fractions > 0)
 
 
+def nearest_voxel(index, spacing, other_spacing, n_other):
+    """Along one axis: the voxel of another grid nearest to each voxel ``index``.
+
+    Voxel centres sit at index x spacing (µm) on both grids, which share the
+    origin; the result is clipped to ``[0, n_other)`` (edges extended). The one
+    rule for masks at another resolution: block selection and mask crops use it.
+    """
+    nearest = np.floor(np.asarray(index) * spacing / other_spacing + 0.5).astype(int)
+    return np.clip(nearest, 0, n_other - 1)
+
+
 def _axis_weights(n_fixed, fixed_spacing, n_mask, mask_spacing, block):
     """(blocks x mask voxels) sparse counts along one axis.
 
-    Entry [b, j]: fixed voxels of block ``b``'s core whose nearest mask voxel is ``j``
-    (voxel centres at index x spacing, as :func:`snakestream.crops.read_on_grid`).
+    Entry [b, j]: fixed voxels of block ``b``'s core whose nearest mask voxel is ``j``.
     """
     from scipy import sparse
 
     i = np.arange(n_fixed)
-    j = np.clip(np.floor(i * fixed_spacing / mask_spacing + 0.5).astype(int), 0, n_mask - 1)
+    j = nearest_voxel(i, fixed_spacing, mask_spacing, n_mask)
     shape = (int(np.ceil(n_fixed / block)), int(n_mask))
     return sparse.csr_matrix((np.ones(n_fixed, np.float32), (i // block, j)), shape=shape)
 

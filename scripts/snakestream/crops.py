@@ -7,6 +7,7 @@ global affine maps it to, grown by a margin for local motion.
 import numpy as np
 
 from . import transform as tf
+from .blocks import nearest_voxel
 
 
 def region_corners(start, stop, spacing):
@@ -50,9 +51,10 @@ def read_on_grid(volume, start, shape, spacing):
     """Sample ``volume`` (any grid, same physical frame) on a region of another grid.
 
     Used for masks stored at a different resolution: nearest voxel, edges
-    extended. Only the part of ``volume`` under the region is read. Both grids
-    are axis-aligned, so the nearest voxel is found axis by axis (plain NumPy:
-    a block job does not pay for importing scipy.ndimage).
+    extended (:func:`snakestream.blocks.nearest_voxel`, as block selection). Only
+    the part of ``volume`` under the region is read. Both grids are axis-aligned,
+    so the nearest voxel is found axis by axis (plain NumPy: a block job does not
+    pay for importing scipy.ndimage).
 
     Parameters
     ----------
@@ -76,9 +78,6 @@ def read_on_grid(volume, start, shape, spacing):
     if np.allclose(volume.spacing, spacing) and np.all(np.asarray(volume.shape) >= stop):
         return volume.read(tuple(slice(int(a), int(b)) for a, b in zip(start, stop)))
     data = volume.read(region)
-    index = []
-    for axis, sl in enumerate(region):
-        centres = (start[axis] + np.arange(shape[axis])) * spacing[axis]
-        nearest = np.floor(centres / volume.spacing[axis] + 0.5).astype(int) - sl.start
-        index.append(np.clip(nearest, 0, data.shape[axis] - 1))
-    return data[np.ix_(*index)]
+    index = [nearest_voxel(start[a] + np.arange(shape[a]), spacing[a], volume.spacing[a],
+                           volume.shape[a]) - sl.start for a, sl in enumerate(region)]
+    return data[np.ix_(*[np.clip(i, 0, n - 1) for i, n in zip(index, data.shape)])]
