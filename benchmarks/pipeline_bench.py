@@ -104,6 +104,7 @@ def _block_steps(affine_iterations, deform_iterations, deform_sampling):
 
 PRESETS = {"talk": _block_steps(800, 200, 0.05), "fast": _block_steps(200, 50, 0.02)}
 BLOCKSIZE, OVERLAP = [16, 48, 48], 0.5
+TIMESPAN = "500/5s"  # Snakemake's job-rate window, as profiles/local
 OUTPUT_CHUNKS = [16, 128, 128]
 # --quick: a tiny case with short steps, to check the benchmark itself.
 QUICK_GLOBAL = [["affine", {"alignment_spacing": 1.6, "shrink_factors": [1],
@@ -243,7 +244,7 @@ def make_config(data, out, quick=False, block_steps=None, preset="fast"):
 # --------------------------------------------------------------------------
 # One pipeline run and its numbers
 # --------------------------------------------------------------------------
-def run_pipeline(cfg, run_dir, cores, scheduler="greedy", timespan="500/5s"):
+def run_pipeline(cfg, run_dir, cores, scheduler="greedy", timespan=TIMESPAN):
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = run_dir / "config.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -664,9 +665,9 @@ def main(argv=None):
     parser.add_argument("--scheduler", choices=["greedy", "ilp"], default="greedy",
                         help="Snakemake's job scheduler (greedy, as profiles/*; ilp is "
                              "Snakemake's default when pulp is installed)")
-    parser.add_argument("--max-jobs-per-timespan", default="500/5s",
-                        help="Snakemake's job rate window (default: profiles/local's "
-                             "500/5s; Snakemake's own default is 100/1s)")
+    parser.add_argument("--max-jobs-per-timespan", default=TIMESPAN,
+                        help=f"Snakemake's job rate window (default: profiles/local's "
+                             f"{TIMESPAN}; Snakemake's own default is 100/1s)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="fast",
                         help="block step settings (see PRESETS); --steps overrides")
     parser.add_argument("--steps", default=None,
