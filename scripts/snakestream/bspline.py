@@ -85,12 +85,9 @@ def smoothed(image, sigma_um):
     ITK's v4 registration smooths each level with; it also keeps scipy.ndimage out
     of the block job's imports.
     """
-    data = image.data.astype(np.float32)
     if not sigma_um:
-        return data
-    img = sitk.GetImageFromArray(data)
-    img.SetSpacing([float(s) for s in image.spacing[::-1]])
-    return sitk.GetArrayFromImage(sitk.DiscreteGaussian(img, float(sigma_um) ** 2))
+        return image.data.astype(np.float32)
+    return sitk.GetArrayFromImage(sitk.DiscreteGaussian(image.to_sitk(), float(sigma_um) ** 2))
 
 
 class MovingSampler:
