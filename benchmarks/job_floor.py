@@ -1,6 +1,7 @@
 """What a block job costs before it registers anything: interpreter start and imports.
 
-Each line starts a fresh interpreter (as Snakemake does for every ``script:`` job),
+Each line starts a fresh interpreter (as Snakemake does for every ``script:`` job,
+with the thread variables Snakemake sets for a 1-thread job),
 imports one more thing than the line before, and records the process's CPU
 (user + system, from ``wait4``). The difference between lines is that import's cost
 when everything before it is loaded. The last line imports exactly what
@@ -40,9 +41,17 @@ STEPS = [
 ]
 
 
+# What Snakemake puts in a 1-thread job's environment (snakemake.shell). Without
+# OPENBLAS_NUM_THREADS=1, numpy's import starts a BLAS thread per core and costs
+# twice the CPU (0.11 s instead of 0.06 s here), which a block job never pays.
+JOB_ENV = {var: "1" for var in ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+                                "NUMEXPR_NUM_THREADS")}
+
+
 def cpu_of(code):
-    """CPU seconds (user + system) of a fresh interpreter running ``code``."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "scripts"))
+    """CPU seconds (user + system) of a fresh interpreter running ``code`` as a 1-thread job."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "scripts"), **JOB_ENV)
     proc = subprocess.Popen([sys.executable, "-c", code], env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     if status:
