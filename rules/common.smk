@@ -15,6 +15,11 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 from snakemake.exceptions import WorkflowError
 from snakestream.config import load_schema, validate
 from snakestream.errors import SnakestreamError
+from snakestream.scheduler_timers import coalesce_reevaluation_timers
+
+# Thousands of ready block jobs make Snakemake's re-evaluation timers multiply
+# (one chain per finished job); keep one (see snakestream/scheduler_timers.py).
+coalesce_reevaluation_timers()
 
 if not config:
     raise WorkflowError(
