@@ -87,3 +87,18 @@ def test_job_floor_measures_each_import_on_top_of_the_last(monkeypatch, tmp_path
     assert [r["step"] for r in rows] == ["interpreter", "+ a busy loop"]
     assert rows[0]["cpu_s"] > 0 and rows[1]["increment_s"] > 0.01  # the loop costs CPU
     assert json.loads((tmp_path / "job_floor.json").read_text()) == rows
+
+
+def test_scheduler_load_samples_a_process_and_shortens_only_its_own_steps():
+    import os
+
+    import scheduler_load as sl
+
+    sum(range(2_000_000))  # some CPU of our own to see
+    cpu, threads = sl.sample(os.getpid())
+    assert cpu > 0 and threads >= 1
+    steps = sl.one_iteration_steps()
+    assert [s[0] for s in steps] == ["affine"]
+    assert steps[0][1]["optimizer_args"]["numberOfIterations"] == 1
+    assert pb.PRESETS["fast"][0][1]["optimizer_args"]["numberOfIterations"] == 200
+    assert sl.sample(2 ** 22 + 12345) is None  # above Linux's pid_max: no such process
