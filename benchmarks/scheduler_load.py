@@ -25,6 +25,7 @@ import argparse
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -62,7 +63,8 @@ def sample(pid):
 def run_arm(name, cfg_path, run_dir, cores, timespan):
     """Run the block stage once; returns its record (wall, Snakemake CPU, peak threads)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT / "scripts"), **ARMS[name])
-    target = f"{yaml.safe_load(cfg_path.read_text())['output']}/blocks/qc.tsv"
+    blocks_dir = Path(yaml.safe_load(cfg_path.read_text())["output"]) / "blocks"
+    target = str(blocks_dir / "qc.tsv")
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(run_dir),
            "--configfile", str(cfg_path), "--cores", str(cores), "--quiet", "rules",
            "--scheduler", "greedy", "--max-jobs-per-timespan", timespan, target]
@@ -76,8 +78,7 @@ def run_arm(name, cfg_path, run_dir, cores, timespan):
             time.sleep(0.5)
     if proc.returncode:
         raise SystemExit(f"scheduler_load: {name} run failed, see {run_dir / f'{name}.log'}")
-    jobs = sum(1 for _ in (Path(yaml.safe_load(cfg_path.read_text())["output"]) / "blocks")
-               .rglob("z*_y*_x*.npz"))
+    jobs = sum(1 for _ in blocks_dir.rglob("z*_y*_x*.npz"))
     return {"arm": name, "block_jobs": jobs, "wall_s": round(time.perf_counter() - t0, 1),
             "snakemake_cpu_s": round(last[0], 1), "peak_threads": peak}
 
@@ -96,8 +97,7 @@ def main(argv=None):
     rows = []
     for name in [args.only] if args.only else list(ARMS):
         run_dir = out / "scheduler_load" / name
-        if run_dir.exists():
-            subprocess.run(["rm", "-rf", str(run_dir)], check=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
         run_dir.mkdir(parents=True)
         cfg = pb.make_config(data, run_dir / "results", block_steps=one_iteration_steps())
         cfg["blocks"]["blocksize"] = args.blocksize
