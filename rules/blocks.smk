@@ -25,27 +25,25 @@ rule block_table:
 rule align_block:
     # Jobs are made for the blocks the parse-time mask test keeps (LAYOUT.aligned);
     # asking for another block's file records it as skipped without reading pixels.
+    # A shell rule, not script:, so that a job whose warm worker runs it
+    # (snakestream/worker.py, local runs) starts no more than a small client.
     input:
-        table=f"{OUT}/blocks/table.tsv",
-        affine=f"{OUT}/global/affine.mat",
+        table=BLOCK_TABLE,
+        affine=GLOBAL_AFFINE,
     output:
-        f"{BLOCKS_DIR}/z{{bz}}/y{{by}}/z{{bz}}_y{{by}}_x{{bx}}.npz",
+        BLOCK_FILE,
     params:
-        fixed=CFG["fixed"],
-        moving=CFG["moving"],
-        steps=CFG.get("_block_steps"),
-        margin=(CFG.get("blocks") or {}).get("moving_margin"),
-        on_failure=(CFG.get("blocks") or {}).get("on_block_failure"),
+        job=block_job,
     threads: 1
     resources:
         mem_mb=block_mem_mb,
         runtime=block_runtime,
     log:
-        f"{OUT}/logs/blocks/z{{bz}}/y{{by}}/z{{bz}}_y{{by}}_x{{bx}}.log",
+        BLOCK_LOG,
     benchmark:
         f"{OUT}/benchmarks/blocks/z{{bz}}/y{{by}}/z{{bz}}_y{{by}}_x{{bx}}.tsv"
-    script:
-        "../scripts/align_block.py"
+    shell:
+        "{PYTHON} {SCRIPTS}/align_block.py {threads} {params.job:q}"
 
 
 rule block_row_qc:
@@ -86,7 +84,7 @@ rule debug_block:
     input:
         table=f"{OUT}/blocks/table.tsv",
         affine=f"{OUT}/global/affine.mat",
-        block=f"{BLOCKS_DIR}/z{{bz}}/y{{by}}/z{{bz}}_y{{by}}_x{{bx}}.npz",
+        block=BLOCK_FILE,
     output:
         directory(f"{OUT}/debug/z{{bz}}_y{{by}}_x{{bx}}"),
     params:

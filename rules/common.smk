@@ -2,6 +2,7 @@
 # image data: each cluster job re-parses this file, so parse time stays small.
 import json
 import os
+import shlex
 import sys
 
 SCRIPTS = os.path.join(workflow.basedir, "scripts")
@@ -34,6 +35,11 @@ except SnakestreamError as err:
 OUT = CFG["output"].rstrip("/")
 BLOCKS = bool(CFG.get("blocks"))
 BLOCKS_DIR = f"{OUT}/blocks"
+BLOCK_TABLE = f"{BLOCKS_DIR}/table.tsv"
+GLOBAL_AFFINE = f"{OUT}/global/affine.mat"
+BLOCK_FILE = f"{BLOCKS_DIR}/z{{bz}}/y{{by}}/z{{bz}}_y{{by}}_x{{bx}}.npz"
+BLOCK_LOG = f"{OUT}/logs/blocks/z{{bz}}/y{{by}}/z{{bz}}_y{{by}}_x{{bx}}.log"
+PYTHON = shlex.quote(sys.executable)  # shell rules run this workflow's interpreter
 
 # The fixed grid and the block grid are computed here from image metadata only
 # (no pixels are read), so every job, local or on a cluster, sees the same DAG
@@ -80,6 +86,27 @@ def gathered(slabs=None):
     """Markers of gather slabs (all of them by default): the field is complete with them."""
     slabs = range(LAYOUT.n_field_slabs) if slabs is None else slabs
     return [f"{OUT}/gather/slab_{s}.json" for s in slabs]
+
+
+def block_job(wildcards):
+    """One align_block job as the JSON that scripts/align_block.py reads (worker.Job).
+
+    A function of the wildcards only, so Snakemake compares it with the last run's
+    (the 'params' rerun trigger): changed block settings rerun the blocks. The job's
+    threads come on the command line.
+    """
+    blocks = CFG.get("blocks") or {}
+    job = {
+        "rule": "align_block",
+        "input": {"table": BLOCK_TABLE, "affine": GLOBAL_AFFINE},
+        "output": [BLOCK_FILE.format(**wildcards)],
+        "log": [BLOCK_LOG.format(**wildcards)],
+        "wildcards": dict(wildcards.items()),
+        "params": {"fixed": CFG["fixed"], "moving": CFG["moving"],
+                   "steps": CFG.get("_block_steps"), "margin": blocks.get("moving_margin"),
+                   "on_failure": blocks.get("on_block_failure")},
+    }
+    return json.dumps(job, sort_keys=True)
 
 
 def blocks_for_row(wildcards):
@@ -137,3 +164,45 @@ def slab_mem_mb(wildcards, attempt):
 def slab_runtime(wildcards, attempt):
     """Wall time for one gather or warp slab job, from the slab size (minutes)."""
     return _SLAB_RUNTIME * attempt
+
+
+# The warm worker (snakestream/worker.py): on a local run with blocks to align, one
+# process imports the block job's libraries once and forks a child per block job, so
+# a block job costs a small client instead of a fresh Python with numpy, SimpleITK,
+# scipy and zarr (~0.4 s each). Cluster jobs run in their own processes.
+# SNAKESTREAM_WARM_WORKER=0 turns it off.
+from snakestream import worker as _worker
+
+_WARM = {}
+
+
+def _blocks_to_align():
+    try:
+        return any(job.rule.name == "align_block" for job in workflow.dag.needrun_jobs())
+    except Exception:  # an internal API of Snakemake's; assume there are
+        return True
+
+
+onstart:
+    if (BLOCKS and workflow.local_exec and not workflow.touch
+            and os.environ.get(_worker.ENV_SWITCH) != "0" and _blocks_to_align()):
+        try:
+            _WARM["proc"], _WARM["path"] = _worker.start(f"{OUT}/logs/warm_worker.log")
+            os.environ[_worker.ENV_ADDRESS] = _worker.advertise(_WARM["path"])
+        except OSError as err:
+            print(f"snakestream: {err}; block jobs run in their own processes.",
+                  file=sys.stderr)
+
+
+def _stop_warm_worker():
+    if _WARM:
+        os.environ.pop(_worker.ENV_ADDRESS, None)
+        _worker.stop(_WARM.pop("proc"), _WARM.pop("path"))
+
+
+onsuccess:
+    _stop_warm_worker()
+
+
+onerror:
+    _stop_warm_worker()

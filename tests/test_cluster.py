@@ -24,6 +24,7 @@ import pytest
 import yaml
 import zarr
 
+from snakestream.blockfile import load_block
 from snakestream.blocks import read_table
 from snakestream.config import load_schema, validate
 from snakestream.demo import make_demo
@@ -150,6 +151,11 @@ def _zarr_arrays(path):
 
 
 def _assert_same_result(demo, out):
+    """Bit-identical to the local run, whose blocks ran in the warm worker's children;
+    cluster blocks run in their own processes."""
+    for where, process in ((out, "own"), (demo["root"] / "local", "warm worker")):
+        files = glob.glob(str(where / "blocks" / "z*" / "y*" / "*.npz"))
+        assert files and {load_block(f)[1]["process"] for f in files} == {process}
     for name in ("deform.zarr", "aligned.zarr"):
         ours, local = _zarr_arrays(out / name), _zarr_arrays(demo["root"] / "local" / name)
         assert ours.keys() == local.keys() and ours

@@ -1,11 +1,13 @@
 """The whole workflow end to end on a small generated pair with known truth."""
 import glob
 import os
+import subprocess
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from snakestream.blockfile import load_block
 from snakestream.blocks import COLUMNS
 from snakestream.demo import load_truth, make_demo
 from snakestream.io import open_volume, open_zarr_array, write_volume
@@ -85,6 +87,17 @@ def test_outputs_have_the_documented_form(run):
     assert set(qc.status) <= {"ok", "fallback", "skipped"}
     assert (qc.status == "ok").sum() == table.aligned.sum()
     assert (qc.status[~table.aligned.values] == "skipped").all()
+
+
+def test_local_block_jobs_ran_in_the_warm_worker(run):
+    """A local run hands its block jobs to one warm worker (snakestream.worker), which
+    is gone when the run ends."""
+    out = run["out"]
+    files = glob.glob(str(out / "blocks" / "z*" / "y*" / "*.npz"))
+    assert files and {load_block(f)[1]["process"] for f in files} == {"warm worker"}
+    assert (out / "logs" / "warm_worker.log").read_text() == ""
+    assert not subprocess.run(["pgrep", "-f", "snakestream.worker import main"],
+                              capture_output=True).stdout, "the worker outlived the run"
 
 
 def test_block_stage_beats_global_and_half_a_voxel(run):
