@@ -1,11 +1,16 @@
 """What a block job costs before it registers anything: interpreter start and imports.
 
-Each line starts a fresh interpreter (as Snakemake does for every ``script:`` job,
-with the thread variables Snakemake sets for a 1-thread job),
-imports one more thing than the line before, and records the process's CPU
-(user + system, from ``wait4``). The difference between lines is that import's cost
-when everything before it is loaded. The last line imports exactly what
-``scripts/align_block.py`` imports, plus the readers it opens (zarr, h5py).
+Each line starts a fresh interpreter (with the thread variables Snakemake sets for a
+1-thread job), imports one more thing than the line before, and records the process's
+CPU (user + system, from ``wait4``). The difference between lines is that import's
+cost when everything before it is loaded. The last cumulative line imports what a
+block job run in its own process imports (``snakestream.blockjob``), plus the readers
+it opens (zarr, h5py): that is what every block job paid before the warm worker, and
+what cluster block jobs pay. The line after it is the whole job process of a block
+job that a warm worker runs (``scripts/align_block.py``'s client: the standard library
+and ``snakestream.worker``); the worker pays the cumulative line once per run.
+``script:`` rules also pay Snakemake's script preamble (``snakemake.script``), shown
+on its own line.
 
 Usage::
 
@@ -29,15 +34,17 @@ ROOT = Path(__file__).resolve().parents[1]
 # (label, import statement), cumulative: each line runs all statements up to it
 STEPS = [
     ("interpreter", "pass"),
-    ("+ snakemake.script (the script preamble)", "from snakemake import script"),
     ("+ numpy", "import numpy"),
     ("+ SimpleITK", "import SimpleITK"),
     ("+ scipy.sparse (sparse deform engine)", "import scipy.sparse"),
     ("+ zarr", "import zarr"),
     ("+ h5py", "import h5py"),
-    ("+ snakestream modules of align_block.py",
-     "import snakestream.blockalign, snakestream.blockfile, snakestream.blocks, "
-     "snakestream.runtime, snakestream.io"),
+    ("+ snakestream.blockjob (a block job in its own process)", "import snakestream.blockjob"),
+]
+# (label, statement), each in a fresh interpreter of its own
+SINGLE = [
+    ("block job's client, with a warm worker", "import json; from snakestream import worker"),
+    ("Snakemake's script preamble alone (script: rules)", "from snakemake import script"),
 ]
 
 
@@ -67,6 +74,9 @@ def measure(repeat):
         cpu = statistics.median(cpu_of("; ".join(code)) for _ in range(repeat))
         rows.append({"step": label, "cpu_s": round(cpu, 3), "increment_s": round(cpu - before, 3)})
         before = cpu
+    for label, statement in SINGLE:
+        cpu = statistics.median(cpu_of(statement) for _ in range(repeat))
+        rows.append({"step": label, "cpu_s": round(cpu, 3), "increment_s": None})
     return rows
 
 
@@ -79,7 +89,8 @@ def main(argv=None):
     width = max(len(r["step"]) for r in rows)
     print(f"{'step':{width}}  CPU (s)  increment (s)")
     for r in rows:
-        print(f"{r['step']:{width}}  {r['cpu_s']:7.3f}  {r['increment_s']:13.3f}")
+        inc = "" if r["increment_s"] is None else f"{r['increment_s']:.3f}"
+        print(f"{r['step']:{width}}  {r['cpu_s']:7.3f}  {inc:>13}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "job_floor.json").write_text(json.dumps(rows, indent=1))

@@ -244,7 +244,7 @@ def make_config(data, out, quick=False, block_steps=None, preset="fast"):
 # --------------------------------------------------------------------------
 # One pipeline run and its numbers
 # --------------------------------------------------------------------------
-def run_pipeline(cfg, run_dir, cores, scheduler="greedy", timespan=TIMESPAN):
+def run_pipeline(cfg, run_dir, cores, scheduler="greedy", timespan=TIMESPAN, warm_worker=True):
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = run_dir / "config.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -255,6 +255,8 @@ def run_pipeline(cfg, run_dir, cores, scheduler="greedy", timespan=TIMESPAN):
     env = dict(os.environ, SNAKESTREAM_BENCH_ACCOUNT=str(accounting),
                PYTHONPATH=os.pathsep.join([str(ROOT / "benchmarks" / "accounting"),
                                            str(ROOT / "scripts")]))
+    if not warm_worker:  # every block job in its own fresh process (cluster-like)
+        env["SNAKESTREAM_WARM_WORKER"] = "0"
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(run_dir),
            "--cores", str(cores), "--configfile", str(cfg_path), "--quiet", "rules",
            "--scheduler", scheduler, "--max-jobs-per-timespan", timespan]
@@ -297,14 +299,35 @@ def process_records(run_dir):
             rec = json.loads(line)
         except ValueError:
             continue
-        name = os.path.basename(rec["argv"][0] if rec["argv"] else "")
-        stem = name[:-3].rsplit(".", 1)[-1] if name.endswith(".py") else name
-        if name == "__main__.py" and "snakemake" in rec["argv"][0]:
-            stage = "snakemake scheduler"
-        else:
-            stage = SCRIPT_STAGE.get(stem, stem)
-        groups.setdefault(stage, []).append(rec)
+        groups.setdefault(record_stage(rec), []).append(rec)
     return groups
+
+
+def record_stage(rec):
+    """The stage a process record belongs to: by its script's name, or its worker role."""
+    role = rec.get("worker_role")
+    if role == "worker":  # the warm worker: imports once for the block jobs
+        return "blocks"
+    if role == "child":  # a forked child of the worker, running one job
+        return SCRIPT_STAGE.get(rec.get("rule"), rec.get("rule"))
+    name = os.path.basename(rec["argv"][0] if rec["argv"] else "")
+    stem = name[:-3].rsplit(".", 1)[-1] if name.endswith(".py") else name
+    if name == "__main__.py" and "snakemake" in rec["argv"][0]:
+        return "snakemake scheduler"
+    return SCRIPT_STAGE.get(stem, stem)
+
+
+def block_job_records(recs):
+    """Block-stage records as ``(per job, worker)``: each job's processes (its own, or
+    its client and the worker's child), and the warm worker's own records."""
+    per_job, worker = {}, []
+    for r in recs:
+        if r.get("worker_role") == "worker":
+            worker.append(r)
+        else:
+            key = json.dumps(r.get("wildcards"), sort_keys=True)
+            per_job.setdefault(key, []).append(r)
+    return list(per_job.values()), worker
 
 
 def stage_rows(out, total_wall, procs=None):
@@ -370,29 +393,37 @@ def stage_rows(out, total_wall, procs=None):
         })
         if peaks and rows["blocks"]["source"] != "process records":
             rows["blocks"]["peak_mem_mb"] = max(peaks)
-    jobs = [r for r in procs.get("blocks", []) if "registration_cpu_s" in r]
-    if "blocks" in rows and jobs:
+    recs = [r for r in procs.get("blocks", []) if "registration_cpu_s" in r]
+    if "blocks" in rows and recs:
         # exact per-process numbers: CPU inside registration steps (wrapped run_step)
-        # versus the rest of each block job's process (start-up, imports, I/O, skipped)
-        reg_cpu = sum(r["registration_cpu_s"] for r in jobs)
-        reg_wall = sum(r["registration_wall_s"] for r in jobs)
-        cpu = sum(r["cpu_s"] for r in jobs)
-        wall = sum(r["end"] - r["start"] for r in jobs)
-        skipped = [r for r in jobs if not r["steps"]]
-        aligned = [r for r in jobs if r["steps"]]
+        # versus everything else in the block stage: each job's processes (start-up,
+        # imports, I/O, skipped blocks) and the warm worker's own start-up
+        jobs, worker = block_job_records(recs)
+        reg_cpu = sum(r["registration_cpu_s"] for r in recs)
+        reg_wall = sum(r["registration_wall_s"] for r in recs)
+        cpu = sum(r["cpu_s"] for r in recs)
+        wall = sum(max(r["end"] for r in job) - min(r["start"] for r in job) for job in jobs)
+        aligned = [job for job in jobs if any(r["steps"] for r in job)]
+        skipped_cpu = sum(r["cpu_s"] for job in jobs if job not in aligned for r in job)
+        aligned_cpu = sum(r["cpu_s"] for job in aligned for r in job)
+        worker_cpu = sum(r["cpu_s"] for r in worker)
         rows["blocks"].update({
+            "jobs": len(jobs),
+            "job_s": round(wall, 2),
             "registration_s": round(reg_wall, 2),
             "registration_cpu_s": round(reg_cpu, 2),
             "overhead_ratio": round((wall - reg_wall) / reg_wall, 3) if reg_wall else None,
             "overhead_ratio_cpu": round((cpu - reg_cpu) / reg_cpu, 3) if reg_cpu else None,
             "overhead_ratio_cpu_aligned_only": round(
-                (sum(r["cpu_s"] for r in aligned) - reg_cpu) / reg_cpu, 3) if reg_cpu else None,
-            "skipped_jobs_cpu_s": round(sum(r["cpu_s"] for r in skipped), 2),
-            "cpu_per_skipped_job_s": round(sum(r["cpu_s"] for r in skipped)
-                                           / max(len(skipped), 1), 3),
+                (aligned_cpu + worker_cpu - reg_cpu) / reg_cpu, 3) if reg_cpu else None,
+            "skipped_jobs_cpu_s": round(skipped_cpu, 2),
+            "cpu_per_skipped_job_s": round(skipped_cpu / max(len(jobs) - len(aligned), 1), 3),
             "non_registration_cpu_per_aligned_job_s": round(
-                (sum(r["cpu_s"] for r in aligned) - reg_cpu) / max(len(aligned), 1), 3),
+                (aligned_cpu - reg_cpu) / max(len(aligned), 1), 3),
             "registration_cpu_per_aligned_block_s": round(reg_cpu / max(len(aligned), 1), 2),
+            "warm_worker_cpu_s": round(worker_cpu, 2),
+            "warm_worker_peak_mem_mb": round(max((r["peak_mem_mb"] for r in worker),
+                                                 default=0.0), 1),
         })
     if "snakemake scheduler" in procs:
         recs = procs["snakemake scheduler"]
@@ -484,6 +515,7 @@ COLUMNS = ["size", "preset", "voxels", "stage", "jobs", "span_s", "job_s", "cpu_
            "overhead_ratio", "overhead_ratio_cpu", "overhead_ratio_cpu_aligned_only",
            "cpu_per_skipped_job_s", "non_registration_cpu_per_aligned_job_s", "read_s",
            "job_start_imports_write_s", "skipped_jobs_s", "blocks_aligned", "blocks_skipped",
+           "warm_worker_cpu_s", "warm_worker_peak_mem_mb",
            "registration_per_aligned_block_s", "tre_median", "tre_p95"]
 
 
@@ -575,6 +607,8 @@ def bench_size(shape, args, out_dir):
     print(f"== {size}: generating data", flush=True)
     data, gen = ensure_data(shape, out_dir / "data")
     run_dir = out_dir / "runs" / (size if args.quick or args.steps else f"{size}-{args.preset}")
+    if not args.warm_worker:
+        run_dir = run_dir.with_name(run_dir.name + "-no-worker")
     saved = run_dir / "result.json"
     if args.reuse and saved.exists():
         print(f"== {size}: reusing {saved}", flush=True)
@@ -585,11 +619,12 @@ def bench_size(shape, args, out_dir):
     cfg = make_config(data, run_dir / "results", args.quick, steps, args.preset)
     print(f"== {size}: snakemake --cores {args.cores}", flush=True)
     load = os.getloadavg()[0]  # other work on the machine inflates wall times, not CPU
-    wall, cpu = run_pipeline(cfg, run_dir, args.cores, args.scheduler, args.max_jobs_per_timespan)
+    wall, cpu = run_pipeline(cfg, run_dir, args.cores, args.scheduler, args.max_jobs_per_timespan,
+                             args.warm_worker)
     out = run_dir / "results"
     res = {"size": size, "preset": "quick" if args.quick else (args.steps or args.preset),
            "voxels": int(np.prod(shape)), "cores": args.cores, "scheduler": args.scheduler,
-           "max_jobs_per_timespan": args.max_jobs_per_timespan,
+           "max_jobs_per_timespan": args.max_jobs_per_timespan, "warm_worker": args.warm_worker,
            "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "generation": gen,
            "load_1min_before": load, "load_1min_after": os.getloadavg()[0],
            "config": cfg,
@@ -672,6 +707,9 @@ def main(argv=None):
                         help="block step settings (see PRESETS); --steps overrides")
     parser.add_argument("--steps", default=None,
                         help="YAML file with a block step list to use instead of the default")
+    parser.add_argument("--no-warm-worker", dest="warm_worker", action="store_false",
+                        help="run every block job in a fresh process of its own "
+                             "(SNAKESTREAM_WARM_WORKER=0), as on a cluster")
     parser.add_argument("--keep-runs", action="store_true",
                         help="keep deform.zarr/aligned.zarr of each run")
     parser.add_argument("--reuse", action="store_true",

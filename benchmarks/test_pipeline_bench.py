@@ -83,10 +83,31 @@ def test_job_floor_measures_each_import_on_top_of_the_last(monkeypatch, tmp_path
 
     monkeypatch.setattr(jf, "STEPS", [("interpreter", "pass"),
                                       ("+ a busy loop", "sum(range(3_000_000))")])
+    monkeypatch.setattr(jf, "SINGLE", [("a loop alone", "sum(range(3_000_000))")])
     rows = jf.main(["--repeat", "1", "--out", str(tmp_path)])
-    assert [r["step"] for r in rows] == ["interpreter", "+ a busy loop"]
+    assert [r["step"] for r in rows] == ["interpreter", "+ a busy loop", "a loop alone"]
     assert rows[0]["cpu_s"] > 0 and rows[1]["increment_s"] > 0.01  # the loop costs CPU
+    assert rows[2]["increment_s"] is None and rows[2]["cpu_s"] > rows[0]["cpu_s"]
     assert json.loads((tmp_path / "job_floor.json").read_text()) == rows
+
+
+def test_block_stage_records_with_a_warm_worker():
+    """The worker's records are block-stage overhead; a job's client and the worker's
+    child running it are one job; a job in its own process is one job too."""
+    wc = [{"bz": "0001", "by": "0001", "bx": f"000{i}"} for i in range(3)]
+    recs = [{"argv": ["-c"], "worker_role": "worker", "cpu_s": 0.5},
+            {"argv": ["/x/scripts/align_block.py"], "worker_role": "client", "rule": "align_block",
+             "wildcards": wc[0], "cpu_s": 0.03},
+            {"argv": ["-c"], "worker_role": "child", "rule": "align_block", "wildcards": wc[0],
+             "cpu_s": 1.5},
+            {"argv": ["/x/scripts/align_block.py"], "worker_role": "job", "rule": "align_block",
+             "wildcards": wc[1], "cpu_s": 1.9},
+            {"argv": ["/x/.snakemake/scripts/tmpab12.gather_slab.py"], "cpu_s": 1.0}]
+    assert [pb.record_stage(r) for r in recs] == ["blocks"] * 4 + ["gather"]
+    jobs, worker = pb.block_job_records(recs[:4])
+    assert worker == recs[:1]
+    assert sorted(len(j) for j in jobs) == [1, 2]
+    assert [r["worker_role"] for r in max(jobs, key=len)] == ["client", "child"]
 
 
 def test_scheduler_load_samples_a_process_and_shortens_only_its_own_steps():

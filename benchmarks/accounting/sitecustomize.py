@@ -5,7 +5,10 @@ SNAKESTREAM_BENCH_ACCOUNT to a file; every Python process of the run (Snakemake 
 each job's script) then appends one JSON line at exit: its command line, wall time
 since the process started, user+system CPU seconds and peak resident memory. Job
 scripts are told apart by their file name (Snakemake copies a rule's script to
-``.snakemake/scripts/tmpXXXX.<name>.py``).
+``.snakemake/scripts/tmpXXXX.<name>.py``). The warm worker's processes
+(``snakestream/worker.py``) also say their role (``worker``, a job's ``client``, the
+worker's ``child`` running a job, or a ``job`` run in its own process) and the rule and
+wildcards of the job they serve; a child's record covers it from its fork on.
 """
 import os
 
@@ -31,7 +34,8 @@ if _PATH:
         t = os.times()
         usage = resource.getrusage(resource.RUSAGE_SELF)
         end = time.time()
-        rec = {"argv": sys.argv[:3], "pid": os.getpid(), "start": end - _elapsed(), "end": end,
+        rec = {"argv": [a[:200] for a in sys.argv[:3]], "pid": os.getpid(),
+               "start": end - _elapsed(), "end": end,
                "cpu_s": t.user + t.system, "peak_mem_mb": usage.ru_maxrss / 1024}
         rec.update(globals().get("_REG", {}))
         smk = getattr(sys.modules.get("__main__"), "snakemake", None)  # a job's script
@@ -41,6 +45,15 @@ if _PATH:
                 rec["wildcards"] = dict(smk.wildcards.items())
             except Exception:
                 pass
+        # the warm worker (snakestream/worker.py): the worker itself, a job's client
+        # (its shell process), a forked child running a job, or a job run in-process
+        worker = sys.modules.get("snakestream.worker")
+        if getattr(worker, "ROLE", None):
+            rec["worker_role"] = worker.ROLE
+            job = worker.CURRENT_JOB or {}
+            if job:
+                rec["rule"] = job.get("rule")
+                rec["wildcards"] = job.get("wildcards")
         try:
             with open(_PATH, "a") as fh:  # one short line per write: appends do not interleave
                 fh.write(json.dumps(rec) + "\n")
