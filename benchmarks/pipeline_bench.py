@@ -410,6 +410,8 @@ def stage_rows(out, total_wall, procs=None):
         rows["blocks"].update({
             "jobs": len(jobs),
             "job_s": round(wall, 2),
+            "span_s": round(max(r["end"] for job in jobs for r in job)
+                            - min(r["start"] for job in jobs for r in job), 2),
             "registration_s": round(reg_wall, 2),
             "registration_cpu_s": round(reg_cpu, 2),
             "overhead_ratio": round((wall - reg_wall) / reg_wall, 3) if reg_wall else None,
@@ -612,7 +614,11 @@ def bench_size(shape, args, out_dir):
     saved = run_dir / "result.json"
     if args.reuse and saved.exists():
         print(f"== {size}: reusing {saved}", flush=True)
-        return json.loads(saved.read_text())
+        res = json.loads(saved.read_text())
+        if args.retabulate:  # stage rows again from the run's kept records
+            res["stages"] = stage_rows(run_dir / "results", res["wall_s"], process_records(run_dir))
+            saved.write_text(json.dumps(res, indent=1, default=float))
+        return res
     if run_dir.exists():
         shutil.rmtree(run_dir)
     steps = yaml.safe_load(Path(args.steps).read_text()) if args.steps else None
@@ -714,6 +720,8 @@ def main(argv=None):
                         help="keep deform.zarr/aligned.zarr of each run")
     parser.add_argument("--reuse", action="store_true",
                         help="take a size's numbers from its earlier run (runs/*/result.json)")
+    parser.add_argument("--retabulate", action="store_true",
+                        help="with --reuse: recompute the stage rows from the run's records")
     parser.add_argument("--no-bigstream", dest="bigstream", action="store_false",
                         help="skip the bigstream comparison even if bigstream is installed")
     parser.add_argument("--bigstream-python", default=None, metavar="PATH",
