@@ -616,7 +616,11 @@ def bench_size(shape, args, out_dir):
         print(f"== {size}: reusing {saved}", flush=True)
         res = json.loads(saved.read_text())
         if args.retabulate:  # stage rows again from the run's kept records
-            res["stages"] = stage_rows(run_dir / "results", res["wall_s"], process_records(run_dir))
+            rows = stage_rows(run_dir / "results", res["wall_s"], process_records(run_dir))
+            for stage, row in rows.items():  # the big arrays are gone: keep their bytes
+                if "bytes_written" in res["stages"].get(stage, {}):
+                    row["bytes_written"] = res["stages"][stage]["bytes_written"]
+            res["stages"] = rows
             saved.write_text(json.dumps(res, indent=1, default=float))
         return res
     if run_dir.exists():
