@@ -404,7 +404,8 @@ def stage_rows(out, total_wall, procs=None):
         cpu = sum(r["cpu_s"] for r in recs)
         wall = sum(max(r["end"] for r in job) - min(r["start"] for r in job) for job in jobs)
         aligned = [job for job in jobs if any(r["steps"] for r in job)]
-        skipped_cpu = sum(r["cpu_s"] for job in jobs if job not in aligned for r in job)
+        skipped = [job for job in jobs if not any(r["steps"] for r in job)]
+        skipped_cpu = sum(r["cpu_s"] for job in skipped for r in job)
         aligned_cpu = sum(r["cpu_s"] for job in aligned for r in job)
         worker_cpu = sum(r["cpu_s"] for r in worker)
         rows["blocks"].update({
@@ -419,7 +420,7 @@ def stage_rows(out, total_wall, procs=None):
             "overhead_ratio_cpu_aligned_only": round(
                 (aligned_cpu + worker_cpu - reg_cpu) / reg_cpu, 3) if reg_cpu else None,
             "skipped_jobs_cpu_s": round(skipped_cpu, 2),
-            "cpu_per_skipped_job_s": round(skipped_cpu / max(len(jobs) - len(aligned), 1), 3),
+            "cpu_per_skipped_job_s": round(skipped_cpu / max(len(skipped), 1), 3),
             "non_registration_cpu_per_aligned_job_s": round(
                 (aligned_cpu - reg_cpu) / max(len(aligned), 1), 3),
             "registration_cpu_per_aligned_block_s": round(reg_cpu / max(len(aligned), 1), 2),

@@ -15,12 +15,11 @@ from .errors import AlignmentError
 from .io import atomic_path
 from .runtime import open_image, open_mask, rule_context
 from . import worker
-from .worker import Job
 
 
 def run(job):
     """Align one block as the rule describes it (input table/affine, params, output)."""
-    job = Job.of(job)
+    job = worker.Job.of(job)
     with rule_context(job):
         p, w = job.params, job.wildcards
         bid = f"z{w.bz}_y{w.by}_x{w.bx}"

@@ -8,7 +8,7 @@ Snakemake job with its own log, benchmark, retries and output file; the job's pr
 is a small client (standard library only) that hands its job to the worker over a
 Unix socket, and the worker forks a child that runs the job with the client's
 stdin/stdout/stderr, working directory and environment. The client relays the child's
-exit status, and forwards SIGTERM/SIGINT to it.
+exit status, and forwards SIGTERM, SIGINT and SIGHUP to it.
 
 The worker only imports: it never starts a thread or an ITK filter, so forking it is
 safe. It stops when told (SIGTERM), or when the process that started it (Snakemake)
