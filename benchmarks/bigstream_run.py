@@ -8,7 +8,7 @@ workers (ITK pinned to 1 thread, as snakestream's jobs), and writes a JSON with
 ``cpu_s`` is this process plus its reaped children (the Dask workers).
 
 bigstream 5.0.3 needs zarr 2 (``from zarr import blosc``) while snakestream needs zarr 3,
-so it runs in its own environment; snakestream's library (PYTHONPATH=scripts, added
+so it runs in its own environment; snakestream's library (PYTHONPATH=src, added
 here) reads the images and computes the TRE there too. Setting it up (benchmarks/out is
 not committed)::
 
@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "src"))
 
 # step keys snakestream accepts that bigstream's functions do not
 SNAKESTREAM_ONLY_KEYS = ("engine",)
@@ -54,7 +54,7 @@ def bigstream_steps(steps, where="steps"):
     (None) values are dropped: a ``fix_mask: None`` in a step would override the mask
     given to the pipeline.
     """
-    from snakestream.steps import normalize_steps
+    from snakestream.register.steps import normalize_steps
 
     return [(name, {k: v for k, v in kw.items()
                     if v is not None and k not in SNAKESTREAM_ONLY_KEYS})
@@ -69,7 +69,7 @@ def pin_threads(threads=1):
 
 def load_inputs(cfg):
     """Fixed and moving voxels, their spacings and the fixed mask (numpy), via snakestream."""
-    from snakestream.runtime import open_image, open_mask
+    from snakestream.smk.runtime import open_image, open_mask
 
     fix_vol, mov_vol = open_image(cfg["fixed"]), open_image(cfg["moving"])
     mask_vol = open_mask(cfg["fixed"], fix_vol)
@@ -128,10 +128,10 @@ def run_blocks(inp, steps, blocks, affine, workers, tmp):
 
 
 def tre_of(truth_path, affine, field, spacing):
-    """TRE (snakestream.qc.tre) of the affine alone and of affine + field."""
-    from snakestream.demo import load_truth
-    from snakestream.qc import tre
-    from snakestream.transform import transform_points
+    """TRE (snakestream.qc.metrics.tre) of the affine alone and of affine + field."""
+    from snakestream.demo.scene import load_truth
+    from snakestream.qc.metrics import tre
+    from snakestream.fields.transform import transform_points
 
     truth = load_truth(truth_path)
     pts, target = truth.landmarks_fixed, truth.landmarks_moving

@@ -1,6 +1,6 @@
 """Per-iteration cost of the block stage's B-spline (deform) step, and what drives it.
 
-Takes blocks of a generated demo pair (snakestream.demo, known truth), runs the
+Takes blocks of a generated demo pair (snakestream.demo.scene, known truth), runs the
 block's affine step once, then times the deform step under variants of one
 setting at a time: metric, sampling percentage, control-point spacing, the moving
 initial transform, ITK's gradient-image filters, threads, optimiser. Reports CPU
@@ -11,7 +11,7 @@ full transform at the truth landmarks inside the block cores.
 
 Usage::
 
-    PYTHONPATH=scripts .venv/bin/python benchmarks/bspline_iter.py [--data DIR]
+    PYTHONPATH=src .venv/bin/python benchmarks/bspline_iter.py [--data DIR]
         [--iterations 20] [--blocks 2] [--only NAME ...] [--out benchmarks/out]
 
 ``--data`` is a folder written by ``python -m snakestream.demo`` (it is generated
@@ -30,14 +30,16 @@ import numpy as np
 import SimpleITK as sitk
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "src"))
 
-from snakestream import align, demo  # noqa: E402
-from snakestream import transform as tf  # noqa: E402
-from snakestream.blockalign import read_block_images  # noqa: E402
-from snakestream.blocks import block_regions, block_seed, region_slices  # noqa: E402
-from snakestream.io import open_volume  # noqa: E402
-from snakestream.steps import normalize_steps  # noqa: E402
+from snakestream.register import align
+
+from snakestream.demo import scene as demo  # noqa: E402
+from snakestream.fields import transform as tf  # noqa: E402
+from snakestream.register.block_stage import read_block_images  # noqa: E402
+from snakestream.grid.blocks import block_regions, block_seed, region_slices  # noqa: E402
+from snakestream.io.volumes import open_volume  # noqa: E402
+from snakestream.register.steps import normalize_steps  # noqa: E402
 
 # The issue's case: 32x96x96 block region (16x48x48 core, overlap 0.5), affine on 5 %,
 # then a deform with 3 µm control points, Mattes MI, 5 % random sampling.

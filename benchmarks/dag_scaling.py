@@ -43,10 +43,10 @@ import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "src"))
 
-from snakestream.blockfile import load_block  # noqa: E402
-from snakestream.blocks import block_relpath  # noqa: E402
+from snakestream.fields.blockfile import load_block  # noqa: E402
+from snakestream.grid.blocks import block_relpath  # noqa: E402
 
 BLOCKSIZE = (24, 48, 48)
 TALK_SPACING = (0.4, 0.1625, 0.1625)
@@ -139,7 +139,7 @@ def dag_scaling(sizes, out):
 
 # ------------------------------------------------------ per-block overhead ----
 def overhead(n_blocks, out):
-    from snakestream.demo import make_demo
+    from snakestream.demo.scene import make_demo
 
     folder = out / "overhead"
     data = folder / "data"

@@ -3,11 +3,11 @@
 The issue's case (``bspline_iter.py``): 32x96x96 block regions of the generated
 64x256x256 pair after the true global affine and the block's affine step; deform
 with 3 µm control points on 5 % random samples, one thread. Each case runs through
-``snakestream.align.run_step`` with ``engine: sparse`` and ``engine: itk`` (the same
+``snakestream.register.align.run_step`` with ``engine: sparse`` and ``engine: itk`` (the same
 step dictionary otherwise) and reports process CPU per iteration (whole step,
 set-up included, divided by its iterations) and the TRE at the truth landmarks.
 
-    PYTHONPATH=scripts .venv/bin/python benchmarks/deform_engines.py [--data DIR]
+    PYTHONPATH=src .venv/bin/python benchmarks/deform_engines.py [--data DIR]
         [--blocks 2] [--no-itk]
 """
 
@@ -21,14 +21,15 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "scripts"), str(Path(__file__).resolve().parent)]
+sys.path[:0] = [str(ROOT / "src"), str(Path(__file__).resolve().parent)]
 
 import bspline_iter as bi  # noqa: E402
-from snakestream import align, demo  # noqa: E402
-from snakestream.blockalign import read_block_images  # noqa: E402
-from snakestream.blocks import block_seed  # noqa: E402
-from snakestream.io import open_volume  # noqa: E402
-from snakestream.steps import normalize_steps  # noqa: E402
+from snakestream.register import align
+from snakestream.demo import scene as demo  # noqa: E402
+from snakestream.register.block_stage import read_block_images  # noqa: E402
+from snakestream.grid.blocks import block_seed  # noqa: E402
+from snakestream.io.volumes import open_volume  # noqa: E402
+from snakestream.register.steps import normalize_steps  # noqa: E402
 
 # name: (changes to the issue's deform step, run SimpleITK too)
 CASES = {

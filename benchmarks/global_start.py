@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
-from snakestream.globalalign import global_align  # noqa: E402
-from snakestream.io import open_volume, write_volume  # noqa: E402
-from snakestream.steps import normalize_steps  # noqa: E402
+from snakestream.register.global_stage import global_align  # noqa: E402
+from snakestream.io.volumes import open_volume, write_volume  # noqa: E402
+from snakestream.register.steps import normalize_steps  # noqa: E402
 from test_global_robust import apply, make_pair  # noqa: E402
 
 FIX_SHAPE = (64, 400, 400)

@@ -4,11 +4,11 @@ Each line starts a fresh interpreter (with the thread variables Snakemake sets f
 1-thread job), imports one more thing than the line before, and records the process's
 CPU (user + system, from ``wait4``). The difference between lines is that import's
 cost when everything before it is loaded. The last cumulative line imports what a
-block job run in its own process imports (``snakestream.blockjob``), plus the readers
+block job run in its own process imports (``snakestream.smk.blockjob``), plus the readers
 it opens (zarr, h5py): that is what every block job paid before the warm worker, and
 what cluster block jobs pay. The line after it is the whole job process of a block
 job that a warm worker runs (``scripts/align_block.py``'s client: the standard library
-and ``snakestream.worker``); the worker pays the cumulative line once per run.
+and ``snakestream.smk.worker``); the worker pays the cumulative line once per run.
 ``script:`` rules also pay Snakemake's script preamble (``snakemake.script``), shown
 on its own line.
 
@@ -39,7 +39,7 @@ STEPS = [
     ("+ scipy.sparse (sparse deform engine)", "import scipy.sparse"),
     ("+ zarr", "import zarr"),
     ("+ h5py", "import h5py"),
-    ("+ snakestream.blockjob (a block job in its own process)", "import snakestream.blockjob"),
+    ("+ snakestream.smk.blockjob (a block job in its own process)", "import snakestream.smk.blockjob"),
 ]
 # (label, statement), each in a fresh interpreter of its own
 SINGLE = [
@@ -58,7 +58,7 @@ JOB_ENV = {var: "1" for var in ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS
 
 def cpu_of(code):
     """CPU seconds (user + system) of a fresh interpreter running ``code`` as a 1-thread job."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "scripts"), **JOB_ENV)
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), **JOB_ENV)
     proc = subprocess.Popen([sys.executable, "-c", code], env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     if status:

@@ -1,6 +1,6 @@
 """Where the pipeline's time and memory go, and how they grow with the volume.
 
-For each size it generates a demo pair with known truth (snakestream.demo: nuclei-like
+For each size it generates a demo pair with known truth (snakestream.demo.scene: nuclei-like
 blobs in an ellipsoidal tissue mask, a known affine plus smooth deformation, intensity
 change, noise), runs the whole workflow with ``snakemake --cores N`` and reports per
 stage (global, block table, blocks, gather, warp, pyramid, itk export, other):
@@ -57,7 +57,7 @@ import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "src"))
 
 DEFAULT_SIZES = ["64x256x256", "128x512x512"]
 QUICK_SIZE = "32x96x96"
@@ -65,7 +65,7 @@ SPACING = [0.8, 0.4, 0.4]  # the demo's voxel size (µm), z y x
 SEED = 0
 # The largest size make_demo renders in memory: it holds ~300 bytes per voxel (float64
 # coordinates of every voxel plus the inverse-transform iteration); above this,
-# snakestream.demo_large renders slab by slab (256x1024x1024 would need ~80 GB at once).
+# snakestream.demo.large renders slab by slab (256x1024x1024 would need ~80 GB at once).
 MAX_DEMO_VOXELS = 64 * 1024 * 1024
 
 # Global steps as config/demo.yaml (rigid then affine at 1.6 µm): the talk's 2 µm scaled.
@@ -211,10 +211,10 @@ def ensure_data(shape, data_root):
     if stamp.exists() and (folder / "truth.npz").exists():
         return folder, json.loads(stamp.read_text())
     folder.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "scripts"))
-    # snakestream.demo renders the pair in memory (~300 bytes per voxel); bigger sizes
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    # snakestream.demo.scene renders the pair in memory (~300 bytes per voxel); bigger sizes
     # are rendered slab by slab (same truth and scene, noise drawn per plane)
-    module = "snakestream.demo" if np.prod(shape) <= MAX_DEMO_VOXELS else "snakestream.demo_large"
+    module = "snakestream.demo.scene" if np.prod(shape) <= MAX_DEMO_VOXELS else "snakestream.demo.large"
     cmd = [sys.executable, "-m", module, str(folder), "--shape", *map(str, shape),
            "--spacing", *map(str, SPACING), "--seed", str(SEED)]
     rc, wall, cpu, peak = run_measured(cmd, folder / "generate.log", env=env)
@@ -254,7 +254,7 @@ def run_pipeline(cfg, run_dir, cores, scheduler="greedy", timespan=TIMESPAN, war
     accounting.unlink(missing_ok=True)
     env = dict(os.environ, SNAKESTREAM_BENCH_ACCOUNT=str(accounting),
                PYTHONPATH=os.pathsep.join([str(ROOT / "benchmarks" / "accounting"),
-                                           str(ROOT / "scripts")]))
+                                           str(ROOT / "src")]))
     if not warm_worker:  # every block job in its own fresh process (cluster-like)
         env["SNAKESTREAM_WARM_WORKER"] = "0"
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(run_dir),
@@ -269,7 +269,7 @@ def run_pipeline(cfg, run_dir, cores, scheduler="greedy", timespan=TIMESPAN, war
 
 def block_records(out):
     """Per block file: (job benchmark row, qc) for every block job."""
-    from snakestream.blockfile import load_block
+    from snakestream.fields.blockfile import load_block
 
     recs = []
     for tsv in glob.glob(str(out / "benchmarks" / "blocks" / "*" / "*" / "*.tsv")):
@@ -450,7 +450,7 @@ def stage_rows(out, total_wall, procs=None):
 
 def stage_tre(data, out):
     """TRE after each stage, via scripts/demo_tre.py (it writes <out>/tre.json)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "scripts"))
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     subprocess.run([sys.executable, str(ROOT / "scripts" / "demo_tre.py"),
                     str(data / "truth.npz"), str(out)], check=True, env=env,
                    capture_output=True)

@@ -62,7 +62,7 @@ def sample(pid):
 
 def run_arm(name, cfg_path, run_dir, cores, timespan):
     """Run the block stage once; returns its record (wall, Snakemake CPU, peak threads)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "scripts"), **ARMS[name])
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), **ARMS[name])
     blocks_dir = Path(yaml.safe_load(cfg_path.read_text())["output"]) / "blocks"
     target = str(blocks_dir / "qc.tsv")
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(run_dir),

@@ -26,7 +26,7 @@ rule align_block:
     # Jobs are made for the blocks the parse-time mask test keeps (LAYOUT.aligned);
     # asking for another block's file records it as skipped without reading pixels.
     # A shell rule, not script:, so that a job whose warm worker runs it
-    # (snakestream/worker.py, local runs) starts no more than a small client.
+    # (src/snakestream/smk/worker.py, local runs) starts no more than a small client.
     input:
         table=BLOCK_TABLE,
         affine=GLOBAL_AFFINE,

@@ -5,10 +5,11 @@ import os
 import shlex
 import sys
 
-SCRIPTS = os.path.join(workflow.basedir, "scripts")
-sys.path.insert(0, SCRIPTS)
+SRC = os.path.join(workflow.basedir, "src")  # the snakestream library
+SCRIPTS = os.path.join(workflow.basedir, "scripts")  # the rule scripts
+sys.path.insert(0, SRC)
 os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (SCRIPTS, os.environ.get("PYTHONPATH")) if p
+    p for p in (SRC, os.environ.get("PYTHONPATH")) if p
 )
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
@@ -16,10 +17,10 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 from snakemake.exceptions import WorkflowError
 from snakestream.config import load_schema, validate
 from snakestream.errors import SnakestreamError
-from snakestream.scheduler_timers import coalesce_reevaluation_timers
+from snakestream.smk.scheduler_timers import coalesce_reevaluation_timers
 
 # Thousands of ready block jobs make Snakemake's re-evaluation timers multiply
-# (one chain per finished job); keep one (see snakestream/scheduler_timers.py).
+# (one chain per finished job); keep one (see src/snakestream/smk/scheduler_timers.py).
 coalesce_reevaluation_timers()
 
 if not config:
@@ -45,7 +46,7 @@ PYTHON = shlex.quote(sys.executable)  # shell rules run this workflow's interpre
 # (no pixels are read), so every job, local or on a cluster, sees the same DAG
 # without checkpoints.
 try:
-    from snakestream.layout import Layout
+    from snakestream.grid.layout import Layout
 
     LAYOUT = Layout.from_config(CFG)
 except SnakestreamError as err:
@@ -72,7 +73,7 @@ def mask_paths(spec):
 
 
 def block_file(bid):
-    from snakestream.blocks import block_relpath
+    from snakestream.grid.blocks import block_relpath
 
     return f"{BLOCKS_DIR}/{block_relpath(bid)}"
 
@@ -125,9 +126,9 @@ def all_targets(wildcards):
 
 
 # Cluster resources (mem_mb in MB, runtime in minutes), derived from the config and
-# the image metadata by snakestream/resources.py; computed once here, scaled by the
+# the image metadata by src/snakestream/smk/resources.py; computed once here, scaled by the
 # retry attempt. Override per rule: --set-resources align_block:mem_mb=2000.
-from snakestream import resources as _res
+from snakestream.smk import resources as _res
 
 _BLOCK_MEM_MB = _res.block_mem_mb(CFG) if BLOCKS else _res.BASE_MB
 _BLOCK_RUNTIME = _res.block_runtime_min(CFG, spacing=LAYOUT.spacing) if BLOCKS else 5
@@ -166,12 +167,12 @@ def slab_runtime(wildcards, attempt):
     return _SLAB_RUNTIME * attempt
 
 
-# The warm worker (snakestream/worker.py): on a local run with blocks to align, one
+# The warm worker (src/snakestream/smk/worker.py): on a local run with blocks to align, one
 # process imports the block job's libraries once and forks a child per block job, so
 # a block job costs a small client instead of a fresh Python with numpy, SimpleITK,
 # scipy and zarr (~0.4 s each). Cluster jobs run in their own processes.
 # SNAKESTREAM_WARM_WORKER=0 turns it off.
-from snakestream import worker as _worker
+from snakestream.smk import worker as _worker
 
 _WARM = {}
 

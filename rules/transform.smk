@@ -56,7 +56,7 @@ rule init_extra:
 
 
 def extra_dtype(name):
-    from snakestream.runtime import open_image
+    from snakestream.smk.runtime import open_image
 
     return str(open_image(EXTRAS[name]).dtype)
 

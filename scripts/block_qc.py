@@ -5,10 +5,10 @@ wildcard it concatenates the row tables into blocks/qc.tsv.
 """
 import pandas as pd
 
-from snakestream.blocks import read_table
-from snakestream.io import atomic_path
-from snakestream.qctable import qc_rows, status_counts
-from snakestream.runtime import rule_context
+from snakestream.grid.blocks import read_table
+from snakestream.io.volumes import atomic_path
+from snakestream.qc.block_qc import qc_rows, status_counts
+from snakestream.smk.runtime import rule_context
 
 with rule_context(snakemake):  # noqa: F821
     p = snakemake.params  # noqa: F821

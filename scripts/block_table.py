@@ -3,10 +3,10 @@
 The foreground fractions are the ones the workflow used at parse time to decide
 which blocks are jobs (same function, same cache).
 """
-from snakestream.blocks import build_table, write_table
-from snakestream.io import atomic_path
-from snakestream.layout import cached_foreground
-from snakestream.runtime import open_image, open_mask, rule_context
+from snakestream.grid.blocks import build_table, write_table
+from snakestream.io.volumes import atomic_path
+from snakestream.grid.layout import cached_foreground
+from snakestream.smk.runtime import open_image, open_mask, rule_context
 
 with rule_context(snakemake):  # noqa: F821
     p = snakemake.params  # noqa: F821

@@ -3,11 +3,11 @@ import os
 
 import numpy as np
 
-from snakestream.blockfile import load_block
-from snakestream.blocks import read_table
-from snakestream.debug import debug_block
-from snakestream.io import atomic_path
-from snakestream.runtime import open_image, rule_context
+from snakestream.fields.blockfile import load_block
+from snakestream.grid.blocks import read_table
+from snakestream.qc.debug import debug_block
+from snakestream.io.volumes import atomic_path
+from snakestream.smk.runtime import open_image, rule_context
 
 with rule_context(snakemake):  # noqa: F821
     p, w = snakemake.params, snakemake.wildcards  # noqa: F821

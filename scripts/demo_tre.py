@@ -8,14 +8,14 @@ import os
 
 import numpy as np
 
-from snakestream.demo import load_truth
-from snakestream.io import open_zarr_array
-from snakestream.transform import transform_points
+from snakestream.demo.scene import load_truth
+from snakestream.io.volumes import open_zarr_array
+from snakestream.fields.transform import transform_points
 
 
 def stage_tre(truth, results):
     """TRE (µm) of the identity, the global affine and, if present, the block stage."""
-    from snakestream.qc import tre
+    from snakestream.qc.metrics import tre
 
     pts, target = truth.landmarks_fixed, truth.landmarks_moving
     affine = np.loadtxt(os.path.join(results, "global", "affine.mat"))

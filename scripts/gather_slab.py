@@ -3,10 +3,10 @@ import os
 import resource
 import time
 
-from snakestream.blocks import block_relpath, overlap_voxels, read_table
-from snakestream.io import open_zarr_array, write_json
-from snakestream.runtime import rule_context
-from snakestream.stitch import block_loader, write_field_slab
+from snakestream.grid.blocks import block_relpath, overlap_voxels, read_table
+from snakestream.io.volumes import open_zarr_array, write_json
+from snakestream.smk.runtime import rule_context
+from snakestream.fields.stitch import block_loader, write_field_slab
 
 with rule_context(snakemake):  # noqa: F821
     p, slab = snakemake.params, int(snakemake.wildcards.slab)  # noqa: F821

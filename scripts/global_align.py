@@ -3,10 +3,10 @@ import json
 
 import numpy as np
 
-from snakestream.globalalign import downsample_volume, global_align
-from snakestream.io import atomic_path
-from snakestream.overlay import affine_overlay, write_png
-from snakestream.runtime import open_image, open_mask, rule_context
+from snakestream.register.global_stage import downsample_volume, global_align
+from snakestream.io.volumes import atomic_path
+from snakestream.qc.overlay import affine_overlay, write_png
+from snakestream.smk.runtime import open_image, open_mask, rule_context
 
 OVERLAY_PIXELS = 512  # about this many pixels along the longest axis of the overlay views
 

@@ -2,9 +2,9 @@
 
 Slab jobs fill level 0 in place; the pyramid rule fills the other levels.
 """
-from snakestream.io import atomic_path
-from snakestream.ngff import create_image
-from snakestream.runtime import rule_context
+from snakestream.io.volumes import atomic_path
+from snakestream.io.ngff import create_image
+from snakestream.smk.runtime import rule_context
 
 with rule_context(snakemake):  # noqa: F821
     p = snakemake.params  # noqa: F821

@@ -2,8 +2,8 @@
 
 Slab jobs then fill it in place, each writing only its own chunks.
 """
-from snakestream.io import atomic_path, create_zarr
-from snakestream.runtime import rule_context
+from snakestream.io.volumes import atomic_path, create_zarr
+from snakestream.smk.runtime import rule_context
 
 with rule_context(snakemake):  # noqa: F821
     p = snakemake.params  # noqa: F821

@@ -1,9 +1,9 @@
 """Rule inverse_slab: one z slab of inverse.zarr by fixed-point iteration of the forward field."""
 import time
 
-from snakestream.inverse import write_inverse_slab
-from snakestream.io import open_zarr_array, write_json
-from snakestream.runtime import rule_context
+from snakestream.fields.inverse import write_inverse_slab
+from snakestream.io.volumes import open_zarr_array, write_json
+from snakestream.smk.runtime import rule_context
 
 with rule_context(snakemake):  # noqa: F821
     slab, t0 = int(snakemake.wildcards.slab), time.perf_counter()  # noqa: F821

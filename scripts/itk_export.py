@@ -3,9 +3,9 @@ import os
 
 import numpy as np
 
-from snakestream.exports import write_itk_affine, write_itk_field
-from snakestream.io import atomic_path, open_zarr_array
-from snakestream.runtime import rule_context
+from snakestream.fields.exports import write_itk_affine, write_itk_field
+from snakestream.io.volumes import atomic_path, open_zarr_array
+from snakestream.smk.runtime import rule_context
 
 with rule_context(snakemake):  # noqa: F821
     p, i, o = snakemake.params, snakemake.input, snakemake.output  # noqa: F821

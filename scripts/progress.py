@@ -12,10 +12,10 @@ import yaml
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__))))
 
-from snakestream.blockfile import load_block  # noqa: E402
+from snakestream.fields.blockfile import load_block  # noqa: E402
 from snakestream.config import load_schema, validate  # noqa: E402
 from snakestream.errors import BlockFileError  # noqa: E402
-from snakestream.layout import Layout  # noqa: E402
+from snakestream.grid.layout import Layout  # noqa: E402
 
 
 def block_counts(out, layout):

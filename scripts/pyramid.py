@@ -1,8 +1,8 @@
 """Rule pyramid: fill the coarser OME-Zarr levels of a finished image (labels: no averaging)."""
 
-from snakestream.io import write_json
-from snakestream.ngff import build_pyramid
-from snakestream.runtime import rule_context
+from snakestream.io.volumes import write_json
+from snakestream.io.ngff import build_pyramid
+from snakestream.smk.runtime import rule_context
 
 with rule_context(snakemake):  # noqa: F821
     n = build_pyramid(snakemake.input.image, labels=snakemake.params.labels)  # noqa: F821

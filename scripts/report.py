@@ -4,13 +4,13 @@ import json
 import numpy as np
 import pandas as pd
 
-from snakestream import report as rp
-from snakestream.globalalign import downsample_volume
-from snakestream.io import atomic_path, open_volume, open_zarr_array
-from snakestream.qc import merge_jacobian_stats, tre
-from snakestream.qctable import status_counts
-from snakestream.runtime import open_image, rule_context
-from snakestream.transform import apply_affine, sample_zarr_field
+from snakestream.qc import report as rp
+from snakestream.register.global_stage import downsample_volume
+from snakestream.io.volumes import atomic_path, open_volume, open_zarr_array
+from snakestream.qc.metrics import merge_jacobian_stats, tre
+from snakestream.qc.block_qc import status_counts
+from snakestream.smk.runtime import open_image, rule_context
+from snakestream.fields.transform import apply_affine, sample_zarr_field
 
 MAX_PIXELS = 256  # longest axis of the report's overlay views
 

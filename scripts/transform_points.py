@@ -1,9 +1,9 @@
 """Rule transform_points: a point table carried fixed -> moving or moving -> fixed."""
 import numpy as np
 
-from snakestream.io import atomic_path, open_zarr_array
-from snakestream.points import backward, forward, read_points, write_points
-from snakestream.runtime import rule_context
+from snakestream.io.volumes import atomic_path, open_zarr_array
+from snakestream.fields.points import backward, forward, read_points, write_points
+from snakestream.smk.runtime import rule_context
 
 with rule_context(snakemake):  # noqa: F821
     p, i = snakemake.params, snakemake.input  # noqa: F821

@@ -3,9 +3,9 @@ import time
 
 import numpy as np
 
-from snakestream.inverse import warp_fixed_slab
-from snakestream.io import open_zarr_array, write_json
-from snakestream.runtime import open_image, rule_context
+from snakestream.fields.inverse import warp_fixed_slab
+from snakestream.io.volumes import open_zarr_array, write_json
+from snakestream.smk.runtime import open_image, rule_context
 
 with rule_context(snakemake):  # noqa: F821
     p, slab, t0 = snakemake.params, int(snakemake.wildcards.slab), time.perf_counter()  # noqa: F821

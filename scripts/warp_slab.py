@@ -5,9 +5,9 @@ import time
 
 import numpy as np
 
-from snakestream.io import open_zarr_array, write_json
-from snakestream.runtime import open_image, rule_context
-from snakestream.warp import warp_slab
+from snakestream.io.volumes import open_zarr_array, write_json
+from snakestream.smk.runtime import open_image, rule_context
+from snakestream.fields.warp import warp_slab
 
 with rule_context(snakemake):  # noqa: F821
     p, slab = snakemake.params, int(snakemake.wildcards.slab)  # noqa: F821

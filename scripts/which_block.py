@@ -11,10 +11,10 @@ import yaml
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__))))
 
-from snakestream.blocks import block_relpath, read_table  # noqa: E402
+from snakestream.grid.blocks import block_relpath, read_table  # noqa: E402
 from snakestream.config import load_schema, validate  # noqa: E402
-from snakestream.layout import Layout  # noqa: E402
-from snakestream.locate import blocks_at, voxel_of  # noqa: E402
+from snakestream.grid.layout import Layout  # noqa: E402
+from snakestream.grid.locate import blocks_at, voxel_of  # noqa: E402
 
 
 def main(argv=None):

@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from snakestream import transform as tf
-from snakestream.align import Image, StepResult, run_step, run_steps
-from snakestream.globalalign import global_align
-from snakestream.io import open_volume, write_volume
-from snakestream.steps import normalize_steps
+from snakestream.fields import transform as tf
+from snakestream.register.align import Image, StepResult, run_step, run_steps
+from snakestream.register.global_stage import global_align
+from snakestream.io.volumes import open_volume, write_volume
+from snakestream.register.steps import normalize_steps
 
 LINEAR_TOL = 0.01   # matrix entries of the 3x3 part
 SHIFT_TOL = 0.1     # µm, translation entries

@@ -4,12 +4,12 @@ import pytest
 import scipy.ndimage as ndi
 import SimpleITK as sitk
 
-from snakestream import bspline as bs
-from snakestream import transform as tf
-from snakestream.align import Image, StepResult, run_step
-from snakestream.bspline_fit import sample_fixed
+from snakestream.register import bspline as bs
+from snakestream.fields import transform as tf
+from snakestream.register.align import Image, StepResult, run_step
+from snakestream.register.bspline_fit import sample_fixed
 from snakestream.errors import ConfigError
-from snakestream.steps import normalize_steps
+from snakestream.register.steps import normalize_steps
 
 from test_align import SPACING, blobs
 

@@ -24,11 +24,11 @@ import pytest
 import yaml
 import zarr
 
-from snakestream.blockfile import load_block
-from snakestream.blocks import read_table
+from snakestream.fields.blockfile import load_block
+from snakestream.grid.blocks import read_table
 from snakestream.config import load_schema, validate
-from snakestream.demo import make_demo
-from snakestream.resources import block_mem_mb, block_runtime_min
+from snakestream.demo.scene import make_demo
+from snakestream.smk.resources import block_mem_mb, block_runtime_min
 from workflow import ROOT, demo_config, write_config
 
 FAKE_BIN = os.path.join(ROOT, "tests", "fake_schedulers")

@@ -1,4 +1,4 @@
-"""Tests of the synthetic demo pair and its ground truth (snakestream.demo)."""
+"""Tests of the synthetic demo pair and its ground truth (snakestream.demo.scene)."""
 
 import sys
 from pathlib import Path
@@ -9,11 +9,11 @@ import pytest
 import zarr
 from scipy import ndimage
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+SCRIPTS = Path(__file__).resolve().parents[1] / "src"
 if str(SCRIPTS) not in sys.path:
     sys.path.insert(0, str(SCRIPTS))
 
-from snakestream import demo  # noqa: E402
+from snakestream.demo import scene as demo  # noqa: E402
 from snakestream.errors import InputError  # noqa: E402
 
 SHAPE = (24, 80, 80)
@@ -206,8 +206,8 @@ def test_cli_writes_and_prints_paths(tmp_path, capsys):
 
 def test_streamed_demo_matches_the_in_memory_scene(tmp_path):
     """Slab-by-slab rendering: same truth, same noise-free images, exact mask."""
-    from snakestream import demo_large
-    from snakestream.io import open_volume
+    from snakestream.demo import large as demo_large
+    from snakestream.io.volumes import open_volume
 
     shape, spacing, seed = (21, 40, 44), (0.8, 0.4, 0.4), 4
     pair = demo.make_pair(shape, spacing, seed=seed)

@@ -4,10 +4,10 @@ import copy
 import numpy as np
 import pytest
 
-from snakestream.blockfile import load_block
-from snakestream.demo import make_demo
+from snakestream.fields.blockfile import load_block
+from snakestream.demo.scene import make_demo
 from snakestream.errors import BlockFileError
-from snakestream.io import write_volume
+from snakestream.io.volumes import write_volume
 from workflow import demo_config, snakemake, write_config
 
 SHAPE = (24, 80, 80)
@@ -120,7 +120,7 @@ def test_corrupt_block_file_in_a_finished_run_keeps_everything_else(data):
 def test_block_failure_policy_fallback_or_fail(data):
     """A block step that cannot work (no blobs at 50 µm) is a recorded fallback by default,
     and stops the job with one clear line under on_block_failure: fail."""
-    from snakestream.blocks import block_relpath, read_table
+    from snakestream.grid.blocks import block_relpath, read_table
 
     cfg = demo_config(data / "data", data / "policy_out")
     cfg["blocks"]["steps"] = [["ransac", {"blob_radius": 50.0}]]

@@ -1,4 +1,4 @@
-"""Tests for snakestream.features (issue 7): blobs, descriptors, RANSAC, searches.
+"""Tests for snakestream.register.features (issue 7): blobs, descriptors, RANSAC, searches.
 
 All data are synthetic and made here: a nuclei-like volume of gaussian blobs,
 and a moving volume rendered by pull sampling through a known fixed->moving
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from snakestream import features as F  # noqa: E402
+from snakestream.register import features as F  # noqa: E402
 from snakestream.errors import AlignmentError  # noqa: E402
 
 FIX_SPACING = np.array([1.0, 0.5, 0.5])

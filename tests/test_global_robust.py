@@ -22,13 +22,13 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from snakestream import overlay
-from snakestream.align import Image, StepResult, run_step, run_steps
-from snakestream.blockalign import block_status
-from snakestream.blocks import block_seed
-from snakestream.globalalign import global_align
-from snakestream.io import open_volume, write_volume
-from snakestream.steps import normalize_steps
+from snakestream.qc import overlay
+from snakestream.register.align import Image, StepResult, run_step, run_steps
+from snakestream.register.block_stage import block_status
+from snakestream.grid.blocks import block_seed
+from snakestream.register.global_stage import global_align
+from snakestream.io.volumes import open_volume, write_volume
+from snakestream.register.steps import normalize_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 FIX_SHAPE = (40, 128, 128)

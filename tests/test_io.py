@@ -1,4 +1,4 @@
-"""Tests for snakestream.io: round trips per format, metadata spacing, errors."""
+"""Tests for snakestream.io.volumes: round trips per format, metadata spacing, errors."""
 
 import os
 import sys
@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from snakestream import io as sio  # noqa: E402
+from snakestream.io import volumes as sio  # noqa: E402
 from snakestream.errors import InputError  # noqa: E402
 
 SPACING = np.array([0.4, 0.1625, 0.2])

@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from snakestream.blockfile import load_block
-from snakestream.blocks import COLUMNS
-from snakestream.demo import load_truth, make_demo
-from snakestream.io import open_volume, open_zarr_array, write_volume
-from snakestream.qc import ncc, tre
-from snakestream.transform import transform_points
+from snakestream.fields.blockfile import load_block
+from snakestream.grid.blocks import COLUMNS
+from snakestream.demo.scene import load_truth, make_demo
+from snakestream.io.volumes import open_volume, open_zarr_array, write_volume
+from snakestream.qc.metrics import ncc, tre
+from snakestream.fields.transform import transform_points
 from workflow import demo_config, snakemake, write_config
 
 SHAPE = (32, 112, 112)
@@ -90,13 +90,13 @@ def test_outputs_have_the_documented_form(run):
 
 
 def test_local_block_jobs_ran_in_the_warm_worker(run):
-    """A local run hands its block jobs to one warm worker (snakestream.worker), which
+    """A local run hands its block jobs to one warm worker (snakestream.smk.worker), which
     is gone when the run ends."""
     out = run["out"]
     files = glob.glob(str(out / "blocks" / "z*" / "y*" / "*.npz"))
     assert files and {load_block(f)[1]["process"] for f in files} == {"warm worker"}
     assert (out / "logs" / "warm_worker.log").read_text() == ""
-    assert not subprocess.run(["pgrep", "-f", "snakestream.worker import main"],
+    assert not subprocess.run(["pgrep", "-f", "snakestream.smk.worker import main"],
                               capture_output=True).stdout, "the worker outlived the run"
 
 
@@ -190,8 +190,8 @@ def test_points_both_ways(run):
 
 
 def test_inverse_field_composes_to_identity(run):
-    from snakestream.inverse import fixed_points
-    from snakestream.points import forward
+    from snakestream.fields.inverse import fixed_points
+    from snakestream.fields.points import forward
 
     out, pts = run["out"], run["truth"].landmarks_fixed
     affine = np.loadtxt(out / "global" / "affine.mat")
@@ -252,7 +252,7 @@ def test_coarse_field_reuses_blocks_and_keeps_accuracy(run, tmp_path):
 def test_debug_target_writes_nrrd_crops_with_spacing_and_origin(run):
     import nrrd
 
-    from snakestream.blocks import read_table
+    from snakestream.grid.blocks import read_table
 
     table = read_table(run["out"] / "blocks" / "table.tsv")
     row = table[table.aligned].iloc[0]

@@ -2,10 +2,10 @@
 import numpy as np
 import pandas as pd
 
-from snakestream.blocks import build_table
-from snakestream.locate import blocks_at
-from snakestream.qc import jacobian_det, jacobian_stats, merge_jacobian_stats
-from snakestream.report import page, svg_block_map, svg_histogram
+from snakestream.grid.blocks import build_table
+from snakestream.grid.locate import blocks_at
+from snakestream.qc.metrics import jacobian_det, jacobian_stats, merge_jacobian_stats
+from snakestream.qc.report import page, svg_block_map, svg_histogram
 
 
 def test_jacobian_of_a_linear_field_is_exact():

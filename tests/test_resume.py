@@ -10,8 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from snakestream.demo import make_demo
-from snakestream.io import open_zarr_array
+from snakestream.demo.scene import make_demo
+from snakestream.io.volumes import open_zarr_array
 from workflow import ROOT, SNAKEFILE, demo_config, snakemake, write_config
 
 SHAPE = (32, 112, 112)
@@ -22,7 +22,7 @@ def _blocks(out):
 
 
 def _start(cfg_path, workdir):
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "scripts"))
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "src"))
     cmd = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "-d", str(workdir),
            "--cores", "1", "--configfile", str(cfg_path)]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

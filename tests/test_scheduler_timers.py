@@ -3,7 +3,7 @@
 import threading
 import time
 
-from snakestream import scheduler_timers
+from snakestream.smk import scheduler_timers
 
 
 class FakeScheduler:
@@ -58,7 +58,7 @@ def test_installed_snakemake_has_the_method_we_patch():
 WIDE_SNAKEFILE = """
 import sys
 sys.path.insert(0, {scripts!r})
-from snakestream.scheduler_timers import coalesce_reevaluation_timers
+from snakestream.smk.scheduler_timers import coalesce_reevaluation_timers
 coalesce_reevaluation_timers()
 N = {n}
 rule all:
@@ -84,7 +84,7 @@ def test_wide_workflow_keeps_snakemake_to_a_few_threads(tmp_path):
 
     n = 150
     (tmp_path / "Snakefile").write_text(
-        WIDE_SNAKEFILE.format(scripts=os.path.join(ROOT, "scripts"), n=n))
+        WIDE_SNAKEFILE.format(scripts=os.path.join(ROOT, "src"), n=n))
     run = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--scheduler",
                           "greedy", "--max-jobs-per-timespan", "1000/1m", "-d", str(tmp_path),
                           "-s", str(tmp_path / "Snakefile")],

@@ -6,7 +6,7 @@ import yaml
 
 from snakestream.config import load_schema, validate
 from snakestream.errors import ConfigError
-from snakestream.steps import normalize_steps
+from snakestream.register.steps import normalize_steps
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMA = load_schema(os.path.join(ROOT, "config", "schema.yaml"))

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import zarr
 
-from snakestream.align import StepResult
-from snakestream.blockfile import save_block
-from snakestream.blocks import block_relpath, build_table, overlap_voxels, ramp
-from snakestream.stitch import block_loader, n_slabs, write_field_slab
+from snakestream.register.align import StepResult
+from snakestream.fields.blockfile import save_block
+from snakestream.grid.blocks import block_relpath, build_table, overlap_voxels, ramp
+from snakestream.fields.stitch import block_loader, n_slabs, write_field_slab
 
 
 def _translation(t):
@@ -116,7 +116,7 @@ class _ArrayVolume:
 @pytest.mark.parametrize("mask_shape", [(30, 50, 70), (15, 13, 18)])
 def test_foreground_fractions_count_mask_voxels_per_block_core(mask_shape):
     """Per core: the share of fixed voxels whose nearest mask voxel is set, read in slabs."""
-    from snakestream.blocks import foreground_fractions, region_slices
+    from snakestream.grid.blocks import foreground_fractions, region_slices
 
     shape, spacing, blocksize = (30, 50, 70), np.array([1.0, 0.5, 0.5]), (7, 16, 9)
     mask_spacing = np.array(shape) * spacing / np.array(mask_shape)
@@ -136,7 +136,7 @@ def test_foreground_fractions_count_mask_voxels_per_block_core(mask_shape):
 @pytest.mark.parametrize("mask_shape", [(30, 50, 70), (9, 11, 23), (60, 90, 150)])
 def test_read_on_grid_takes_the_nearest_mask_voxel(mask_shape):
     """A block's mask crop: nearest mask voxel per fixed voxel, edges extended."""
-    from snakestream.crops import read_on_grid
+    from snakestream.grid.crops import read_on_grid
 
     shape, spacing = (30, 50, 70), np.array([1.0, 0.5, 0.5])
     mask_spacing = np.array(shape) * spacing / np.array(mask_shape)
@@ -151,7 +151,7 @@ def test_read_on_grid_takes_the_nearest_mask_voxel(mask_shape):
 
 
 def test_read_row_matches_the_table(tmp_path):
-    from snakestream.blocks import read_row, read_table, write_table
+    from snakestream.grid.blocks import read_row, read_table, write_table
 
     table = build_table((20, 40, 40), (8, 16, 16), 0.5, np.linspace(0, 1, 27), 0.5)
     write_table(table, tmp_path / "t.tsv")

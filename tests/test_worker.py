@@ -1,4 +1,4 @@
-"""The warm worker (snakestream.worker): jobs run in its forked children exactly as
+"""The warm worker (snakestream.smk.worker): jobs run in its forked children exactly as
 they would in their own process: output, exit status, working folder, environment,
 signals; and without a worker they run in their own process."""
 import json
@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from snakestream import worker
+from snakestream.smk import worker
 
-SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
+SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 
 TASKS = '''
 import json, os, sys, time
@@ -61,7 +61,7 @@ def _client(task, job, cwd, address=None, extra_env=None, wait=True):
     env.pop(worker.ENV_ADDRESS, None)
     if address:
         env[worker.ENV_ADDRESS] = worker.advertise(address)
-    code = ("import json, sys; from snakestream import worker; "
+    code = ("import json, sys; from snakestream.smk import worker; "
             "sys.exit(worker.run_here_or_in_worker(sys.argv[1], json.loads(sys.argv[2])))")
     cmd = [sys.executable, "-c", code, task, json.dumps(job)]
     if not wait:

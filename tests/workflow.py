@@ -32,7 +32,7 @@ def write_config(path, cfg):
 
 def snakemake(config_path, workdir, *args, cores=2):
     """Run snakemake on the project's Snakefile; returns the CompletedProcess."""
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "scripts"))
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "src"))
     # targets and flags first: --configfile takes several values
     cmd = [sys.executable, "-m", "snakemake", *args, "-s", SNAKEFILE, "-d", str(workdir),
            "--cores", str(cores), "--configfile", str(config_path)]

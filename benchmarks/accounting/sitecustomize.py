@@ -6,7 +6,7 @@ each job's script) then appends one JSON line at exit: its command line, wall ti
 since the process started, user+system CPU seconds and peak resident memory. Job
 scripts are told apart by their file name (Snakemake copies a rule's script to
 ``.snakemake/scripts/tmpXXXX.<name>.py``). The warm worker's processes
-(``snakestream/worker.py``) also say their role (``worker``, a job's ``client``, the
+(``src/snakestream/smk/worker.py``) also say their role (``worker``, a job's ``client``, the
 worker's ``child`` running a job, or a ``job`` run in its own process) and the rule and
 wildcards of the job they serve; a child's record covers it from its fork on.
 """
@@ -45,9 +45,9 @@ if _PATH:
                 rec["wildcards"] = dict(smk.wildcards.items())
             except Exception:
                 pass
-        # the warm worker (snakestream/worker.py): the worker itself, a job's client
+        # the warm worker (src/snakestream/smk/worker.py): the worker itself, a job's client
         # (its shell process), a forked child running a job, or a job run in-process
-        worker = sys.modules.get("snakestream.worker")
+        worker = sys.modules.get("snakestream.smk.worker")
         if getattr(worker, "ROLE", None):
             rec["worker_role"] = worker.ROLE
             job = worker.CURRENT_JOB or {}
@@ -64,7 +64,7 @@ if _PATH:
 
 if _PATH:
     # Time spent inside registration steps (CPU and wall), by wrapping
-    # snakestream.align.run_step as soon as that module is imported.
+    # snakestream.register.align.run_step as soon as that module is imported.
     import importlib.abc
     import importlib.util
 
@@ -86,7 +86,7 @@ if _PATH:
 
     class _Finder(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path, target=None):
-            if name != "snakestream.align":
+            if name != "snakestream.register.align":
                 return None
             sys.meta_path.remove(self)
             try:

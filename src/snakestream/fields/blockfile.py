@@ -1,0 +1,65 @@
+"""One small file per block: its transforms and its QC numbers.
+
+Format: NumPy ``.npz`` holding ``kinds`` (transform kinds in composite order,
+applied last-first), ``fixed_<i>``/``params_<i>`` per transform, ``region``
+(the block's fixed voxel region, z0,z1,y0,y1,x0,x1) and ``qc`` (JSON text).
+The global affine is not repeated here: the block's full transform is
+``global ∘ T1 ∘ T2 ...``.
+"""
+
+import json
+import zipfile
+
+import numpy as np
+
+from snakestream.fields import transform as tf
+from snakestream.register.align import StepResult
+from snakestream.errors import BlockFileError
+
+STATUSES = ("ok", "fallback", "skipped")
+
+
+def save_block(path, bid, region, results, qc):
+    """Write a block file (``path`` should be a temporary name; see io.atomic_path)."""
+    arrays = {"id": np.array(bid), "region": np.asarray(region, dtype=np.int64),
+              "kinds": np.array([r.kind for r in results], dtype="U8"),
+              "qc": np.array(json.dumps(qc, default=_json_default))}
+    for i, r in enumerate(results):
+        arrays[f"fixed_{i}"] = np.asarray(r.fixed_parameters, dtype=np.float64)
+        arrays[f"params_{i}"] = np.asarray(r.parameters, dtype=np.float64)
+    with open(path, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {value!r}")
+
+
+def load_block(path):
+    """Read a block file -> (list of StepResult, qc dict, region array)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            kinds = [str(k) for k in data["kinds"]]
+            results = [StepResult(name=k, kind=k, parameters=data[f"params_{i}"],
+                                  fixed_parameters=data[f"fixed_{i}"])
+                       for i, k in enumerate(kinds)]
+            qc = json.loads(str(data["qc"]))
+            region = data["region"]
+    except FileNotFoundError:
+        raise BlockFileError(path, "block file is missing.",
+                             "run snakemake again; it recomputes missing blocks.") from None
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as err:
+        raise BlockFileError(path, f"block file is corrupt or incomplete ({type(err).__name__}).",
+                             "delete this file and run snakemake again; only this block is "
+                             "recomputed.") from None
+    if qc.get("status") not in STATUSES:
+        raise BlockFileError(path, f"unknown block status {qc.get('status')!r}.",
+                             "delete this file and run snakemake again.")
+    return results, qc, region
+
+
+def block_transform(results):
+    """SimpleITK composite of a block's own transforms (without the global affine)."""
+    return tf.composite([r.to_sitk() for r in results])

@@ -1,0 +1,58 @@
+"""Files other tools open: ITK transforms for ANTs, ITK, BigWarp, Fiji.
+
+ITK's resampling transforms map output (fixed) points to input (moving) points,
+which is our convention, but ITK works in x, y, z. So ``itk/affine.tfm`` is the
+global affine with its axes reversed, and ``itk/deform_field.nrrd`` stores
+d(x) as x, y, z vectors. An ``itk::CompositeTransform`` holding
+``[affine, field]`` (the field applied first) reproduces snakestream's warp.
+"""
+
+import numpy as np
+import SimpleITK as sitk
+
+from snakestream.fields import transform as tf
+
+
+def write_itk_affine(path, affine):
+    """Write a 4x4 z,y,x affine (fixed -> moving, µm) as an ITK ``AffineTransform`` file."""
+    sitk.WriteTransform(tf.affine_to_sitk(affine), str(path))
+
+
+def nrrd_vector_header(shape, spacing, dtype="float"):
+    """Detached-NRRD header text for a (Z, Y, X, 3) field stored as raw x,y,z vectors."""
+    sx, sy, sz = np.asarray(spacing, float)[::-1]
+    z, y, x = shape
+    return ("NRRD0004\n"
+            f"type: {dtype}\ndimension: 4\nspace dimension: 3\n"
+            f"sizes: 3 {x} {y} {z}\n"
+            f"space directions: none ({sx},0,0) (0,{sy},0) (0,0,{sz})\n"
+            "kinds: vector domain domain domain\nendian: little\nencoding: raw\n"
+            "space origin: (0,0,0)\nspace units: \"microns\" \"microns\" \"microns\"\n")
+
+
+def write_itk_field(path, field, chunk_z=16, add_affine=None):
+    """Stream a (Z, Y, X, 3) z,y,x µm field (zarr) to an NRRD displacement image.
+
+    Vectors are written in x, y, z order as ITK expects. With ``add_affine`` the
+    total displacement ``A @ (x + d(x)) - x`` is written instead (one field
+    holding the whole transform). Memory: ``chunk_z`` z-planes at a time.
+    """
+    spacing = np.asarray(field.attrs["spacing"], float)
+    shape = field.shape[:3]
+    data_path = str(path)[:-5] + ".raw" if str(path).endswith(".nhdr") else None
+    header = nrrd_vector_header(shape, spacing)
+    with open(path, "wb") as out:
+        if data_path:
+            out.write((header + f"data file: {data_path.split('/')[-1]}\n\n").encode())
+            out = open(data_path, "wb")
+        else:
+            out.write((header + "\n").encode())
+        for z0 in range(0, shape[0], chunk_z):
+            block = np.asarray(field[z0:z0 + chunk_z], dtype=np.float64)
+            if add_affine is not None:
+                x = tf.physical_grid((z0, 0, 0), block.shape[:3], spacing)
+                block = tf.apply_affine(add_affine, (x + block).reshape(-1, 3)).reshape(
+                    block.shape) - x
+            out.write(np.ascontiguousarray(block[..., ::-1], dtype="<f4").tobytes())
+        if data_path:
+            out.close()

@@ -1,0 +1,218 @@
+"""The block index table: overlapping blocks of the fixed image.
+
+``blocksize`` is the core of a block in fixed voxels (z,y,x); ``overlap`` is a
+fraction of it added on *each* side (bigstream's meaning), so with overlap 0.5
+a block's region is twice its core and neighbours' regions cover a skipped
+block completely. Regions are clipped to the image; cores tile it exactly.
+"""
+
+import zlib
+
+import numpy as np
+
+from snakestream.errors import ConfigError
+
+COLUMNS = ["id", "iz", "iy", "ix", "z0", "z1", "y0", "y1", "x0", "x1",
+           "cz0", "cz1", "cy0", "cy1", "cx0", "cx1", "foreground", "aligned", "reason"]
+
+
+def block_id(iz, iy, ix):
+    """Block id from its grid index, e.g. ``z0003_y0012_x0004``."""
+    return f"z{iz:04d}_y{iy:04d}_x{ix:04d}"
+
+
+def block_relpath(bid, ext="npz"):
+    """Path of a block's file under ``blocks/``, sharded so no folder grows large."""
+    z, y, _ = bid.split("_")
+    return f"{z}/{y}/{bid}.{ext}"
+
+
+def block_seed(bid):
+    """Deterministic 31-bit seed for a block's random metric sampling."""
+    return zlib.crc32(bid.encode()) & 0x7FFFFFFF
+
+
+def overlap_voxels(blocksize, overlap):
+    """Voxels added on each side of the core, per axis."""
+    if not 0 <= float(overlap) < 1:
+        raise ConfigError("blocks.overlap", f"{overlap!r} must be a fraction in [0, 1).",
+                          "bigstream's usual value is 0.5.")
+    return np.round(np.asarray(blocksize) * float(overlap)).astype(int)
+
+
+def grid_shape(shape, blocksize):
+    """Number of blocks per axis (z,y,x)."""
+    return tuple(int(np.ceil(n / b)) for n, b in zip(shape, blocksize))
+
+
+def block_regions(shape, blocksize, overlap):
+    """All blocks as dicts with grid index, clipped region and core (voxels, z,y,x)."""
+    shape, blocksize = np.asarray(shape, int), np.asarray(blocksize, int)
+    if blocksize.shape != (3,) or np.any(blocksize < 1):
+        raise ConfigError("blocks.blocksize", f"{blocksize.tolist()} must be 3 positive voxel counts.")
+    ovl = overlap_voxels(blocksize, overlap)
+    rows = []
+    for idx in np.ndindex(*grid_shape(shape, blocksize)):
+        core0 = np.asarray(idx) * blocksize
+        core1 = np.minimum(core0 + blocksize, shape)
+        lo, hi = np.maximum(core0 - ovl, 0), np.minimum(core1 + ovl, shape)
+        row = {"id": block_id(*idx), "iz": idx[0], "iy": idx[1], "ix": idx[2]}
+        for k, ax in enumerate("zyx"):
+            row.update({f"{ax}0": int(lo[k]), f"{ax}1": int(hi[k]),
+                        f"c{ax}0": int(core0[k]), f"c{ax}1": int(core1[k])})
+        rows.append(row)
+    return rows
+
+
+def region_slices(row, core=False):
+    """Tuple of z,y,x slices of a table row's region (or core)."""
+    p = "c" if core else ""
+    return tuple(slice(int(row[f"{p}{a}0"]), int(row[f"{p}{a}1"])) for a in "zyx")
+
+
+def build_table(shape, blocksize, overlap, foreground=None, threshold=0.5):
+    """The block table as a DataFrame.
+
+    Parameters
+    ----------
+    shape : sequence of 3 int
+        Fixed image shape (z,y,x).
+    blocksize, overlap : see module docstring.
+    foreground : array or None
+        Fraction of each block core inside the fixed mask, in grid order
+        (:func:`foreground_fractions`). Without it every block counts as foreground.
+    threshold : float
+        Blocks with a smaller foreground fraction are not aligned (bigstream's
+        ``foreground_percentage``, default 0.5).
+    """
+    rows = block_regions(shape, blocksize, overlap)
+    fractions = np.ones(len(rows)) if foreground is None else np.ravel(foreground)
+    aligned = is_aligned(fractions, threshold)
+    for row, frac, ok in zip(rows, fractions, aligned):
+        row["foreground"] = round(float(frac), 4)
+        row["aligned"] = bool(ok)
+        row["reason"] = "" if ok else f"foreground {frac:.3f} < {threshold}"
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def below_threshold_qc(row):
+    """QC record of a block the table does not align: 'skipped', with the table's reason."""
+    return {"id": row["id"], "status": "skipped", "reason": row["reason"], "steps": []}
+
+
+def is_aligned(fractions, threshold):
+    """Which blocks are registered: foreground fraction >= threshold and > 0."""
+    fractions = np.asarray(fractions, float)
+    return (fractions >= threshold) & (fractions > 0)
+
+
+def nearest_voxel(index, spacing, other_spacing, n_other):
+    """Along one axis: the voxel of another grid nearest to each voxel ``index``.
+
+    Voxel centres sit at index x spacing (µm) on both grids, which share the
+    origin; the result is clipped to ``[0, n_other)`` (edges extended). The one
+    rule for masks at another resolution: block selection and mask crops use it.
+    """
+    nearest = np.floor(np.asarray(index) * spacing / other_spacing + 0.5).astype(int)
+    return np.clip(nearest, 0, n_other - 1)
+
+
+def _axis_weights(n_fixed, fixed_spacing, n_mask, mask_spacing, block):
+    """(blocks x mask voxels) sparse counts along one axis.
+
+    Entry [b, j]: fixed voxels of block ``b``'s core whose nearest mask voxel is ``j``.
+    """
+    from scipy import sparse
+
+    i = np.arange(n_fixed)
+    j = nearest_voxel(i, fixed_spacing, mask_spacing, n_mask)
+    shape = (int(np.ceil(n_fixed / block)), int(n_mask))
+    return sparse.csr_matrix((np.ones(n_fixed, np.float32), (i // block, j)), shape=shape)
+
+
+def foreground_fractions(mask, shape, spacing, blocksize, slab_voxels=1 << 22):
+    """Fraction of each block core (fixed voxels) whose nearest mask voxel is set.
+
+    The mask is read once, in z slabs of about ``slab_voxels`` voxels (~4 M: ~30 MB of
+    working memory), at its own resolution; memory stays bounded whatever its size. This
+    runs at parse time in Snakemake's main process, whose peak memory every local job
+    inherits in its accounting, so the slabs are kept small.
+
+    Parameters
+    ----------
+    mask : snakestream.io.volumes volume
+        Fixed-image mask (any resolution, same physical extent); > 0 is foreground.
+    shape, spacing : fixed image shape (z,y,x) and spacing (µm, z,y,x).
+    blocksize : sequence of 3 int
+        Block core in fixed voxels.
+
+    Returns
+    -------
+    (gz, gy, gx) float array of fractions in [0, 1], the block grid's shape.
+    """
+    w = [_axis_weights(shape[a], spacing[a], mask.shape[a], mask.spacing[a], blocksize[a])
+         for a in range(3)]
+    grid = tuple(m.shape[0] for m in w)
+    total = np.zeros(grid)
+    _, ny, nx = mask.shape
+    step = max(1, int(slab_voxels // max(ny * nx, 1)))
+    for a in range(0, mask.shape[0], step):
+        b = min(a + step, mask.shape[0])
+        m = (mask.read((slice(a, b), slice(0, ny), slice(0, nx))) > 0).astype(np.float32)
+        t = (w[2] @ m.reshape(-1, nx).T).reshape(grid[2], b - a, ny)     # (gx, s, ny)
+        t = (w[1] @ t.transpose(2, 1, 0).reshape(ny, -1))                 # (gy, s*gx)
+        t = t.reshape(grid[1], b - a, grid[2]).transpose(1, 0, 2)        # (s, gy, gx)
+        total += (w[0][:, a:b] @ t.reshape(b - a, -1)).reshape(grid)
+    cores = [np.asarray(m.sum(axis=1)).ravel() for m in w]  # core length per block
+    return total / (cores[0][:, None, None] * cores[1][None, :, None] * cores[2][None, None, :])
+
+
+def read_table(path):
+    """Read a block table written by :func:`write_table`."""
+    import pandas as pd  # imported here: block jobs read one row without it
+
+    return pd.read_csv(path, sep="\t", keep_default_na=False,
+                       dtype={"id": str, "reason": str})
+
+
+def read_row(path, bid):
+    """One row of a block table as a dict (ints, float foreground, bool aligned).
+
+    Uses the csv module, not pandas: a block job reads one row, and importing pandas
+    would cost it ~0.2 s. Raises KeyError if ``bid`` is not in the table.
+    """
+    import csv
+
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh, delimiter="\t"):
+            if row["id"] == bid:
+                out = {k: int(v) for k, v in row.items() if k not in ("id", "foreground",
+                                                                    "aligned", "reason")}
+                return {**out, "id": bid, "foreground": float(row["foreground"]),
+                        "aligned": row["aligned"] == "True", "reason": row["reason"]}
+    raise KeyError(bid)
+
+
+def write_table(table, path):
+    """Write the block table as TSV (caller handles atomicity)."""
+    table.to_csv(path, sep="\t", index=False)
+
+
+def ramp(start, stop, positions, ovl):
+    """1-D linear-blending weight of a block at fixed-voxel ``positions``.
+
+    The block's unclipped region is ``[start, stop)``; the weight rises linearly
+    over ``ovl`` voxels from each face (strictly positive, 1 in the core).
+    """
+    i = np.asarray(positions, dtype=np.float64)
+    if ovl <= 0:
+        return np.ones_like(i)
+    dist = np.minimum(i - start, stop - 1 - i)
+    return np.clip((dist + 0.5) / ovl, 1.0 / (2 * ovl), 1.0)
+
+
+def n_slabs(shape, chunks):
+    """Number of one-chunk-thick z slabs covering a grid of ``shape`` (z,y,x) in ``chunks``."""
+    return int(np.ceil(shape[0] / chunks[0]))

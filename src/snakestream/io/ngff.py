@@ -1,0 +1,82 @@
+"""OME-Zarr (NGFF 0.4) image outputs: level 0 written by slab jobs, a pyramid after.
+
+The group holds arrays ``0``, ``1``, ... with ``multiscales`` metadata giving each
+level's scale in micrometers, so napari (OME-Zarr reader) and neuroglancer open
+the image as it is. Levels halve y and x, and z only while it is not coarser
+than y/x, which keeps anisotropic light-sheet data sensible.
+"""
+
+import numpy as np
+import zarr
+
+from snakestream.fields.stitch import chunk_starts
+
+
+def level_factors(spacing, levels):
+    """Cumulative integer downsampling factors (z,y,x) of each pyramid level."""
+    spacing = np.asarray(spacing, float)
+    factors, current = [np.ones(3, int)], np.ones(3, int)
+    for _ in range(1, levels):
+        step = np.where(spacing * current * 2 <= 1.5 * 2 * (spacing * current).min(), 2, 1)
+        current = current * step
+        factors.append(current.copy())
+    return factors
+
+
+def multiscales(spacing, factors, name):
+    """NGFF 0.4 ``multiscales`` attribute for the given level factors (µm)."""
+    axes = [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"]
+    datasets = [{"path": str(k), "coordinateTransformations": [
+        {"type": "scale", "scale": [float(s) for s in np.asarray(spacing) * f]},
+        {"type": "translation",
+         "translation": [float(t) for t in (f - 1) / 2 * np.asarray(spacing)]}]}
+        for k, f in enumerate(factors)]
+    return [{"version": "0.4", "name": name, "axes": axes, "datasets": datasets}]
+
+
+def create_image(path, shape, dtype, chunks, spacing, levels=3, name="image", attrs=None):
+    """Create an empty NGFF image group; returns the level-0 array."""
+    root = zarr.open_group(str(path), mode="w", zarr_format=2)
+    factors = level_factors(spacing, levels)
+    for k, f in enumerate(factors):
+        lshape = tuple(int(np.ceil(n / s)) for n, s in zip(shape, f))
+        lchunks = tuple(min(c, n) for c, n in zip(chunks, lshape))
+        arr = root.create_array(str(k), shape=lshape, chunks=lchunks, dtype=dtype,
+                                fill_value=0, overwrite=True)
+        arr.attrs["spacing"] = [float(s) for s in np.asarray(spacing) * f]
+    root.attrs.update({**(attrs or {}), "multiscales": multiscales(spacing, factors, name)})
+    return root["0"]
+
+
+def _reduce(block, factors, labels):
+    if labels:  # keep label values: take one voxel per cell
+        return block[::factors[0], ::factors[1], ::factors[2]]
+    pad = [(0, (-n) % f) for n, f in zip(block.shape, factors)]
+    block = np.pad(block.astype(np.float64), pad, mode="edge")
+    shape = []
+    for n, f in zip(block.shape, factors):
+        shape += [n // f, f]
+    return block.reshape(shape).mean(axis=(1, 3, 5))
+
+
+def build_level(root, k, labels=False):
+    """Fill level ``k`` from level ``k-1`` chunk by chunk (bounded memory)."""
+    src, dst = root[str(k - 1)], root[str(k)]
+    step = np.round(np.array(dst.attrs["spacing"]) / np.array(src.attrs["spacing"])).astype(int)
+    for start in chunk_starts((0, 0, 0), dst.shape, dst.chunks):
+        stop = np.minimum(start + dst.chunks, dst.shape)
+        region = tuple(slice(a * f, b * f) for a, b, f in zip(start, stop, step))
+        block = _reduce(np.asarray(src[region]), step, labels)
+        block = block[:stop[0] - start[0], :stop[1] - start[1], :stop[2] - start[2]]
+        if np.issubdtype(dst.dtype, np.integer) and not labels:
+            block = np.rint(block)
+        dst[tuple(slice(a, b) for a, b in zip(start, stop))] = block.astype(dst.dtype)
+
+
+def build_pyramid(path, labels=False):
+    """Fill every level above 0 of an NGFF image group; returns the number of levels."""
+    root = zarr.open_group(str(path), mode="r+")
+    n = len(root.attrs["multiscales"][0]["datasets"])
+    for k in range(1, n):
+        build_level(root, k, labels)
+    return n

@@ -1,0 +1,365 @@
+"""Registration of two in-memory images with SimpleITK, bigstream-style steps.
+
+Images here are :class:`Image` records: a z,y,x numpy array with its spacing
+and origin (µm, z,y,x) and an optional boolean mask on the same grid. Every
+step returns a :class:`StepResult`; a step that raises, produces non-finite
+numbers or makes its metric worse falls back to identity and says why.
+"""
+
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import SimpleITK as sitk
+
+from snakestream.fields import transform as tf
+from snakestream.register.bspline_fit import fit as sparse_fit
+from snakestream.register.steps import deform_engine
+
+_METRIC = {
+    "MMI": "SetMetricAsMattesMutualInformation",
+    "MS": "SetMetricAsMeanSquares",
+    "C": "SetMetricAsCorrelation",
+    "ANC": "SetMetricAsANTSNeighborhoodCorrelation",
+    "JHMI": "SetMetricAsJointHistogramMutualInformation",
+}
+_OPTIMIZER = {
+    "RSGD": "SetOptimizerAsRegularStepGradientDescent",
+    "GD": "SetOptimizerAsGradientDescent",
+    "LBFGSB": "SetOptimizerAsLBFGSB",
+}
+_INTERPOLATOR = {"0": sitk.sitkNearestNeighbor, "1": sitk.sitkLinear, "CBS": sitk.sitkBSpline}
+
+
+@dataclass
+class Image:
+    """A z,y,x array placed in physical space (µm)."""
+
+    data: np.ndarray
+    spacing: np.ndarray
+    origin: np.ndarray = None
+    mask: np.ndarray = None
+
+    def __post_init__(self):
+        self.spacing = np.asarray(self.spacing, dtype=float)
+        self.origin = np.zeros(3) if self.origin is None else np.asarray(self.origin, float)
+
+    def to_sitk(self):
+        """Float32 SimpleITK image with x,y,z spacing/origin."""
+        return _sitk_image(self.data.astype(np.float32, copy=False), self.spacing, self.origin)
+
+    def mask_sitk(self):
+        """uint8 SimpleITK mask, or None."""
+        if self.mask is None:
+            return None
+        return _sitk_image(self.mask.astype(np.uint8), self.spacing, self.origin)
+
+    def center(self):
+        """Physical centre of the grid, µm z,y,x."""
+        return self.origin + (np.array(self.data.shape) - 1) / 2 * self.spacing
+
+
+@dataclass
+class StepResult:
+    """Outcome of one step: ``kind`` 'affine' or 'bspline' with its parameters."""
+
+    name: str
+    kind: str
+    parameters: np.ndarray
+    fixed_parameters: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    qc: dict = field(default_factory=dict)
+
+    def to_sitk(self):
+        """The step's transform as a SimpleITK transform."""
+        return tf.to_sitk(self.kind, self.fixed_parameters, self.parameters)
+
+
+def _sitk_image(array, spacing, origin):
+    img = sitk.GetImageFromArray(array)
+    img.SetSpacing([float(s) for s in spacing[::-1]])
+    img.SetOrigin([float(o) for o in origin[::-1]])
+    return img
+
+
+def block_mean(image, alignment_spacing):
+    """Downsample an :class:`Image` by block averaging toward ``alignment_spacing`` µm.
+
+    The factor per axis is ``max(1, round(alignment_spacing / spacing))`` (bigstream's
+    choice); the origin moves to the centre of the first averaged block.
+    """
+    if not alignment_spacing:
+        return image
+    factors = np.maximum(np.round(alignment_spacing / image.spacing), 1).astype(int)
+    if np.all(factors == 1):
+        return image
+    data = _reduce(image.data.astype(np.float32), factors, np.mean)
+    mask = None if image.mask is None else _reduce(image.mask, factors, np.max)
+    origin = image.origin + (factors - 1) / 2 * image.spacing
+    return Image(data, image.spacing * factors, origin, mask)
+
+
+def _reduce(array, factors, func):
+    pad = [(0, (-n) % f) for n, f in zip(array.shape, factors)]
+    if any(p[1] for p in pad):
+        array = np.pad(array, pad, mode="edge")
+    shape = []
+    for n, f in zip(array.shape, factors):
+        shape += [n // f, f]
+    return func(array.reshape(shape), axis=(1, 3, 5)).astype(array.dtype)
+
+
+def configure(params, seed=0, threads=1):
+    """A ``sitk.ImageRegistrationMethod`` set up from one step's parameters."""
+    irm = sitk.ImageRegistrationMethod()
+    irm.SetNumberOfThreads(int(threads))
+    irm.SetInterpolator(_INTERPOLATOR[params["interpolator"]])
+    getattr(irm, _METRIC[params["metric"]])(**params["metric_args"])
+    strategy = {"NONE": irm.NONE, "REGULAR": irm.REGULAR, "RANDOM": irm.RANDOM}
+    irm.SetMetricSamplingStrategy(strategy[params["sampling"]])
+    if params["sampling"] != "NONE":
+        irm.SetMetricSamplingPercentage(float(params["sampling_percentage"]), int(seed))
+    getattr(irm, _OPTIMIZER[params["optimizer"]])(**params["optimizer_args"])
+    irm.SetShrinkFactorsPerLevel([int(f) for f in params["shrink_factors"]])
+    irm.SetSmoothingSigmasPerLevel([float(s) for s in params["smooth_sigmas"]])
+    irm.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
+    return irm
+
+
+def _set_masks(irm, fix_sitk_mask, mov_sitk_mask):
+    if fix_sitk_mask is not None:
+        irm.SetMetricFixedMask(fix_sitk_mask)
+    if mov_sitk_mask is not None:
+        irm.SetMetricMovingMask(mov_sitk_mask)
+
+
+def center_of_mass(image):
+    """Intensity-weighted centre (µm, z,y,x), restricted to the mask if any."""
+    data = image.data.astype(np.float64)
+    if image.mask is not None:
+        data = data * (image.mask > 0)
+    data = data - data.min()
+    total = data.sum()
+    if total <= 0:
+        return image.center()
+    idx = np.indices(data.shape, dtype=np.float64).reshape(3, -1)
+    return image.origin + (idx @ data.ravel()) / total * image.spacing
+
+
+def initial_matrix(params, fix, mov, static):
+    """Starting 4x4 for a rigid/affine step, relative to ``static`` (bigstream's meaning).
+
+    ``CENTER`` aligns centres of mass (moments), ``PHASE`` uses phase correlation of
+    the images, a matrix is used as given, ``None`` starts from identity.
+    """
+    init = params.get("initial_condition")
+    if init is None:
+        return np.eye(4)
+    if isinstance(init, str) and init == "PHASE":
+        from snakestream.register.feature_align import phase_start
+        return np.linalg.inv(static) @ phase_start(fix, mov)
+    if isinstance(init, str):  # CENTER
+        c_fix, c_mov = center_of_mass(fix), center_of_mass(mov)
+        out = np.eye(4)
+        out[:3, 3] = tf.apply_affine(np.linalg.inv(static), c_mov[None])[0] - c_fix
+        return out
+    return np.asarray(init, dtype=float)
+
+
+def _optimizable(name, matrix, center):
+    """Euler3D (rigid) or Affine SimpleITK transform starting at ``matrix``."""
+    start = tf.affine_to_sitk(matrix)
+    start.SetCenter(center[::-1].tolist())
+    start.SetTranslation((np.array(start.GetTranslation())
+                          - np.array(center[::-1]) + np.array(start.GetMatrix()).reshape(3, 3)
+                          @ center[::-1]).tolist())
+    if name == "affine":
+        return start
+    rigid = sitk.Euler3DTransform()
+    rigid.SetCenter(start.GetCenter())
+    rigid.SetMatrix(_nearest_rotation(np.array(start.GetMatrix()).reshape(3, 3)).ravel().tolist())
+    rigid.SetTranslation(start.GetTranslation())
+    return rigid
+
+
+def _nearest_rotation(m):
+    u, _, vt = np.linalg.svd(m)
+    r = u @ vt
+    if np.linalg.det(r) < 0:
+        u[:, -1] *= -1
+        r = u @ vt
+    return r
+
+
+def _bspline(fix_img, params):
+    """Initial B-spline over the fixed image, mesh from control_point_spacing (µm)."""
+    coarsest = params["control_point_spacing"] * params["control_point_levels"][-1]
+    extent = np.array(fix_img.GetSize()) * np.array(fix_img.GetSpacing())
+    mesh = [max(1, int(e / coarsest)) for e in extent]
+    return sitk.BSplineTransformInitializer(fix_img, mesh, order=3)
+
+
+def static_affine(static):
+    """Product of the affine members of a static transform list (4x4, z,y,x)."""
+    mats = [np.asarray(s.parameters).reshape(4, 4) for s in static if s.kind == "affine"]
+    return tf.compose_affines(*mats)
+
+
+def run_step(name, params, fix, mov, static=(), seed=0, threads=1):
+    """Run one registration step; never raises for a registration failure.
+
+    Parameters
+    ----------
+    name : {'rigid', 'affine', 'deform', 'ransac', 'random'}
+    params : dict
+        Normalised step settings (see :mod:`snakestream.register.steps`).
+    fix, mov : Image
+        Fixed and moving images (masks already attached or None).
+    static : sequence of StepResult
+        Transforms already found; the new one is applied before them
+        (``x -> static(new(x))``), as bigstream's ``static_transform_list``.
+    seed : int
+        Seed for random metric sampling (use the block id for reproducibility).
+    threads : int
+        Threads SimpleITK may use.
+
+    Returns
+    -------
+    StepResult with ``qc`` keys: step, status ('ok' or 'fallback'), reason,
+    metric_before, metric_after, iterations, stop, seconds.
+    """
+    t0 = time.perf_counter()
+    try:
+        result = _STEP_RUNNERS[name](name, params, fix, mov, list(static), seed, threads)
+    except Exception as err:  # SimpleITK raises RuntimeError with long text
+        result = _fallback(name, "error: " + str(err).strip().splitlines()[-1][:200])
+    result.qc.setdefault("status", "ok")
+    result.qc.update(step=name, seconds=round(time.perf_counter() - t0, 3))
+    if result.qc["status"] == "ok" and not np.all(np.isfinite(result.parameters)):
+        result = _fallback(name, "non-finite parameters", result.qc)
+    return result
+
+
+def _fallback(name, reason, qc=None, start=None):
+    qc = dict(qc or {}, status="fallback", reason=reason)
+    if name == "deform":
+        return StepResult(name, "affine", np.eye(4).ravel(), qc=qc)
+    matrix = np.eye(4) if start is None else start
+    return StepResult(name, "affine", matrix.ravel(), qc=qc)
+
+
+def _step_images(params, fix, mov):
+    """Images at the step's alignment spacing, masks dropped where the step says false."""
+    f = block_mean(fix, params["alignment_spacing"])
+    m = block_mean(mov, params["alignment_spacing"])
+    if params.get("fix_mask") is False:
+        f = replace(f, mask=None)
+    if params.get("mov_mask") is False:
+        m = replace(m, mask=None)
+    return f, m
+
+
+def _prepare(params, fix, mov, static, seed, threads):
+    f, m = _step_images(params, fix, mov)
+    irm = configure(params, seed, threads)
+    _set_masks(irm, f.mask_sitk(), m.mask_sitk())
+    if static:
+        irm.SetMovingInitialTransform(tf.composite([s.to_sitk() for s in static]))
+    return irm, f, m
+
+
+def _metric_value(irm, f_img, m_img):
+    """The metric at the current transform, without ITK's gradient images.
+
+    A value needs no gradients, and building the two gradient images costs ~5x
+    the evaluation itself (0.2 s vs 0.04 s on a 32x96x96 block).
+    """
+    irm.SetMetricUseFixedImageGradientFilter(False)
+    irm.SetMetricUseMovingImageGradientFilter(False)
+    value = irm.MetricEvaluate(f_img, m_img)
+    irm.SetMetricUseFixedImageGradientFilter(True)  # ITK's defaults, for Execute
+    irm.SetMetricUseMovingImageGradientFilter(True)
+    return value
+
+
+def _execute(irm, f_img, m_img):
+    before = _metric_value(irm, f_img, m_img)
+    irm.Execute(f_img, m_img)
+    after = _metric_value(irm, f_img, m_img)
+    return {"metric_before": float(before), "metric_after": float(after),
+            "iterations": int(irm.GetOptimizerIteration()),
+            "stop": irm.GetOptimizerStopConditionDescription().strip()[:200]}
+
+
+def _run_linear(name, params, fix, mov, static, seed, threads):
+    irm, f, m = _prepare(params, fix, mov, static, seed, threads)
+    start = initial_matrix(params, f, m, static_affine(static))
+    opt = _optimizable(name, start, f.center())
+    irm.SetInitialTransform(opt, inPlace=True)
+    irm.SetOptimizerScalesFromPhysicalShift()
+    qc = _execute(irm, f.to_sitk(), m.to_sitk())
+    if not qc["metric_after"] < qc["metric_before"]:
+        return _fallback(name, "metric did not improve; kept the starting transform", qc, start)
+    return StepResult(name, "affine", tf.sitk_to_affine(opt).ravel(), qc=qc)
+
+
+def _run_deform(name, params, fix, mov, static, seed, threads):
+    """B-spline step: the sparse engine where it applies (``engine: auto``), else ITK's."""
+    engine, why_not = deform_engine(params, [s.kind for s in static])
+    if engine == "itk":
+        result = _run_deform_itk(name, params, fix, mov, static, seed, threads)
+        result.qc.update(engine="itk", **({"engine_reason": why_not} if why_not else {}))
+        return result
+    return _run_deform_sparse(name, params, fix, mov, static, seed)
+
+
+def _run_deform_sparse(name, params, fix, mov, static, seed):
+    f, m = _step_images(params, fix, mov)
+    fixed_parameters = np.array(_bspline(f.to_sitk(), params).GetFixedParameters())
+    parameters, qc = sparse_fit(params, f, m, static_affine(static), fixed_parameters, seed)
+    if not qc["metric_after"] < qc["metric_before"]:
+        return _fallback(name, "metric did not improve; identity kept", qc)
+    return StepResult(name, "bspline", parameters, fixed_parameters, qc=qc)
+
+
+def _run_deform_itk(name, params, fix, mov, static, seed, threads):
+    irm, f, m = _prepare(params, fix, mov, static, seed, threads)
+    f_img = f.to_sitk()
+    bspline = _bspline(f_img, params)
+    irm.SetInitialTransformAsBSpline(bspline, inPlace=True,
+                                     scaleFactors=params["control_point_levels"])
+    qc = _execute(irm, f_img, m.to_sitk())
+    if not qc["metric_after"] < qc["metric_before"]:
+        return _fallback(name, "metric did not improve; identity kept", qc)
+    return StepResult(name, "bspline", np.array(bspline.GetParameters()),
+                      np.array(bspline.GetFixedParameters()), qc=qc)
+
+
+def _run_feature(name, params, fix, mov, static, seed, threads):
+    from snakestream.register.feature_align import run_feature_step
+
+    f, m = _step_images(params, fix, mov)
+    prior = static_affine(static)
+    qc = {}
+    total = run_feature_step(name, params, f, m, prior, seed, qc=qc)
+    if not qc["metric_after"] < qc["metric_before"]:
+        return _fallback(name, "-NCC did not improve; kept the starting transform", qc)
+    relative = np.linalg.inv(prior) @ total
+    return StepResult(name, "affine", relative.ravel(), qc=qc)
+
+
+_STEP_RUNNERS = {"rigid": _run_linear, "affine": _run_linear, "deform": _run_deform,
+                 "ransac": _run_feature, "random": _run_feature}
+
+
+def run_steps(steps, fix, mov, static=(), seed=0, threads=1, log=print):
+    """Run a normalised step list; returns the list of new StepResults in order.
+
+    Each step starts from all earlier ones (bigstream's ``alignment_pipeline``).
+    """
+    static, results = list(static), []
+    for name, params in steps:
+        result = run_step(name, params, fix, mov, static, seed=seed, threads=threads)
+        log(f"step {name}: {result.qc}")
+        static.append(result)
+        results.append(result)
+    return results

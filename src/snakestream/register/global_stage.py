@@ -1,0 +1,80 @@
+"""Global (whole-image, downsampled) alignment: rigid/affine steps -> one affine."""
+
+import numpy as np
+
+from snakestream.qc import metrics as qcmod
+from snakestream.fields import transform as tf
+from snakestream.register.align import Image, run_steps
+from snakestream.errors import InputError
+from snakestream.io.volumes import read_downsampled, require_finite
+
+
+def downsample_factors(spacing, alignment_spacing):
+    """Integer block-mean factors per axis toward ``alignment_spacing`` µm (bigstream's rounding)."""
+    if not alignment_spacing:
+        return np.ones(3, dtype=int)
+    return np.maximum(np.round(float(alignment_spacing) / np.asarray(spacing)), 1).astype(int)
+
+
+def downsample_volume(vol, alignment_spacing):
+    """A whole volume block-averaged toward ``alignment_spacing``, as an :class:`Image`."""
+    factors = downsample_factors(vol.spacing, alignment_spacing)
+    data = read_downsampled(vol, factors)
+    require_finite(data, vol.path)
+    origin = (factors - 1) / 2 * vol.spacing
+    return Image(data, vol.spacing * factors, origin)
+
+
+def mask_on_image(mask_vol, image):
+    """A mask volume (any resolution, same physical frame) as a boolean array on ``image``'s grid."""
+    from scipy.ndimage import map_coordinates
+
+    factors = np.maximum(np.floor(image.spacing / mask_vol.spacing), 1).astype(int)
+    small = read_downsampled(mask_vol, factors) > 0.5
+    small_spacing = mask_vol.spacing * factors
+    small_origin = (factors - 1) / 2 * mask_vol.spacing
+    pts = tf.physical_grid((0, 0, 0), image.data.shape, image.spacing) + image.origin
+    idx = ((pts.reshape(-1, 3) - small_origin) / small_spacing).T
+    return map_coordinates(small.astype(np.uint8), idx, order=0, mode="nearest") \
+        .reshape(image.data.shape).astype(bool)
+
+
+def images_for(steps, vol, mask_vol):
+    """One Image per distinct alignment_spacing among ``steps`` (dict keyed by spacing)."""
+    out = {}
+    for _, params in steps:
+        key = params.get("alignment_spacing")
+        if key not in out:
+            image = downsample_volume(vol, key)
+            if mask_vol is not None:
+                image.mask = mask_on_image(mask_vol, image)
+                if not image.mask.any():
+                    raise InputError(mask_vol.path, "mask is empty (no voxel above 0.5).",
+                                     "check the mask file, or remove it from the config.")
+            out[key] = image
+    return out
+
+
+def global_align(steps, fix_vol, mov_vol, fix_mask_vol=None, mov_mask_vol=None,
+                 threads=1, log=print):
+    """Run the global steps; returns (4x4 affine, list of per-step QC dicts).
+
+    Each step runs on images block-averaged to its own ``alignment_spacing``.
+    The QC adds the normalised cross-correlation before and after each step,
+    measured at that step's resolution.
+    """
+    fixes = images_for(steps, fix_vol, fix_mask_vol)
+    movs = images_for(steps, mov_vol, mov_mask_vol)
+    static, qcs = [], []
+    for name, params in steps:
+        key = params.get("alignment_spacing")
+        fix, mov = fixes[key], movs[key]
+        before = tf.compose_affines(*[s.parameters.reshape(4, 4) for s in static])
+        result = run_steps([(name, params)], fix, mov, static=static, threads=threads, log=log)[0]
+        static.append(result)
+        after = tf.compose_affines(*[s.parameters.reshape(4, 4) for s in static])
+        result.qc["ncc_before"] = qcmod.ncc_after_affine(fix, mov, before)
+        result.qc["ncc_after"] = qcmod.ncc_after_affine(fix, mov, after)
+        qcs.append(result.qc)
+    affine = tf.compose_affines(*[s.parameters.reshape(4, 4) for s in static])
+    return affine, qcs
