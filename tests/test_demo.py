@@ -1,6 +1,5 @@
 """Tests of the synthetic demo pair and its ground truth (snakestream.demo.scene)."""
 
-import sys
 from pathlib import Path
 
 import h5py
@@ -9,12 +8,9 @@ import pytest
 import zarr
 from scipy import ndimage
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "src"
-if str(SCRIPTS) not in sys.path:
-    sys.path.insert(0, str(SCRIPTS))
-
-from snakestream.demo import scene as demo  # noqa: E402
-from snakestream.errors import InputError  # noqa: E402
+from snakestream.demo import scene as demo
+from snakestream.errors import InputError
+from snakestream.fields.transform import apply_affine
 
 SHAPE = (24, 80, 80)
 SPACING = (0.8, 0.4, 0.4)
@@ -34,14 +30,11 @@ def truth(written):
 @pytest.fixture(scope="module")
 def images(written):
     """(fixed, moving, mask) arrays read back from disk."""
-    fix = zarr.open_group(written["fix"], mode="r")["s0"][...]
-    mask = zarr.open_group(written["fix_mask"], mode="r")["s0"][...]
-    with h5py.File(written["mov"], "r") as f:
-        mov = f["ch0"][...]
-    return fix, mov, mask
+    return _read_all(written)
 
 
 def _read_all(paths):
+    """(fixed, moving, mask) arrays of the demo files ``paths`` (make_demo's dict)."""
     fix = zarr.open_group(paths["fix"], mode="r")["s0"][...]
     mask = zarr.open_group(paths["fix_mask"], mode="r")["s0"][...]
     with h5py.File(paths["mov"], "r") as f:
@@ -126,7 +119,7 @@ def test_moving_is_fixed_pulled_through_truth(images, truth):
     fix, mov, mask = images
     full = _pearson_pulled(fix, mov, mask, truth, truth.transform)
     affine_only = _pearson_pulled(fix, mov, mask, truth,
-                                  lambda p: demo._apply_affine(truth.affine, p))
+                                  lambda p: apply_affine(truth.affine, p))
     identity = _pearson_pulled(fix, mov, mask, truth, lambda p: p)
     assert full > 0.9
     assert full > affine_only + 0.05  # the deformation is visible ...
