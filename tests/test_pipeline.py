@@ -57,8 +57,9 @@ def run(demo_data):
 
 
 def _workers_started_by(pid):
-    """PIDs of live warm workers started by the Snakemake process ``pid``: the worker's
-    command line (``worker.command``) ends with the PID of the process it serves."""
+    """PIDs of live warm workers started by the Snakemake process ``pid``, and of the
+    children they fork for jobs: their command line (``worker.command``) ends with the
+    PID of the process the worker serves. Other runs' workers are not looked at."""
     _, flag, code, _, _ = worker.command("SOCKET", pid)
     found = []
     for proc in psutil.process_iter(["cmdline"]):
