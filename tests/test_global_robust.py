@@ -25,7 +25,7 @@ import SimpleITK as sitk
 from conftest import ROOT, about_centre, box_corners, extent, render_blobs, rotation_z
 from snakestream.fields.transform import apply_affine
 from snakestream.qc import overlay
-from snakestream.qc.metrics import tre
+from snakestream.qc.metrics import ncc, tre
 from snakestream.register.align import Image, StepResult, run_step, run_steps
 from snakestream.register.block_stage import block_status
 from snakestream.grid.blocks import block_seed
@@ -292,8 +292,7 @@ def read_png(path):
 def agreement(rgb):
     """Correlation of the red and green channels over non-grey pixels."""
     grey = (rgb[..., 0] == rgb[..., 1]) & (rgb[..., 1] == rgb[..., 2])
-    r, g = rgb[~grey, 0].astype(float), rgb[~grey, 1].astype(float)
-    return float(np.corrcoef(r, g)[0, 1])
+    return ncc(rgb[~grey, 0], rgb[~grey, 1])
 
 
 def test_overlay_colours_and_layout():
