@@ -2,7 +2,8 @@
 
 Slab jobs then fill it in place, each writing only its own chunks.
 """
-from snakestream.io.volumes import atomic_path, create_zarr
+from snakestream.io.atomic import atomic_path
+from snakestream.io.zarr_store import create_zarr
 from snakestream.smk.runtime import rule_context
 
 with rule_context(snakemake):  # noqa: F821

@@ -12,7 +12,7 @@ from snakestream.register.block_stage import align_block
 from snakestream.fields.blockfile import save_block
 from snakestream.grid.blocks import below_threshold_qc, read_row
 from snakestream.errors import AlignmentError
-from snakestream.io.volumes import atomic_path
+from snakestream.io.atomic import atomic_path
 from snakestream.smk.runtime import open_image, open_mask, rule_context
 from snakestream.smk import worker
 
