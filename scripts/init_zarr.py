@@ -1,4 +1,4 @@
-"""Rules init_deform / init_aligned: create an empty chunked Zarr on the fixed grid.
+"""Rules init_deform / init_inverse: create an empty chunked (Z, Y, X, 3) field store.
 
 Slab jobs then fill it in place, each writing only its own chunks.
 """

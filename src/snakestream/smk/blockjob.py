@@ -34,7 +34,7 @@ def run(job):
                                       threads=job.threads,
                                       log=lambda m: print(m, flush=True))
         qc["peak_mem_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-        qc["process"] = "warm worker" if worker.ROLE == "child" else "own"
+        qc["process"] = "warm worker" if worker.role() == "child" else "own"
         print(f"block {bid}: {qc['status']} {qc.get('reason', '')}")
         if qc["status"] == "fallback" and p.on_failure == "fail":
             raise AlignmentError(bid, f"block registration fell back: {qc['reason']}",
