@@ -11,7 +11,8 @@ from conftest import DEMO_SPACING, demo_config, snakemake, write_config
 from snakestream.fields.blockfile import load_block
 from snakestream.grid.blocks import COLUMNS
 from snakestream.demo.scene import load_truth
-from snakestream.io.volumes import open_volume, open_zarr_array, write_volume
+from snakestream.io.volumes import open_volume, write_volume
+from snakestream.io.zarr_store import open_zarr_array
 from snakestream.qc.metrics import ncc, tre
 from snakestream.fields.transform import transform_points
 from snakestream.smk import worker

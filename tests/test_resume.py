@@ -11,7 +11,7 @@ import pytest
 
 from conftest import (demo_config, snakemake, start_snakemake, workflow_args, workflow_env,
                       write_config)
-from snakestream.io.volumes import open_zarr_array
+from snakestream.io.zarr_store import open_zarr_array
 
 SHAPE = (32, 112, 112)
 

@@ -9,7 +9,8 @@ stays one chunk plus its halo.
 
 import numpy as np
 from snakestream.fields import transform as tf
-from snakestream.fields.stitch import chunk_starts, slab_bounds
+from snakestream.fields.stitch import slab_bounds
+from snakestream.io.chunks import chunk_starts
 from snakestream.fields.warp import _cast, sample_moving
 
 

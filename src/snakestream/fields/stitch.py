@@ -16,6 +16,7 @@ import numpy as np
 from snakestream.fields import transform as tf
 from snakestream.fields.blockfile import block_transform, load_block
 from snakestream.grid.blocks import n_slabs, ramp  # noqa: F401 (n_slabs re-exported)
+from snakestream.io.chunks import chunk_starts
 
 
 def overlapping(table, start, stop):
@@ -95,12 +96,6 @@ def block_loader(path_of, cache_size=256):
             return None
         return block_transform(results)
     return transform_of
-
-
-def chunk_starts(lo, hi, chunks):
-    """Start corners of the output chunks covering ``[lo, hi)`` (z,y,x) on a chunk grid."""
-    axes = [range(a - a % c, b, c) for a, b, c in zip(lo, hi, chunks)]
-    return [np.array(s) for s in np.array(np.meshgrid(*axes, indexing="ij")).reshape(3, -1).T]
 
 
 def slab_bounds(shape, chunks, slab):

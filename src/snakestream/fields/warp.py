@@ -5,7 +5,8 @@ from scipy.ndimage import map_coordinates
 
 from snakestream.grid import crops
 from snakestream.fields import transform as tf
-from snakestream.fields.stitch import chunk_starts, slab_bounds
+from snakestream.fields.stitch import slab_bounds
+from snakestream.io.chunks import chunk_starts
 
 
 def moving_points(start, shape, fix_spacing, affine, field=None):

@@ -6,7 +6,8 @@ from snakestream.qc import metrics as qcmod
 from snakestream.fields import transform as tf
 from snakestream.register.align import Image, run_steps
 from snakestream.errors import InputError
-from snakestream.io.volumes import read_downsampled, require_finite
+from snakestream.io.downsample import read_downsampled
+from snakestream.io.volumes import require_finite
 
 
 def downsample_factors(spacing, alignment_spacing):
