@@ -34,6 +34,7 @@ import zlib
 import numpy as np
 
 from snakestream.errors import InputError
+from snakestream.io.downsample import block_mean
 
 __all__ = [
     "Volume",
@@ -860,19 +861,6 @@ def _slab_depth(volume, fz):
     return aligned if aligned * plane_bytes <= _SLAB_BUDGET_BYTES else fz
 
 
-def _block_mean(slab, factors):
-    """Mean over blocks of `factors` (z, y, x); edge blocks average what exists."""
-    total = slab
-    counts = np.ones(1)
-    for axis, f in enumerate(factors):
-        n = slab.shape[axis]
-        starts = np.arange(0, n, f)
-        total = np.add.reduceat(total, starts, axis=axis, dtype=np.float64)
-        sizes = np.diff(np.append(starts, n)).astype(np.float64)
-        counts = np.multiply.outer(counts, sizes) if axis else sizes
-    return (total / counts).astype(np.float32)
-
-
 def read_downsampled(volume, factors):
     """Block-mean downsample a volume, streaming over z slabs.
 
@@ -898,7 +886,7 @@ def read_downsampled(volume, factors):
     for z0 in range(0, volume.shape[0], depth):
         z1 = min(z0 + depth, volume.shape[0])
         slab = volume.read((slice(z0, z1), slice(None), slice(None)))
-        out[z0 // factors[0]: -(-z1 // factors[0])] = _block_mean(slab, factors)
+        out[z0 // factors[0]: -(-z1 // factors[0])] = block_mean(slab, factors)
     return out
 
 
