@@ -12,9 +12,9 @@ import zipfile
 
 import numpy as np
 
-from snakestream.fields import transform as tf
-from snakestream.register.align import StepResult
 from snakestream.errors import BlockFileError
+from snakestream.register.align import StepResult
+from snakestream.register.sitk_transforms import composite
 
 STATUSES = ("ok", "fallback", "skipped")
 
@@ -62,4 +62,4 @@ def load_block(path):
 
 def block_transform(results):
     """SimpleITK composite of a block's own transforms (without the global affine)."""
-    return tf.composite([r.to_sitk() for r in results])
+    return composite([r.to_sitk() for r in results])

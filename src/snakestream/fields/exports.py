@@ -10,12 +10,14 @@ d(x) as x, y, z vectors. An ``itk::CompositeTransform`` holding
 import numpy as np
 import SimpleITK as sitk
 
-from snakestream.fields import transform as tf
+from snakestream.fields.transform import apply_transform
+from snakestream.grid.geometry import physical_grid
+from snakestream.register.sitk_transforms import affine_to_sitk
 
 
 def write_itk_affine(path, affine):
     """Write a 4x4 z,y,x affine (fixed -> moving, µm) as an ITK ``AffineTransform`` file."""
-    sitk.WriteTransform(tf.affine_to_sitk(affine), str(path))
+    sitk.WriteTransform(affine_to_sitk(affine), str(path))
 
 
 def nrrd_vector_header(shape, spacing, dtype="float"):
@@ -50,9 +52,8 @@ def write_itk_field(path, field, chunk_z=16, add_affine=None):
         for z0 in range(0, shape[0], chunk_z):
             block = np.asarray(field[z0:z0 + chunk_z], dtype=np.float64)
             if add_affine is not None:
-                x = tf.physical_grid((z0, 0, 0), block.shape[:3], spacing)
-                block = tf.apply_affine(add_affine, (x + block).reshape(-1, 3)).reshape(
-                    block.shape) - x
+                x = physical_grid((z0, 0, 0), block.shape[:3], spacing)
+                block = apply_transform(add_affine, x, block) - x
             out.write(np.ascontiguousarray(block[..., ::-1], dtype="<f4").tobytes())
         if data_path:
             out.close()
