@@ -33,11 +33,21 @@ def nrrd_vector_header(shape, spacing, dtype="float"):
 
 
 def write_itk_field(path, field, chunk_z=16, add_affine=None):
-    """Stream a (Z, Y, X, 3) z,y,x µm field (zarr) to an NRRD displacement image.
+    """Stream a displacement field to an NRRD displacement image for ITK.
 
-    Vectors are written in x, y, z order as ITK expects. With ``add_affine`` the
-    total displacement ``A @ (x + d(x)) - x`` is written instead (one field
-    holding the whole transform). Memory: ``chunk_z`` z-planes at a time.
+    Parameters
+    ----------
+    path : str
+        ``.nrrd`` (one file) or ``.nhdr`` (header, with the data in ``.raw`` beside it).
+    field : zarr array (Z, Y, X, 3)
+        Displacements d, µm, z, y, x vectors, with ``attrs["spacing"]`` (µm).
+    chunk_z : int
+        z planes held in memory at a time.
+    add_affine : (4, 4) array, optional
+        With it the total displacement ``A @ (x + d(x)) - x`` is written instead
+        (one field holding the whole transform).
+
+    Vectors are written in x, y, z order, as ITK expects.
     """
     spacing = np.asarray(field.attrs["spacing"], float)
     shape = field.shape[:3]

@@ -75,10 +75,8 @@ def write_inverse_slab(out, field, slab, iterations=50, tol=1e-4):
 
     Returns
     -------
-    count : int
-        Chunks written.
-    residual : float
-        The largest residual of any chunk, µm.
+    (count, residual) : (int, float)
+        Chunks written, and the largest residual of any of them (µm).
     """
     spacing = np.asarray(field.attrs["spacing"], float)
     residuals = [0.0]
@@ -128,24 +126,20 @@ def apply_inverse(points, affine, inverse=None):
 
 
 def warp_fixed_slab(out, slab, mov_spacing, affine, fix_vol, *, inverse=None, order=1):
-    """Resample the fixed volume onto one z slab of the moving grid.
+    """Resample the fixed volume onto one z slab of the moving grid (``out``, in place).
 
     Parameters
     ----------
-    out : zarr array (Z, Y, X)
-        Output on the moving grid, written in place.
-    slab : int
-        z slab number (one chunk row).
+    out, slab, order
+        As in :func:`snakestream.fields.warp.warp_slab`, ``out`` lying on the moving grid.
     mov_spacing : sequence of 3 float
         Moving voxel size, µm, z, y, x.
     affine : (4, 4) array
         The forward fixed -> moving affine, µm.
     fix_vol : Volume
-        The fixed volume.
+        The fixed volume, sampled at :func:`apply_inverse` of each voxel of ``out``.
     inverse : zarr array (Z, Y, X, 3), optional
         Inverse field; None for the inverse affine alone.
-    order : int
-        1 linear, 0 nearest.
 
     Returns
     -------

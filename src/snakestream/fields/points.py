@@ -13,7 +13,23 @@ AXES = ["z", "y", "x"]
 
 
 def read_points(path, units="um", spacing=None):
-    """(N,3) µm points and the table they came from (CSV with z,y,x columns, or .npy)."""
+    """Read a point table: a CSV with z, y, x columns (other columns kept) or an (N, 3) .npy.
+
+    Parameters
+    ----------
+    path : str
+    units : {'um', 'voxel'}
+        Units of the coordinates in the file.
+    spacing : sequence of 3 float, optional
+        Voxel size (µm, z, y, x) of the image the points belong to; needed for voxels.
+
+    Returns
+    -------
+    points : (N, 3) float64
+        Physical points, µm, z, y, x.
+    table : DataFrame
+        The table as read.
+    """
     if str(path).endswith(".npy"):
         pts = np.load(path)
         table = pd.DataFrame(pts, columns=AXES)
@@ -34,7 +50,18 @@ def read_points(path, units="um", spacing=None):
 
 
 def write_points(path, table, points, units="um", spacing=None):
-    """Write the table with z,y,x replaced by the transformed points (same units as read)."""
+    """Write ``table`` as CSV with its z, y, x columns replaced by ``points``.
+
+    Parameters
+    ----------
+    path : str
+    table : DataFrame
+        As returned by :func:`read_points`.
+    points : (N, 3) array
+        New positions, µm, z, y, x.
+    units, spacing
+        As in :func:`read_points`: voxel output divides by ``spacing`` (of the target image).
+    """
     out = table.copy()
     values = points / np.asarray(spacing, float) if units == "voxel" else points
     out[AXES] = values

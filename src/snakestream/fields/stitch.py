@@ -93,7 +93,16 @@ def blend_region(start, shape, rows, spacing, ovl, transform_of, *, coverage=Fal
 def block_loader(path_of, cache_size=256):
     """``transform_of`` for :func:`blend_region` reading block files, with a small cache.
 
-    ``path_of(block_id)`` gives the block file. Skipped blocks give None.
+    Parameters
+    ----------
+    path_of : callable
+        ``path_of(block_id)`` -> the block file.
+    cache_size : int
+        Block transforms kept in memory (least recently used dropped).
+
+    Returns
+    -------
+    callable ``transform_of(block_id)`` -> SimpleITK transform, None for a skipped block.
     """
     @lru_cache(maxsize=cache_size)
     def transform_of(bid):

@@ -31,10 +31,22 @@ def moving_points(start, shape, fix_spacing, affine, field=None):
 
 
 def field_on_region(field, start, shape, fix_spacing):
-    """Displacement (Z,Y,X,3 µm) on a region of the fixed grid from a stored field.
+    """Displacement on a region of the fixed grid from a stored field.
 
-    A field on the fixed grid is sliced; a coarser field (``field_downsample``) is
-    read around the region and interpolated trilinearly.
+    Parameters
+    ----------
+    field : zarr array (Z, Y, X, 3)
+        Displacements, µm, z, y, x, with ``attrs["spacing"]``: on the fixed grid (sliced)
+        or coarser (``field_downsample``: read around the region and interpolated
+        trilinearly).
+    start, shape : sequences of 3 int
+        The region, fixed voxels, z, y, x.
+    fix_spacing : sequence of 3 float
+        Fixed voxel size, µm.
+
+    Returns
+    -------
+    (Z, Y, X, 3) array of displacements on the region, µm.
     """
     spacing = np.asarray(field.attrs["spacing"], float)
     start, shape = np.asarray(start), np.asarray(shape)
@@ -49,10 +61,23 @@ def field_on_region(field, start, shape, fix_spacing):
 
 
 def sample_moving(mov_vol, points, order=1, cval=0):
-    """Sample the moving volume at physical points, reading only the part they touch.
+    """Sample a volume at physical points, reading only the part they touch.
 
-    ``order`` 1 is linear (intensities), 0 nearest (labels keep their values).
-    Points outside the moving image get ``cval``.
+    Parameters
+    ----------
+    mov_vol : Volume
+        The volume sampled (z, y, x, spacing in µm).
+    points : (Z, Y, X, 3) array
+        Physical points in the volume's frame, µm, z, y, x.
+    order : int
+        1 linear (intensities, float64 result), 0 nearest (labels keep their values
+        and dtype).
+    cval : number
+        Value of points outside the volume.
+
+    Returns
+    -------
+    (Z, Y, X) array of samples.
     """
     flat = points.reshape(-1, 3)
     out = np.full(flat.shape[0], cval, dtype=np.float64 if order else mov_vol.dtype)

@@ -365,9 +365,24 @@ _STEP_RUNNERS = {"rigid": _run_linear, "affine": _run_linear, "deform": _run_def
 
 
 def run_steps(steps, fix, mov, static=(), *, seed=0, threads=1, log=print):
-    """Run a normalised step list; returns the list of new StepResults in order.
+    """Run a normalised step list, each step starting from all earlier ones.
 
-    Each step starts from all earlier ones (bigstream's ``alignment_pipeline``).
+    Parameters
+    ----------
+    steps : list of (name, dict)
+        Normalised steps (:func:`~snakestream.register.steps.normalize_steps`).
+    fix, mov : Image
+        Fixed and moving images (z, y, x, spacing and origin in µm).
+    static : sequence of StepResult
+        Transforms the first step starts from (e.g. the global affine).
+    seed, threads
+        As in :func:`run_step`.
+    log : callable
+        Receives one line per step.
+
+    Returns
+    -------
+    list of StepResult, the new transforms in order (bigstream's ``alignment_pipeline``).
     """
     static, results = list(static), []
     for name, params in steps:

@@ -95,12 +95,9 @@ def align_block(row, steps, fix_vol, mov_vol, affine, *, margin=None,
         Fixed and moving volumes (z, y, x, spacing in µm).
     affine : (4, 4) array
         Global fixed -> moving affine, z, y, x, µm.
-    margin, fix_mask_vol, mov_mask_vol
-        As in :func:`read_block_images`.
-    threads : int
-        Threads SimpleITK may use.
-    log : callable
-        Receives one line per step.
+    margin, fix_mask_vol, mov_mask_vol, threads, log
+        As in :func:`read_block_images` (the crops) and
+        :func:`~snakestream.register.align.run_steps` (threads, log).
 
     Returns
     -------

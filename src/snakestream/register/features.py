@@ -1,4 +1,4 @@
-"""Feature-based and search-based affine initialisation (issue 7).
+"""Feature-based and search-based affine initialisation: the ransac and random steps.
 
 Pure functions, no I/O. Everything works in physical units so that the fixed
 and moving volumes may have different (and anisotropic) spacings.

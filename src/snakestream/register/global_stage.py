@@ -10,7 +10,20 @@ from snakestream.register.similarity import ncc_after_affine
 
 
 def downsample_volume(vol, alignment_spacing):
-    """A whole volume block-averaged toward ``alignment_spacing``, as an :class:`Image`."""
+    """A whole volume block-averaged toward ``alignment_spacing``.
+
+    Parameters
+    ----------
+    vol : Volume
+        z, y, x volume with spacing in µm.
+    alignment_spacing : float or None
+        Target voxel size, µm (factors as :func:`~snakestream.register.align.downsample_factors`).
+
+    Returns
+    -------
+    Image with float32 data, spacing ``vol.spacing * factors`` and its origin at the
+    centre of the first block (µm).
+    """
     factors = downsample_factors(vol.spacing, alignment_spacing)
     data = read_downsampled(vol, factors)
     require_finite(data, vol.path)
@@ -60,10 +73,8 @@ def global_align(steps, fix_vol, mov_vol, fix_mask_vol=None, mov_mask_vol=None, 
         Fixed and moving volumes (z, y, x, spacing in µm).
     fix_mask_vol, mov_mask_vol : Volume, optional
         Masks in the same physical frames (any resolution).
-    threads : int
-        Threads SimpleITK may use.
-    log : callable
-        Receives one line per step.
+    threads, log
+        As in :func:`~snakestream.register.align.run_steps`.
 
     Returns
     -------
