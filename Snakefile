@@ -8,6 +8,9 @@ min_version("9.0")
 
 
 include: "rules/common.smk"
+include: "rules/resources.smk"
+include: "rules/scheduler.smk"
+include: "rules/worker.smk"
 include: "rules/global.smk"
 include: "rules/blocks.smk"
 include: "rules/gather.smk"

@@ -43,7 +43,8 @@ rule align_block:
     benchmark:
         f"{OUT}/benchmarks/blocks/z{{bz}}/y{{by}}/z{{bz}}_y{{by}}_x{{bx}}.tsv"
     shell:
-        "{PYTHON} {SCRIPTS}/align_block.py {threads} {params.job:q}"
+        "{PYTHON} {SCRIPTS}/align_block.py {threads} {input.table:q} {input.affine:q} "
+        "{output:q} {log:q} {params.job:q}"
 
 
 rule block_row_qc:

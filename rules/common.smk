@@ -1,27 +1,31 @@
-# Config, paths and input functions shared by every stage. Nothing here reads
-# image data: each cluster job re-parses this file, so parse time stays small.
+# Config, paths and every input function of the workflow. Parsing is cheap: it reads
+# image metadata, and with a fixed mask a small cached array of block foreground
+# fractions (one streaming pass over the mask the first time). Each cluster job
+# re-parses this file.
 import json
 import os
+import re
 import shlex
 import sys
 
-SRC = os.path.join(workflow.basedir, "src")  # the snakestream library
-SCRIPTS = os.path.join(workflow.basedir, "scripts")  # the rule scripts
-sys.path.insert(0, SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (SRC, os.environ.get("PYTHONPATH")) if p
-)
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
 from snakemake.exceptions import WorkflowError
+
+try:
+    import snakestream  # noqa: F401
+except ImportError:
+    raise WorkflowError(
+        f"snakestream: the library is not installed in {sys.executable}, the Python that "
+        f"runs Snakemake. Fix: {sys.executable} -m pip install -e {workflow.basedir} "
+        "(or run `make install` there and use .venv/bin/snakemake)."
+    ) from None
+
 from snakestream.config import load_schema, validate
 from snakestream.errors import SnakestreamError
-from snakestream.smk.scheduler_timers import coalesce_reevaluation_timers
+from snakestream.grid.blocks import block_relpath
+from snakestream.grid.layout import Layout
 
-# Thousands of ready block jobs make Snakemake's re-evaluation timers multiply
-# (one chain per finished job); keep one (see src/snakestream/smk/scheduler_timers.py).
-coalesce_reevaluation_timers()
+SCRIPTS = os.path.join(workflow.basedir, "scripts")  # the rule scripts
+PYTHON = shlex.quote(sys.executable)  # shell rules run this workflow's interpreter
 
 if not config:
     raise WorkflowError(
@@ -33,24 +37,47 @@ try:
 except SnakestreamError as err:
     raise WorkflowError(f"snakestream config error: {err}") from None
 
+# The fixed grid and the block grid, computed here from image metadata (and the fixed
+# mask's cached foreground fractions), so every job, local or on a cluster, sees the
+# same DAG without checkpoints.
+try:
+    LAYOUT = Layout.from_config(CFG)
+except SnakestreamError as err:
+    raise WorkflowError(f"snakestream input error: {err}") from None
+
+
+# ---------------------------------------------------------------- paths
 OUT = CFG["output"].rstrip("/")
 BLOCKS = bool(CFG.get("blocks"))
 BLOCKS_DIR = f"{OUT}/blocks"
 BLOCK_TABLE = f"{BLOCKS_DIR}/table.tsv"
 GLOBAL_AFFINE = f"{OUT}/global/affine.mat"
+FIELD = f"{OUT}/deform.zarr"
 BLOCK_FILE = f"{BLOCKS_DIR}/z{{bz}}/y{{by}}/z{{bz}}_y{{by}}_x{{bx}}.npz"
 BLOCK_LOG = f"{OUT}/logs/blocks/z{{bz}}/y{{by}}/z{{bz}}_y{{by}}_x{{bx}}.log"
-PYTHON = shlex.quote(sys.executable)  # shell rules run this workflow's interpreter
+EXTRAS = {v["name"]: v for v in CFG.get("extra_volumes") or []}
+POINTS = {v["name"]: v for v in CFG.get("points") or []}
 
-# The fixed grid and the block grid are computed here from image metadata only
-# (no pixels are read), so every job, local or on a cluster, sees the same DAG
-# without checkpoints.
-try:
-    from snakestream.grid.layout import Layout
 
-    LAYOUT = Layout.from_config(CFG)
-except SnakestreamError as err:
-    raise WorkflowError(f"snakestream input error: {err}") from None
+def warp_markers(folder, n_slabs):
+    """Markers of the slab jobs that fill one output image."""
+    return [f"{OUT}/{folder}/slab_{s}.json" for s in range(n_slabs)]
+
+
+# Every OME-Zarr image the workflow writes, by the name of its pyramid target
+# (pyramid/<name>.json): its store, the slab markers that complete level 0, and
+# whether it holds labels (nearest-neighbour levels, no averaging).
+OUTPUT_IMAGES = {
+    "aligned": {"zarr": f"{OUT}/aligned.zarr", "slabs": warp_markers("warp", LAYOUT.n_slabs),
+                "labels": False},
+    **{f"extra_{name}": {"zarr": f"{OUT}/extra/{name}.zarr",
+                         "slabs": warp_markers(f"warp_extra/{name}", LAYOUT.n_slabs),
+                         "labels": spec["interpolation"] == "nearest"}
+       for name, spec in EXTRAS.items()},
+    **({"fixed_on_moving": {"zarr": f"{OUT}/fixed_on_moving.zarr",
+                            "slabs": warp_markers("inverse_warp", LAYOUT.n_moving_slabs),
+                            "labels": False}} if CFG["inverse"] else {}),
+}
 
 
 wildcard_constraints:
@@ -58,14 +85,18 @@ wildcard_constraints:
     by=r"\d{4}",
     bx=r"\d{4}",
     slab=r"\d+",
+    name=r"[A-Za-z0-9_.-]+",
+    image="|".join(map(re.escape, OUTPUT_IMAGES)),
 
 
+# ---------------------------------------------------------------- input functions
 def volume_path(spec):
     """An input volume's path (a folder for Zarr/N5, a file otherwise)."""
     return spec["path"]
 
 
 def mask_paths(spec):
+    """The mask file of a volume entry, as a list (empty without a mask)."""
     mask = spec.get("mask")
     if not mask:
         return []
@@ -73,14 +104,16 @@ def mask_paths(spec):
 
 
 def block_file(bid):
-    from snakestream.grid.blocks import block_relpath
-
     return f"{BLOCKS_DIR}/{block_relpath(bid)}"
 
 
 def blocks_for_slab(wildcards):
     """Block files whose region touches one gather slab (not the whole list)."""
     return [block_file(b) for b in LAYOUT.blocks_in_field_slab(int(wildcards.slab))]
+
+
+def blocks_for_row(wildcards):
+    return [block_file(b) for b in LAYOUT.blocks_in_row(int(wildcards.bz))]
 
 
 def gathered(slabs=None):
@@ -90,120 +123,88 @@ def gathered(slabs=None):
 
 
 def block_job(wildcards):
-    """One align_block job as the JSON that scripts/align_block.py reads (worker.Job).
+    """The settings of one align_block job, as the JSON scripts/align_block.py reads.
 
     A function of the wildcards only, so Snakemake compares it with the last run's
-    (the 'params' rerun trigger): changed block settings rerun the blocks. The job's
-    threads come on the command line.
+    (the 'params' rerun trigger): changed block settings rerun the blocks. The rule's
+    command line adds the job's threads, input, output and log.
     """
     blocks = CFG.get("blocks") or {}
-    job = {
-        "rule": "align_block",
-        "input": {"table": BLOCK_TABLE, "affine": GLOBAL_AFFINE},
-        "output": [BLOCK_FILE.format(**wildcards)],
-        "log": [BLOCK_LOG.format(**wildcards)],
-        "wildcards": dict(wildcards.items()),
-        "params": {"fixed": CFG["fixed"], "moving": CFG["moving"],
-                   "steps": CFG.get("_block_steps"), "margin": blocks.get("moving_margin"),
-                   "on_failure": blocks.get("on_block_failure")},
+    params = {"fixed": CFG["fixed"], "moving": CFG["moving"],
+              "steps": CFG.get("_block_steps"), "margin": blocks.get("moving_margin"),
+              "on_failure": blocks.get("on_block_failure")}
+    return json.dumps({"wildcards": dict(wildcards.items()), "params": params},
+                      sort_keys=True)
+
+
+def field_inputs(wildcards):
+    """The stitched field, once every gather slab has filled it (nothing without blocks)."""
+    if not BLOCKS:
+        return {}
+    return {"field": FIELD, "gathered": gathered()}
+
+
+def warp_inputs(wildcards):
+    """A warp slab of aligned.zarr: the affine, and the field slabs it samples."""
+    inputs = {"image": f"{OUT}/aligned.zarr", "affine": GLOBAL_AFFINE}
+    if BLOCKS:
+        inputs["field"] = FIELD
+        inputs["slab_done"] = gathered(LAYOUT.field_slabs_for(int(wildcards.slab)))
+    return inputs
+
+
+def extra_dtype(wildcards):
+    """dtype of an extra volume (that of its store on the fixed grid)."""
+    from snakestream.smk.runtime import open_image
+
+    return str(open_image(EXTRAS[wildcards.name]).dtype)
+
+
+def warp_extra_inputs(wildcards):
+    """A warp slab of an extra volume: as aligned.zarr's, into the extra's own store."""
+    inputs = warp_inputs(wildcards)
+    inputs["image"] = f"{OUT}/extra/{wildcards.name}.zarr"
+    return inputs
+
+
+def inverse_warp_inputs(wildcards):
+    """A slab of fixed_on_moving.zarr: the affine and the finished inverse field."""
+    inputs = {"image": f"{OUT}/fixed_on_moving.zarr", "affine": GLOBAL_AFFINE}
+    if BLOCKS:
+        inputs["inverse"] = f"{OUT}/inverse.zarr"
+        inputs["slabs"] = warp_markers("inverse", LAYOUT.n_field_slabs)
+    return inputs
+
+
+def pyramid_inputs(wildcards):
+    """An output image once every slab of its level 0 is written."""
+    image = OUTPUT_IMAGES[wildcards.image]
+    return {"image": image["zarr"], "slabs": image["slabs"]}
+
+
+def report_inputs(wildcards):
+    """Everything report.html shows."""
+    inputs = {
+        "affine": GLOBAL_AFFINE,
+        "global_qc": f"{OUT}/global/qc.json",
+        "overlay": f"{OUT}/global/overlay.png",
+        "aligned": f"{OUT}/aligned.zarr",
+        "warp": OUTPUT_IMAGES["aligned"]["slabs"],
     }
-    return json.dumps(job, sort_keys=True)
-
-
-def blocks_for_row(wildcards):
-    return [block_file(b) for b in LAYOUT.blocks_in_row(int(wildcards.bz))]
+    if BLOCKS:
+        inputs.update(table=BLOCK_TABLE, qc=f"{OUT}/blocks/qc.tsv", field=FIELD,
+                      gather=gathered())
+    return inputs
 
 
 def all_targets(wildcards):
-    slabs = range(LAYOUT.n_slabs)
-    out = [f"{OUT}/global/affine.mat", f"{OUT}/global/qc.json"]
+    """Every file a complete run leaves (rule all)."""
+    out = [GLOBAL_AFFINE, f"{OUT}/global/qc.json"]
     if BLOCKS:
-        out += [f"{OUT}/blocks/table.tsv", f"{OUT}/blocks/qc.tsv"]
-        out += gathered()
-    out += [f"{OUT}/warp/slab_{s}.json" for s in slabs]
-    out.append(f"{OUT}/report.html")
-    return out + transform_targets()
-
-
-# Cluster resources (mem_mb in MB, runtime in minutes), derived from the config and
-# the image metadata by src/snakestream/smk/resources.py; computed once here, scaled by the
-# retry attempt. Override per rule: --set-resources align_block:mem_mb=2000.
-from snakestream.smk import resources as _res
-
-_BLOCK_MEM_MB = _res.block_mem_mb(CFG) if BLOCKS else _res.BASE_MB
-_BLOCK_RUNTIME = _res.block_runtime_min(CFG, spacing=LAYOUT.spacing) if BLOCKS else 5
-_GLOBAL_MEM_MB = _res.global_mem_mb(CFG, LAYOUT.shape, LAYOUT.spacing)
-_GLOBAL_RUNTIME = _res.global_runtime_min(CFG, LAYOUT.shape, LAYOUT.spacing)
-_SLAB_MEM_MB = _res.slab_mem_mb(LAYOUT.chunks)
-_SLAB_RUNTIME = _res.slab_runtime_min(LAYOUT.shape, LAYOUT.chunks)
-
-
-def block_mem_mb(wildcards, attempt):
-    """Memory for one block job, from block size and steps (MB)."""
-    return _BLOCK_MEM_MB * attempt
-
-
-def block_runtime(wildcards, attempt):
-    """Wall time for one block job, from block size and steps (minutes)."""
-    return _BLOCK_RUNTIME * attempt
-
-
-def global_mem_mb(wildcards, attempt):
-    """Memory for the global alignment, from the image size at alignment spacing (MB)."""
-    return _GLOBAL_MEM_MB * attempt
-
-
-def global_runtime(wildcards, attempt):
-    return _GLOBAL_RUNTIME * attempt
-
-
-def slab_mem_mb(wildcards, attempt):
-    """Memory for one gather or warp slab job, from the output chunk size (MB)."""
-    return _SLAB_MEM_MB * attempt
-
-
-def slab_runtime(wildcards, attempt):
-    """Wall time for one gather or warp slab job, from the slab size (minutes)."""
-    return _SLAB_RUNTIME * attempt
-
-
-# The warm worker (src/snakestream/smk/worker.py): on a local run with blocks to align, one
-# process imports the block job's libraries once and forks a child per block job, so
-# a block job costs a small client instead of a fresh Python with numpy, SimpleITK,
-# scipy and zarr (~0.4 s each). Cluster jobs run in their own processes.
-# SNAKESTREAM_WARM_WORKER=0 turns it off.
-from snakestream.smk import worker as _worker
-
-_WARM = {}
-
-
-def _blocks_to_align():
-    try:
-        return any(job.rule.name == "align_block" for job in workflow.dag.needrun_jobs())
-    except Exception:  # an internal API of Snakemake's; assume there are
-        return True
-
-
-onstart:
-    if (BLOCKS and workflow.local_exec and not workflow.touch
-            and os.environ.get(_worker.ENV_SWITCH) != "0" and _blocks_to_align()):
-        try:
-            _WARM["proc"], _WARM["path"] = _worker.start(f"{OUT}/logs/warm_worker.log")
-            os.environ[_worker.ENV_ADDRESS] = _worker.advertise(_WARM["path"])
-        except OSError as err:
-            print(f"snakestream: {err}; block jobs run in their own processes.",
-                  file=sys.stderr)
-
-
-def _stop_warm_worker():
-    if _WARM:
-        os.environ.pop(_worker.ENV_ADDRESS, None)
-        _worker.stop(_WARM.pop("proc"), _WARM.pop("path"))
-
-
-onsuccess:
-    _stop_warm_worker()
-
-
-onerror:
-    _stop_warm_worker()
+        out += [BLOCK_TABLE, f"{OUT}/blocks/qc.tsv"] + gathered()
+    out += OUTPUT_IMAGES["aligned"]["slabs"] + [f"{OUT}/report.html"]
+    out += [f"{OUT}/pyramid/{name}.json" for name in OUTPUT_IMAGES]
+    out += [f"{OUT}/points/{name}.csv" for name in POINTS]
+    if CFG["exports"]["itk"]:
+        out.append(f"{OUT}/itk/affine.tfm")
+    return out

@@ -1,38 +1,6 @@
 # Stage 6: using the transform — extra channels and labels, OME-Zarr pyramids,
 # the inverse (moving -> fixed), point tables, and ITK exports.
 
-EXTRAS = {v["name"]: v for v in CFG.get("extra_volumes") or []}
-POINTS = {v["name"]: v for v in CFG.get("points") or []}
-
-
-wildcard_constraints:
-    name=r"[A-Za-z0-9_.-]+",
-    image=r"[A-Za-z0-9_.-]+",
-
-
-def field_inputs(wildcards):
-    """The stitched field, once every gather slab has filled it."""
-    if not BLOCKS:
-        return {}
-    return {"field": f"{OUT}/deform.zarr",
-            "gathered": gathered()}
-
-
-def transform_targets():
-    """Files this stage adds to `all`."""
-    slabs = range(LAYOUT.n_slabs)
-    out = [f"{OUT}/pyramid/aligned.json"]
-    for name in EXTRAS:
-        out += [f"{OUT}/warp_extra/{name}/slab_{s}.json" for s in slabs]
-        out.append(f"{OUT}/pyramid/extra_{name}.json")
-    out += [f"{OUT}/points/{name}.csv" for name in POINTS]
-    if CFG["inverse"]:
-        out.append(f"{OUT}/pyramid/fixed_on_moving.json")
-    if CFG["exports"]["itk"]:
-        out.append(f"{OUT}/itk/affine.tfm")
-    return out
-
-
 rule init_extra:
     input:
         lambda wc: volume_path(EXTRAS[wc.name]),
@@ -42,7 +10,7 @@ rule init_extra:
         shape=LAYOUT.shape,
         chunks=LAYOUT.chunks,
         spacing=LAYOUT.spacing.tolist(),
-        dtype=lambda wc: extra_dtype(wc.name),
+        dtype=extra_dtype,
         levels=CFG["pyramid_levels"],
         name=lambda wc: wc.name,
         attrs={"description": "moving-space volume resampled onto the fixed grid"},
@@ -53,18 +21,6 @@ rule init_extra:
     localrule: True
     script:
         "../scripts/init_image.py"
-
-
-def extra_dtype(name):
-    from snakestream.smk.runtime import open_image
-
-    return str(open_image(EXTRAS[name]).dtype)
-
-
-def warp_extra_inputs(wildcards):
-    inputs = warp_inputs(wildcards)
-    inputs["image"] = f"{OUT}/extra/{wildcards.name}.zarr"
-    return inputs
 
 
 rule warp_extra_slab:
@@ -78,8 +34,8 @@ rule warp_extra_slab:
         use_field=BLOCKS,
     threads: CFG["threads"]["warp"]
     resources:
-        mem_mb=lambda wc, attempt: 1500 * attempt,
-        runtime=lambda wc, attempt: 60 * attempt,
+        mem_mb=slab_mem_mb,
+        runtime=slab_runtime,
     log:
         f"{OUT}/logs/warp_extra/{{name}}/slab_{{slab}}.log",
     benchmark:
@@ -88,30 +44,15 @@ rule warp_extra_slab:
         "../scripts/warp_slab.py"
 
 
-def pyramid_inputs(wildcards):
-    image = wildcards.image
-    if image == "aligned":
-        return {"image": f"{OUT}/aligned.zarr",
-                "slabs": [f"{OUT}/warp/slab_{s}.json" for s in range(LAYOUT.n_slabs)]}
-    if image == "fixed_on_moving":
-        return {"image": f"{OUT}/fixed_on_moving.zarr",
-                "slabs": [f"{OUT}/inverse_warp/slab_{s}.json"
-                          for s in range(LAYOUT.n_moving_slabs)]}
-    name = image[len("extra_"):]
-    return {"image": f"{OUT}/extra/{name}.zarr",
-            "slabs": [f"{OUT}/warp_extra/{name}/slab_{s}.json" for s in range(LAYOUT.n_slabs)]}
-
-
 rule pyramid:
     input:
         unpack(pyramid_inputs),
     output:
         f"{OUT}/pyramid/{{image}}.json",
     params:
-        labels=lambda wc: wc.image.startswith("extra_")
-        and EXTRAS[wc.image[len("extra_"):]]["interpolation"] == "nearest",
+        labels=lambda wc: OUTPUT_IMAGES[wc.image]["labels"],
     resources:
-        mem_mb=lambda wc, attempt: 1500 * attempt,
+        mem_mb=pyramid_mem_mb,
     log:
         f"{OUT}/logs/pyramid/{{image}}.log",
     benchmark:
@@ -122,7 +63,7 @@ rule pyramid:
 
 rule init_inverse:
     input:
-        table=f"{OUT}/blocks/table.tsv",
+        table=BLOCK_TABLE,
     output:
         directory(f"{OUT}/inverse.zarr"),
     params:
@@ -146,13 +87,13 @@ rule init_inverse:
 rule inverse_slab:
     input:
         inverse=f"{OUT}/inverse.zarr",
-        field=f"{OUT}/deform.zarr",
+        field=FIELD,
         gathered=gathered(),
     output:
         f"{OUT}/inverse/slab_{{slab}}.json",
     resources:
-        mem_mb=lambda wc, attempt: 1500 * attempt,
-        runtime=lambda wc, attempt: 60 * attempt,
+        mem_mb=field_slab_mem_mb,
+        runtime=field_slab_runtime,
     log:
         f"{OUT}/logs/inverse/slab_{{slab}}.log",
     benchmark:
@@ -183,14 +124,6 @@ rule init_fixed_on_moving:
         "../scripts/init_image.py"
 
 
-def inverse_warp_inputs(wildcards):
-    inputs = {"image": f"{OUT}/fixed_on_moving.zarr", "affine": f"{OUT}/global/affine.mat"}
-    if BLOCKS:
-        inputs["inverse"] = f"{OUT}/inverse.zarr"
-        inputs["slabs"] = [f"{OUT}/inverse/slab_{s}.json" for s in range(LAYOUT.n_field_slabs)]
-    return inputs
-
-
 rule warp_fixed_slab:
     input:
         unpack(inverse_warp_inputs),
@@ -201,8 +134,8 @@ rule warp_fixed_slab:
         order=CFG["warp"]["order"],
         use_field=BLOCKS,
     resources:
-        mem_mb=lambda wc, attempt: 1500 * attempt,
-        runtime=lambda wc, attempt: 60 * attempt,
+        mem_mb=moving_slab_mem_mb,
+        runtime=moving_slab_runtime,
     log:
         f"{OUT}/logs/inverse_warp/slab_{{slab}}.log",
     benchmark:
@@ -215,7 +148,7 @@ rule transform_points:
     input:
         unpack(field_inputs),
         points=lambda wc: POINTS[wc.name]["path"],
-        affine=f"{OUT}/global/affine.mat",
+        affine=GLOBAL_AFFINE,
     output:
         f"{OUT}/points/{{name}}.csv",
     params:
@@ -235,7 +168,7 @@ rule transform_points:
 rule itk_export:
     input:
         unpack(field_inputs),
-        affine=f"{OUT}/global/affine.mat",
+        affine=GLOBAL_AFFINE,
     output:
         affine=f"{OUT}/itk/affine.tfm",
         affine_inverse=f"{OUT}/itk/affine_inverse.tfm",

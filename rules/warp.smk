@@ -24,14 +24,6 @@ rule init_aligned:
         "../scripts/init_image.py"
 
 
-def warp_inputs(wildcards):
-    inputs = {"image": f"{OUT}/aligned.zarr", "affine": f"{OUT}/global/affine.mat"}
-    if BLOCKS:
-        inputs["field"] = f"{OUT}/deform.zarr"
-        inputs["slab_done"] = gathered(LAYOUT.field_slabs_for(int(wildcards.slab)))
-    return inputs
-
-
 rule warp_slab:
     input:
         unpack(warp_inputs),

@@ -1,6 +1,7 @@
 """Rule align_block: one block's affine + deformable registration -> its own small file.
 
-The rule's shell command passes the job's threads and the job as JSON (worker.Job).
+The rule's shell command passes the job's threads, input table and affine, output,
+log, and its settings as JSON (rules/common.smk's block_job).
 Until it knows whether a warm worker (snakestream.smk.worker, local runs) takes the job,
 this script imports the standard library only; without a worker it runs the job itself.
 """
@@ -11,5 +12,7 @@ from snakestream.smk import worker
 
 TASK = "snakestream.smk.blockjob:run"
 
-snakemake = worker.Job(json.loads(sys.argv[2]), threads=int(sys.argv[1]))
+threads, table, affine, output, log, settings = sys.argv[1:7]
+snakemake = worker.Job(json.loads(settings), rule="align_block", threads=int(threads),
+                       input={"table": table, "affine": affine}, output=[output], log=[log])
 sys.exit(worker.run_here_or_in_worker(TASK, snakemake))

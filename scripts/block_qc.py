@@ -6,7 +6,7 @@ wildcard it concatenates the row tables into blocks/qc.tsv.
 import pandas as pd
 
 from snakestream.grid.blocks import read_table
-from snakestream.io.volumes import atomic_path
+from snakestream.io.atomic import atomic_path
 from snakestream.qc.block_qc import qc_rows, status_counts
 from snakestream.smk.runtime import rule_context
 

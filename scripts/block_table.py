@@ -4,7 +4,7 @@ The foreground fractions are the ones the workflow used at parse time to decide
 which blocks are jobs (same function, same cache).
 """
 from snakestream.grid.blocks import build_table, write_table
-from snakestream.io.volumes import atomic_path
+from snakestream.io.atomic import atomic_path
 from snakestream.grid.layout import cached_foreground
 from snakestream.smk.runtime import open_image, open_mask, rule_context
 

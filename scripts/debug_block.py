@@ -6,7 +6,7 @@ import numpy as np
 from snakestream.fields.blockfile import load_block
 from snakestream.grid.blocks import read_table
 from snakestream.qc.debug import debug_block
-from snakestream.io.volumes import atomic_path
+from snakestream.io.atomic import atomic_path
 from snakestream.smk.runtime import open_image, rule_context
 
 with rule_context(snakemake):  # noqa: F821

@@ -9,7 +9,7 @@ import os
 import numpy as np
 
 from snakestream.demo.scene import load_truth
-from snakestream.io.volumes import open_zarr_array
+from snakestream.io.zarr_store import open_zarr_array
 from snakestream.qc.metrics import stage_tre
 
 

@@ -4,7 +4,8 @@ import resource
 import time
 
 from snakestream.grid.blocks import block_relpath, overlap_voxels, read_table
-from snakestream.io.volumes import open_zarr_array, write_json
+from snakestream.io.atomic import write_json
+from snakestream.io.zarr_store import open_zarr_array
 from snakestream.smk.runtime import rule_context
 from snakestream.fields.stitch import block_loader, write_field_slab
 

@@ -4,7 +4,7 @@ import json
 import numpy as np
 
 from snakestream.register.global_stage import downsample_volume, global_align
-from snakestream.io.volumes import atomic_path
+from snakestream.io.atomic import atomic_path
 from snakestream.qc.overlay import affine_overlay, write_png
 from snakestream.smk.runtime import open_image, open_mask, rule_context
 

@@ -1,8 +1,9 @@
-"""Rules init_deform / init_aligned: create an empty chunked Zarr on the fixed grid.
+"""Rules init_deform / init_inverse: create an empty chunked (Z, Y, X, 3) field store.
 
 Slab jobs then fill it in place, each writing only its own chunks.
 """
-from snakestream.io.volumes import atomic_path, create_zarr
+from snakestream.io.atomic import atomic_path
+from snakestream.io.zarr_store import create_zarr
 from snakestream.smk.runtime import rule_context
 
 with rule_context(snakemake):  # noqa: F821

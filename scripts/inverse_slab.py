@@ -2,7 +2,8 @@
 import time
 
 from snakestream.fields.inverse import write_inverse_slab
-from snakestream.io.volumes import open_zarr_array, write_json
+from snakestream.io.atomic import write_json
+from snakestream.io.zarr_store import open_zarr_array
 from snakestream.smk.runtime import rule_context
 
 with rule_context(snakemake):  # noqa: F821

@@ -4,7 +4,8 @@ import os
 import numpy as np
 
 from snakestream.fields.exports import write_itk_affine, write_itk_field
-from snakestream.io.volumes import atomic_path, open_zarr_array
+from snakestream.io.atomic import atomic_path
+from snakestream.io.zarr_store import open_zarr_array
 from snakestream.smk.runtime import rule_context
 
 with rule_context(snakemake):  # noqa: F821

@@ -1,6 +1,6 @@
 """Rule pyramid: fill the coarser OME-Zarr levels of a finished image (labels: no averaging)."""
 
-from snakestream.io.volumes import write_json
+from snakestream.io.atomic import write_json
 from snakestream.io.ngff import build_pyramid
 from snakestream.smk.runtime import rule_context
 

@@ -6,7 +6,9 @@ import pandas as pd
 
 from snakestream.qc import report as rp
 from snakestream.register.global_stage import downsample_volume
-from snakestream.io.volumes import atomic_path, open_volume, open_zarr_array
+from snakestream.io.atomic import atomic_path
+from snakestream.io.volumes import open_volume
+from snakestream.io.zarr_store import open_zarr_array
 from snakestream.fields.jacobian import merge_jacobian_stats
 from snakestream.qc.metrics import stage_tre
 from snakestream.qc.block_qc import status_counts

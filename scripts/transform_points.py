@@ -1,7 +1,8 @@
 """Rule transform_points: a point table carried fixed -> moving or moving -> fixed."""
 import numpy as np
 
-from snakestream.io.volumes import atomic_path, open_zarr_array
+from snakestream.io.atomic import atomic_path
+from snakestream.io.zarr_store import open_zarr_array
 from snakestream.fields.points import read_points, write_points
 from snakestream.fields.transform import invert_points, transform_points
 from snakestream.smk.runtime import rule_context

@@ -4,7 +4,8 @@ import time
 import numpy as np
 
 from snakestream.fields.inverse import warp_fixed_slab
-from snakestream.io.volumes import open_zarr_array, write_json
+from snakestream.io.atomic import write_json
+from snakestream.io.zarr_store import open_zarr_array
 from snakestream.smk.runtime import open_image, rule_context
 
 with rule_context(snakemake):  # noqa: F821

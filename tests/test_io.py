@@ -1,4 +1,4 @@
-"""Tests for snakestream.io.volumes: round trips per format, metadata spacing, errors."""
+"""Tests for snakestream.io: round trips per format, metadata spacing, errors."""
 
 import os
 import sys
@@ -9,6 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from snakestream.io import atomic, downsample, zarr_store  # noqa: E402
 from snakestream.io import volumes as sio  # noqa: E402
 from snakestream.errors import InputError  # noqa: E402
 
@@ -287,7 +288,7 @@ def test_read_downsampled_matches_block_mean(tmp_path, name, factors):
     data = make_array(np.uint16)
     sio.write_volume(tmp_path / name, data, SPACING, chunks=CHUNKS)
     vol = sio.open_volume(tmp_path / name)
-    small = sio.read_downsampled(vol, factors)
+    small = downsample.read_downsampled(vol, factors)
     assert small.dtype == np.float32
     np.testing.assert_allclose(small, reference_block_mean(data, factors), rtol=1e-6)
 
@@ -298,14 +299,14 @@ def test_read_downsampled_streams_z_slabs(tmp_path):
     vol = sio.open_volume(tmp_path / "s.zarr")
     depths, inner = [], vol._reader
     vol._reader = lambda s: (depths.append(s[0].stop - s[0].start), inner(s))[1]
-    sio.read_downsampled(vol, (2, 2, 2))
+    downsample.read_downsampled(vol, (2, 2, 2))
     assert depths == [4, 3]  # z chunk 3 rounded up to a multiple of 2; never the whole volume
 
 
 def test_read_downsampled_bad_factors(tmp_path):
     sio.write_volume(tmp_path / "d.zarr", make_array(np.uint8), SPACING)
     with pytest.raises(InputError) as excinfo:
-        sio.read_downsampled(sio.open_volume(tmp_path / "d.zarr"), (0, 2, 2))
+        downsample.read_downsampled(sio.open_volume(tmp_path / "d.zarr"), (0, 2, 2))
     assert_error(excinfo, "d.zarr", "factors")
 
 
@@ -423,7 +424,7 @@ def test_corrupt_zarr(tmp_path):
 def test_atomic_path_exception_leaves_nothing(tmp_path):
     target = tmp_path / "out.zarr"
     with pytest.raises(RuntimeError):
-        with sio.atomic_path(target) as tmp:
+        with atomic.atomic_path(target) as tmp:
             assert Path(tmp).parent == tmp_path and tmp.endswith(".zarr")
             os.makedirs(os.path.join(tmp, "sub"))
             raise RuntimeError("boom")
@@ -433,14 +434,14 @@ def test_atomic_path_exception_leaves_nothing(tmp_path):
 def test_atomic_path_replaces_file_and_directory(tmp_path):
     target = tmp_path / "out.txt"
     target.write_text("old")
-    with sio.atomic_path(target) as tmp:
+    with atomic.atomic_path(target) as tmp:
         assert not os.path.exists(tmp)
         Path(tmp).write_text("new")
         assert target.read_text() == "old"
     assert target.read_text() == "new"
     folder = tmp_path / "out.zarr"
     (folder / "stale").mkdir(parents=True)
-    with sio.atomic_path(folder) as tmp:
+    with atomic.atomic_path(folder) as tmp:
         os.makedirs(os.path.join(tmp, "fresh"))
     assert sorted(p.name for p in folder.iterdir()) == ["fresh"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt", "out.zarr"]
@@ -450,23 +451,24 @@ def test_atomic_path_replaces_file_and_directory(tmp_path):
 
 def test_create_and_open_zarr(tmp_path):
     path = tmp_path / "warped.zarr"
-    arr = sio.create_zarr(path, (7, 10, 13), "float32", (4, 5, 6), SPACING, attrs={"step": "x"})
+    arr = zarr_store.create_zarr(path, (7, 10, 13), "float32", (4, 5, 6), SPACING,
+                                 attrs={"step": "x"})
     arr[0:4, 0:5, 0:6] = 1.5
-    again = sio.open_zarr_array(path)
+    again = zarr_store.open_zarr_array(path)
     assert again.metadata.zarr_format == 2 and again.shape == (7, 10, 13)
     assert dict(again.attrs) == {"step": "x", "spacing": list(SPACING)}
     assert again[0, 0, 0] == 1.5 and again[6, 9, 12] == 0
     vol = sio.open_volume(path)
     np.testing.assert_allclose(vol.spacing, SPACING)
-    sio.create_zarr(path, (2, 2, 2), "uint8", (2, 2, 2), SPACING)  # overwrite
-    assert sio.open_zarr_array(path, mode="r+").shape == (2, 2, 2)
+    zarr_store.create_zarr(path, (2, 2, 2), "uint8", (2, 2, 2), SPACING)  # overwrite
+    assert zarr_store.open_zarr_array(path, mode="r+").shape == (2, 2, 2)
 
 
 def test_open_zarr_array_errors(tmp_path):
     with pytest.raises(InputError) as excinfo:
-        sio.open_zarr_array(tmp_path / "missing.zarr")
+        zarr_store.open_zarr_array(tmp_path / "missing.zarr")
     assert_error(excinfo, "missing.zarr", "not found")
     sio.write_volume(tmp_path / "g.zarr", make_array(np.uint8), SPACING, dataset="a")
     with pytest.raises(InputError) as excinfo:
-        sio.open_zarr_array(tmp_path / "g.zarr")
+        zarr_store.open_zarr_array(tmp_path / "g.zarr")
     assert_error(excinfo, "g.zarr", "group")

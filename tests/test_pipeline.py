@@ -10,7 +10,8 @@ import pytest
 from snakestream.fields.blockfile import load_block
 from snakestream.grid.blocks import COLUMNS
 from snakestream.demo.scene import load_truth, make_demo
-from snakestream.io.volumes import open_volume, open_zarr_array, write_volume
+from snakestream.io.volumes import open_volume, write_volume
+from snakestream.io.zarr_store import open_zarr_array
 from snakestream.qc.metrics import tre
 from snakestream.register.similarity import ncc
 from snakestream.fields.transform import transform_points

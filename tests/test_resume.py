@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from snakestream.demo.scene import make_demo
-from snakestream.io.volumes import open_zarr_array
+from snakestream.io.zarr_store import open_zarr_array
 from workflow import ROOT, SNAKEFILE, demo_config, snakemake, write_config
 
 SHAPE = (32, 112, 112)

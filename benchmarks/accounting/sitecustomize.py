@@ -47,10 +47,10 @@ if _PATH:
                 pass
         # the warm worker (src/snakestream/smk/worker.py): the worker itself, a job's client
         # (its shell process), a forked child running a job, or a job run in-process
-        worker = sys.modules.get("snakestream.smk.worker")
-        if getattr(worker, "ROLE", None):
-            rec["worker_role"] = worker.ROLE
-            job = worker.CURRENT_JOB or {}
+        role = os.environ.get("SNAKESTREAM_PROCESS_ROLE")  # smk/worker.py's ROLE_ENV
+        if role:
+            rec["worker_role"] = role
+            job = json.loads(os.environ.get("SNAKESTREAM_JOB") or "{}")  # its JOB_ENV
             if job:
                 rec["rule"] = job.get("rule")
                 rec["wildcards"] = job.get("wildcards")

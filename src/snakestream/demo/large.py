@@ -21,7 +21,7 @@ import numpy as np
 import zarr
 
 from snakestream.demo import scene as demo
-from snakestream.io.volumes import atomic_path
+from snakestream.io.atomic import atomic_path
 
 
 PER_BLOB = ("centres", "precision", "radius_max", "brightness", "tex_amp", "tex_freq",

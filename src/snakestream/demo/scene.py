@@ -31,7 +31,7 @@ from scipy import ndimage
 from snakestream.errors import InputError
 from snakestream.fields.transform import inverse_displacement
 from snakestream.grid.geometry import apply_affine, physical_grid
-from snakestream.io.volumes import atomic_path
+from snakestream.io.atomic import atomic_path
 from snakestream.qc import metrics
 
 TWO_PI = 2.0 * np.pi

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from snakestream.grid.blocks import block_id, foreground_fractions, grid_shape, is_aligned, n_slabs, overlap_voxels
-from snakestream.io.volumes import atomic_path, open_volume
+from snakestream.io.atomic import atomic_path
+from snakestream.io.volumes import open_volume
 
 
 

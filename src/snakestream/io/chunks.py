@@ -1,26 +1,30 @@
-"""Chunk-by-chunk access to on-disk arrays: chunk corners, z slabs, filling a slab.
+"""Iteration over an array's chunk grid: which chunks cover a region, filling a slab.
 
-A *slab* is one row of chunks along z (slab ``k`` covers z chunks ``k``); slab jobs
+A *slab* is one row of chunks along z (slab ``k`` covers z chunk ``k``); slab jobs
 (gather, warp, inverse) each fill one, and a pyramid level is filled chunk by chunk
 the same way, so memory stays one chunk whatever the volume size.
 """
 
 import numpy as np
 
+__all__ = ["chunk_starts", "for_each_chunk", "slab_bounds"]
+
 
 def chunk_starts(lo, hi, chunks):
-    """Start corners of the chunks covering ``[lo, hi)`` (z, y, x) on a chunk grid.
+    """Start corners of the output chunks covering ``[lo, hi)`` (z,y,x) on a chunk grid.
 
     Parameters
     ----------
-    lo, hi : sequences of 3 int
-        Voxel region, z, y, x (``hi`` exclusive).
+    lo, hi : sequence of 3 int
+        Region ``[lo, hi)`` in voxels, (z, y, x).
     chunks : sequence of 3 int
-        Chunk shape, z, y, x.
+        Chunk shape (z, y, x) of the grid, which starts at voxel (0, 0, 0).
 
     Returns
     -------
-    list of (3,) int arrays, in C order (z slowest).
+    list of numpy.ndarray
+        One int array of shape (3,) (z, y, x) per chunk touching the region, in C
+        order; a start may lie below `lo` when `lo` is not on the grid.
     """
     axes = [range(a - a % c, b, c) for a, b, c in zip(lo, hi, chunks)]
     return [np.array(s) for s in np.array(np.meshgrid(*axes, indexing="ij")).reshape(3, -1).T]

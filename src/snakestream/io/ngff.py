@@ -34,8 +34,33 @@ def multiscales(spacing, factors, name):
     return [{"version": "0.4", "name": name, "axes": axes, "datasets": datasets}]
 
 
-def create_image(path, shape, dtype, chunks, spacing, levels=3, name="image", attrs=None):
-    """Create an empty NGFF image group; returns the level-0 array."""
+def create_image(path, shape, dtype, chunks, spacing, *, levels=3, name="image", attrs=None):
+    """Create an empty NGFF image group (Zarr v2), overwriting what is at `path`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Output ``*.zarr`` directory of the group.
+    shape, chunks : tuple of 3 int
+        Level-0 array and chunk shape (z, y, x); each level keeps the chunks,
+        clipped to its shape.
+    dtype : numpy dtype
+        Voxel type of every level.
+    spacing : sequence of 3 float
+        Level-0 voxel size (z, y, x) in µm.
+    levels : int
+        Number of pyramid levels (see :func:`level_factors`).
+    name : str
+        Image name in the ``multiscales`` metadata.
+    attrs : dict, optional
+        Extra JSON attributes of the group.
+
+    Returns
+    -------
+    zarr.Array
+        Level ``0``, filled with zeros, open for writing. Each level array has
+        attribute 'spacing' (z, y, x, µm).
+    """
     root = zarr.open_group(str(path), mode="w", zarr_format=2)
     factors = level_factors(spacing, levels)
     for k, f in enumerate(factors):
@@ -76,7 +101,20 @@ def build_level(root, k, labels=False):
 
 
 def build_pyramid(path, labels=False):
-    """Fill every level above 0 of an NGFF image group; returns the number of levels."""
+    """Fill every level above 0 of an NGFF image group from level 0.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Group made by :func:`create_image`, level ``0`` written.
+    labels : bool
+        Label image: keep values (one voxel per cell) instead of block means.
+
+    Returns
+    -------
+    int
+        Number of levels in the group.
+    """
     root = zarr.open_group(str(path), mode="r+")
     n = len(root.attrs["multiscales"][0]["datasets"])
     for k in range(1, n):

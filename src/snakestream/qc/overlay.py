@@ -244,7 +244,7 @@ def png_bytes(rgb):
 
 def write_png(path, rgb):
     """Write ``rgb`` ((H, W, 3) or (H, W) uint8) to ``path`` as a PNG, atomically."""
-    from snakestream.io.volumes import atomic_path
+    from snakestream.io.atomic import atomic_path
 
     data = png_bytes(rgb)
     with atomic_path(path) as tmp:

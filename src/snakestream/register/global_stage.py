@@ -4,7 +4,8 @@ import numpy as np
 
 from snakestream.errors import InputError
 from snakestream.grid.geometry import compose_affines, physical_grid
-from snakestream.io.volumes import read_downsampled, require_finite
+from snakestream.io.downsample import read_downsampled
+from snakestream.io.volumes import require_finite
 from snakestream.register.align import Image, downsample_factors, run_steps
 from snakestream.register.similarity import ncc_after_affine
 

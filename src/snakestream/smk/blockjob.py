@@ -12,7 +12,7 @@ from snakestream.register.block_stage import align_block
 from snakestream.fields.blockfile import save_block
 from snakestream.grid.blocks import below_threshold_qc, read_row
 from snakestream.errors import AlignmentError
-from snakestream.io.volumes import atomic_path
+from snakestream.io.atomic import atomic_path
 from snakestream.smk.runtime import open_image, open_mask, rule_context
 from snakestream.smk import worker
 
@@ -35,7 +35,7 @@ def run(job):
                                       threads=job.threads,
                                       log=lambda m: print(m, flush=True))
         qc["peak_mem_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-        qc["process"] = "warm worker" if worker.ROLE == "child" else "own"
+        qc["process"] = "warm worker" if worker.role() == "child" else "own"
         print(f"block {bid}: {qc['status']} {qc.get('reason', '')}")
         if qc["status"] == "fallback" and p.on_failure == "fail":
             raise AlignmentError(bid, f"block registration fell back: {qc['reason']}",

@@ -40,6 +40,12 @@ GLOBAL_FEATURE_SECONDS = 20 * 60
 BYTES_PER_CHUNK_VOXEL = 256  # field/coordinates in float64 plus blending weights
 SECONDS_PER_SLAB_VOXEL = 5e-6  # measured ~1.5-2 us per voxel (demo), all blocks blended
 MIN_SLAB_MB, MIN_SLAB_MINUTES = 1000, 10
+# Pyramid: one chunk of a level from the 2x2x2 (at most) finer chunks below it, float64.
+BYTES_PER_PYRAMID_VOXEL = 8 * 8 * 2
+# Report: block-averaged overviews (longest axis ~256 voxels) of a few volumes, float64,
+# read through the same slabs as the global stage.
+REPORT_OVERVIEW_VOXELS = 256 ** 3
+REPORT_OVERVIEWS = 4
 
 
 def block_shape(cfg):
@@ -155,3 +161,15 @@ def slab_runtime_min(shape, chunks, attempt=1):
     voxels = float(min(chunks[0], shape[0]) * shape[1] * shape[2])
     minutes = max(MIN_SLAB_MINUTES, SAFETY * voxels * SECONDS_PER_SLAB_VOXEL / 60)
     return int(math.ceil(minutes)) * attempt
+
+
+def pyramid_mem_mb(chunks, attempt=1):
+    """Memory request (MB) of a pyramid job (one output chunk of a level at a time)."""
+    voxels = float(np.prod(chunks))
+    return int(math.ceil(max(MIN_SLAB_MB, BASE_MB + voxels * BYTES_PER_PYRAMID_VOXEL / 1e6))) * attempt
+
+
+def report_mem_mb(attempt=1):
+    """Memory request (MB) of the report: its overviews and one read slab."""
+    overviews = REPORT_OVERVIEWS * REPORT_OVERVIEW_VOXELS * 8 / 1e6
+    return int(math.ceil(BASE_MB + GLOBAL_SLAB_MB + overviews)) * attempt

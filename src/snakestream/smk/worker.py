@@ -32,10 +32,11 @@ ENV_SWITCH = "SNAKESTREAM_WARM_WORKER"  # "0" turns the worker off
 PRELOAD = ("numpy", "SimpleITK", "scipy.sparse", "zarr", "h5py", "snakestream.smk.blockjob")
 _MAX_REQUEST = 1 << 20
 
-# What this process is to the worker ("job": runs its job itself; "client", "worker",
-# "child"), and the job it serves; read by benchmarks/accounting.
-ROLE = None
-CURRENT_JOB = None
+# What a process is to the worker ("job": runs its job itself; "client", "worker",
+# "child") and the job it serves (JSON: rule, wildcards), in its own environment, where
+# the block QC and benchmarks/accounting read them.
+ROLE_ENV = "SNAKESTREAM_PROCESS_ROLE"
+JOB_ENV = "SNAKESTREAM_JOB"
 
 
 class Job(dict):
@@ -57,22 +58,33 @@ class Job(dict):
         return mapping if isinstance(mapping, cls) else cls(mapping)
 
 
+def declare(role, job=None):
+    """Record in this process's environment what it is to the worker and its job."""
+    os.environ[ROLE_ENV] = role
+    if job is not None:
+        os.environ[JOB_ENV] = json.dumps({"rule": job.get("rule"),
+                                          "wildcards": job.get("wildcards")})
+
+
+def role(environ=None):
+    """What this process is to the worker (None outside block jobs and the worker)."""
+    return (os.environ if environ is None else environ).get(ROLE_ENV)
+
+
 def run_here_or_in_worker(task, job):
     """Run ``task(job)`` in the advertised warm worker, else in this process.
 
     Returns the job's exit status. Used by rule entry scripts.
     """
-    global ROLE, CURRENT_JOB
-    CURRENT_JOB = job
     path = advertised()
     if path:
-        ROLE = "client"
+        declare("client", job)
         rc = submit(path, task, job)
         if rc is not None:
             return rc
         print(f"snakestream: no warm worker answers at {path}; running this job in its "
               "own process.", file=sys.stderr, flush=True)
-    ROLE = "job"
+    declare("job", job)
     return run_task(task, job)
 
 
@@ -187,8 +199,7 @@ def serve(path, parent_pid=None, modules=PRELOAD, poll=1.0):
     ``parent_pid`` is the process whose end stops the worker (default: our parent).
     Binds before importing, so a client that connects early waits instead of failing.
     """
-    global ROLE
-    ROLE = "worker"
+    declare("worker")
     parent_pid = os.getppid() if parent_pid is None else parent_pid
     sock = listen(path)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -264,8 +275,6 @@ def _read_request(conn):
 
 def _run_child(conn, request, fds):
     """In the forked child: take on the client's stdio, cwd and env, run the task."""
-    global ROLE, CURRENT_JOB
-    ROLE, CURRENT_JOB = "child", request["job"]
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.stdout.flush()
@@ -280,6 +289,7 @@ def _run_child(conn, request, fds):
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
+        declare("child", request["job"])
         rc = run_task(request["task"], request["job"])
     except BaseException as err:  # noqa: BLE001 - the child must always answer
         rc = _exit_status(err)

@@ -1,0 +1,171 @@
+"""Voxel spacing found in metadata, and the units it is written in.
+
+Readers of the attribute conventions shared by several formats: a plain
+'spacing' (z, y, x), 'pixelResolution'/'resolution' (x, y, z, N5 and n5-viewer),
+OME-Zarr 'multiscales' and group resolution times 'downsamplingFactors'. Each
+reader returns ``(value, description)`` or None; :func:`check_spacing` turns a
+value into the float64 (z, y, x) µm array a :class:`~snakestream.io.volumes.Volume`
+carries, or raises one :class:`~snakestream.errors.InputError` line.
+"""
+
+import numpy as np
+
+from snakestream.errors import InputError
+
+__all__ = ["SPACING_FIX", "as_floats", "check_spacing", "hierarchy_spacing", "um_per_unit"]
+
+SPACING_FIX = "put `spacing: [z, y, x]` (µm) for this volume in the config"
+
+# Length units found in metadata, as µm per unit. ImageJ writes "micron" or "\u00B5m".
+_UM_PER_UNIT = {
+    **dict.fromkeys(["um", "µm", "μm", "\\u00b5m", "micron", "microns",
+                     "micrometer", "micrometers", "micrometre", "micrometres"], 1.0),
+    **dict.fromkeys(["nm", "nanometer", "nanometers", "nanometre", "nanometres"], 1e-3),
+    **dict.fromkeys(["mm", "millimeter", "millimeters", "millimetre", "millimetres"], 1e3),
+}
+
+
+def um_per_unit(unit, default=1.0):
+    """µm per `unit` (a metadata unit string); `default` when `unit` is empty.
+
+    Returns None for a unit that is not a known length unit (e.g. "pixel").
+    """
+    if unit is None or str(unit).strip() == "":
+        return default
+    return _UM_PER_UNIT.get(str(unit).strip().lower())
+
+
+def as_floats(value):
+    """`value` as a 1-D float64 array, or unchanged if it is not numeric."""
+    try:
+        return np.asarray(value, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        return value
+
+
+def check_spacing(value, where, source):
+    """Validate a spacing and return it as a float64 array (z, y, x, µm).
+
+    Parameters
+    ----------
+    value : sequence of float
+        Candidate spacing, z, y, x order, µm.
+    where : str
+        File the spacing belongs to (for the error message).
+    source : str
+        Where the value came from, e.g. "the config" or "attribute 'spacing'".
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (3,), float64, (z, y, x) in µm.
+
+    Raises
+    ------
+    InputError
+        `value` is not 3 positive finite numbers.
+    """
+    try:
+        spacing = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        spacing = None
+    if (spacing is None or spacing.shape != (3,)
+            or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0)):
+        raise InputError(
+            where, f"spacing {value!r} from {source} is not 3 positive finite "
+            "numbers (z, y, x in µm).", SPACING_FIX)
+    return spacing
+
+
+def _xyz_resolution(value):
+    """Spacing (z, y, x) from an x, y, z list or {"dimensions": [x,y,z], "unit": u}."""
+    unit = None
+    if isinstance(value, dict):
+        value, unit = value.get("dimensions"), value.get("unit")
+    factor = um_per_unit(unit)
+    values = as_floats(value)
+    if factor is None or not isinstance(values, np.ndarray):
+        return value
+    return values[::-1] * factor
+
+
+def _attrs_spacing(attrs):
+    """Spacing from 'spacing' (z,y,x), 'pixelResolution' or 'resolution' (x,y,z)."""
+    if "spacing" in attrs:
+        return as_floats(attrs["spacing"]), "attribute 'spacing'"
+    for key in ("pixelResolution", "resolution"):
+        if key in attrs:
+            return _xyz_resolution(attrs[key]), f"attribute {key!r}"
+    return None
+
+
+def _ome_scale(transforms):
+    for t in transforms or []:
+        if isinstance(t, dict) and t.get("type") == "scale":
+            return as_floats(t.get("scale"))
+    return None
+
+
+def _ome_units(axes):
+    """µm per unit of the last 3 OME axes (1 where the unit is missing or unknown)."""
+    if not axes or not all(isinstance(a, dict) for a in axes[-3:]):
+        return np.ones(3)
+    return np.array([um_per_unit(a.get("unit")) or 1.0 for a in axes[-3:]])
+
+
+def _ome_spacing(attrs, relpath):
+    """Spacing of dataset `relpath` from OME-Zarr 'multiscales' in a group's `attrs`."""
+    multiscales = attrs.get("multiscales") or (attrs.get("ome") or {}).get("multiscales")
+    for ms in multiscales or []:
+        for ds in ms.get("datasets", []):
+            if str(ds.get("path", "")).strip("/") != relpath:
+                continue
+            scale = _ome_scale(ds.get("coordinateTransformations"))
+            if scale is None:
+                return None
+            overall = _ome_scale(ms.get("coordinateTransformations"))
+            if isinstance(scale, np.ndarray) and len(scale) >= 3:
+                if isinstance(overall, np.ndarray) and overall.shape == scale.shape:
+                    scale = scale * overall
+                scale = scale[-3:] * _ome_units(ms.get("axes"))
+            return scale, "OME-Zarr 'multiscales'"
+    return None
+
+
+def hierarchy_spacing(array_attrs, ancestors):
+    """Spacing of an array in a Zarr/N5 hierarchy.
+
+    Parameters
+    ----------
+    array_attrs : dict
+        The array's own attributes (checked first).
+    ancestors : list of (dict, str)
+        Attributes of each enclosing group, nearest first, with the array's path
+        relative to that group. A group's OME 'multiscales' entry for the array
+        wins; else a group-level resolution times the array's
+        'downsamplingFactors' (x, y, z; the n5-viewer convention).
+
+    Returns
+    -------
+    tuple (value, str) or None
+        The spacing value as found (meant as z, y, x µm; check it with
+        :func:`check_spacing`) and where it came from; None if no metadata gives it.
+    """
+    found = _attrs_spacing(array_attrs)
+    if found is not None:
+        return found
+    factors = as_floats(array_attrs.get("downsamplingFactors", [1, 1, 1]))
+    for attrs, relpath in ancestors:
+        found = _ome_spacing(attrs, relpath)
+        if found is not None:
+            return found
+        found = _attrs_spacing(attrs)
+        if found is not None:
+            return _scaled(found[0], factors), f"group {found[1]} x 'downsamplingFactors'"
+    return None
+
+
+def _scaled(spacing, factors_xyz):
+    """`spacing` (z, y, x) times x, y, z `factors_xyz`, when both are 3 numbers."""
+    ok = all(isinstance(v, np.ndarray) and v.shape == (3,) for v in (spacing, factors_xyz))
+    return spacing * factors_xyz[::-1] if ok else spacing

@@ -1,0 +1,158 @@
+"""Zarr v2/v3 (and OME-Zarr) volumes: opening, writing, and outputs written in place.
+
+Inputs are opened with :func:`open_dataset` (through
+:func:`~snakestream.io.volumes.open_volume`); whole volumes are written with
+:func:`write_dataset` (through :func:`~snakestream.io.volumes.write_volume`).
+The pipeline's own outputs that jobs fill chunk by chunk are created with
+:func:`create_zarr` and reopened with :func:`open_zarr_array`. Compression is
+blosc/zstd level 3 with byte shuffle.
+"""
+
+import functools
+import os
+
+import numpy as np
+
+from snakestream.errors import InputError
+from snakestream.io.datasets import Opened, ancestors, no_dataset, pick_dataset, require_exists
+from snakestream.io.metadata import check_spacing, hierarchy_spacing
+
+__all__ = ["create_zarr", "open_dataset", "open_zarr_array", "write_dataset"]
+
+
+def _zarr_node(path, mode="r"):
+    """Open the Zarr node (group or array) at the root of `path`."""
+    import zarr
+
+    try:
+        return zarr.open(store=path, mode=mode)
+    except Exception as exc:  # zarr raises many types for a bad store
+        raise InputError(path, f"cannot open as Zarr ({type(exc).__name__}: {exc}).",
+                         "check that the path is a Zarr v2/v3 store, or re-create it") from exc
+
+
+def _zarr_array_names(group):
+    import zarr
+
+    return sorted(name for name, node in group.members(max_depth=None)
+                  if isinstance(node, zarr.Array))
+
+
+def open_dataset(path, dataset):
+    """Open a Zarr v2/v3 store's root array, or array `dataset` in its group.
+
+    Spacing from the array's or its groups' attributes (see
+    :func:`~snakestream.io.metadata.hierarchy_spacing`); contract in
+    :mod:`snakestream.io.datasets`.
+    """
+    import zarr
+
+    root = _zarr_node(path)
+    if isinstance(root, zarr.Array):
+        no_dataset(path, dataset, "root-array Zarr")
+        name, array, groups = None, root, []
+    else:
+        name = pick_dataset(path, dataset, lambda n: isinstance(root.get(n), zarr.Array),
+                            lambda: _zarr_array_names(root))
+        array = root[name]
+        groups = [(dict((root[g] if g else root).attrs), rel) for g, rel in ancestors(name)]
+    found = hierarchy_spacing(dict(array.attrs), groups)
+    return Opened(name, array.shape, np.dtype(array.dtype), array.chunks, found,
+                  functools.partial(_read_zarr, path, name))
+
+
+def _read_zarr(path, name, slices):
+    node = _zarr_node(path)
+    return (node if name is None else node[name])[slices]
+
+
+def _zarr_compressor(zarr_format):
+    if zarr_format == 2:
+        import numcodecs
+
+        return numcodecs.Blosc(cname="zstd", clevel=3, shuffle=numcodecs.Blosc.SHUFFLE)
+    from zarr.codecs import BloscCodec
+
+    return BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
+
+
+def write_dataset(path, array, spacing, dataset, chunks, zarr_format):
+    """Write `array` as a new Zarr store: a root array, or array `dataset` in a group.
+
+    `chunks` (z, y, x), `zarr_format` 2 or 3; spacing goes to attribute 'spacing'
+    (z, y, x, µm). Contract in :mod:`snakestream.io.datasets`.
+    """
+    import zarr
+
+    kwargs = dict(shape=array.shape, chunks=chunks, dtype=array.dtype,
+                  compressors=_zarr_compressor(zarr_format),
+                  attributes={"spacing": [float(v) for v in spacing]})
+    if dataset:
+        group = zarr.open_group(path, mode="w", zarr_format=zarr_format)
+        target = group.create_array(dataset.strip("/"), **kwargs)
+    else:
+        target = zarr.create_array(path, zarr_format=zarr_format, **kwargs)
+    target[...] = array
+
+
+def create_zarr(path, shape, dtype, chunks, spacing, attrs=None):
+    """Create (overwriting) a Zarr v2 array at the root of `path` for outputs.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Output ``*.zarr`` directory.
+    shape, chunks : tuple of int
+        Array and chunk shape (z, y, x) (a trailing vector axis is allowed).
+    dtype : numpy dtype
+        Voxel type.
+    spacing : sequence of 3 float
+        Voxel size (z, y, x) in µm, stored as attribute 'spacing'.
+    attrs : dict, optional
+        Extra JSON attributes.
+
+    Returns
+    -------
+    zarr.Array
+        The new array, open for writing; compressor blosc/zstd; fill value 0.
+    """
+    import zarr
+
+    path = os.fspath(path)
+    spacing = check_spacing(spacing, path, "create_zarr's argument")
+    attributes = {**(attrs or {}), "spacing": [float(v) for v in spacing]}
+    return zarr.create_array(path, shape=tuple(shape), chunks=tuple(chunks), dtype=dtype,
+                             zarr_format=2, compressors=_zarr_compressor(2), fill_value=0,
+                             attributes=attributes, overwrite=True)
+
+
+def open_zarr_array(path, mode="r"):
+    """Open the Zarr array at the root of `path`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``*.zarr`` directory holding an array at its root.
+    mode : {'r', 'r+', 'a'}
+        Zarr open mode (never a mode that creates or truncates).
+
+    Returns
+    -------
+    zarr.Array
+        The array, indexed (z, y, x) or (z, y, x, 3) for a displacement field; its
+        attribute 'spacing' is (z, y, x) in µm.
+
+    Raises
+    ------
+    InputError
+        The path is missing, is not Zarr, or holds a group.
+    """
+    import zarr
+
+    path = os.fspath(path)
+    require_exists(path)
+    node = _zarr_node(path, mode=mode)
+    if not isinstance(node, zarr.Array):
+        raise InputError(path, "holds a Zarr group, not an array.",
+                         "point at the array inside it, or delete it and re-run the step")
+    return node
