@@ -181,7 +181,8 @@ def _domain_corners(shape, spacing):
     return np.stack(corners, axis=-1).reshape(-1, 3)
 
 
-def _moving_grid(linear, translation_um, fix_shape, fix_spacing, mov_spacing, reach_um, high_um):
+def _moving_grid(linear, translation_um, fix_shape, fix_spacing, mov_spacing, *, reach_um,
+                 high_um):
     """Moving grid and affine so that T(fixed domain) lies inside the grid.
 
     The translation is raised where needed so that T(fixed domain) starts at
@@ -219,7 +220,7 @@ def make_truth_transform(rng, fix_shape, fix_spacing, mov_spacing):
     reach = np.abs(linear) @ np.abs(amp).sum(axis=0)
     high = MOVING_MARGIN_UM + rng.uniform(0.03, 0.12, 3) * fov
     mov_shape, affine = _moving_grid(linear, translation, fix_shape, fix_spacing,
-                                     mov_spacing, reach, high)
+                                     mov_spacing, reach_um=reach, high_um=high)
     empty = np.zeros((0, 3))
     return DemoTruth(affine, amp, freq, phase, empty, empty, fix_spacing, mov_spacing,
                      np.asarray(fix_shape, int), mov_shape)
