@@ -101,10 +101,8 @@ def sample_displacement(field, spacing, points):
         Displacements, µm, z, y, x. A numpy array is interpolated as a whole
         (:func:`sample_field`); anything else is read 2x2x2 voxels per point
         (:func:`sample_zarr_field`).
-    spacing : sequence of 3 float
-        Field grid spacing, µm, z, y, x.
-    points : (..., 3) array
-        Physical points, µm, z, y, x.
+    spacing, points
+        As in :func:`sample_field`, ``points`` of any shape (..., 3).
 
     Returns
     -------

@@ -39,10 +39,8 @@ def field_on_region(field, start, shape, fix_spacing):
         Displacements, µm, z, y, x, with ``attrs["spacing"]``: on the fixed grid (sliced)
         or coarser (``field_downsample``: read around the region and interpolated
         trilinearly).
-    start, shape : sequences of 3 int
-        The region, fixed voxels, z, y, x.
-    fix_spacing : sequence of 3 float
-        Fixed voxel size, µm.
+    start, shape, fix_spacing
+        The region of the fixed grid, as in :func:`moving_points`.
 
     Returns
     -------

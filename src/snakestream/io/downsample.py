@@ -58,18 +58,8 @@ def block_mean(slab, factors):
 def block_max(array, factors):
     """Maximum over blocks of ``factors`` voxels (z, y, x), e.g. of a mask.
 
-    Parameters
-    ----------
-    array : numpy.ndarray
-        Voxels (z, y, x), any dtype with a maximum (bool, integers, floats).
-    factors : sequence of 3 int
-        Block shape (z, y, x), each >= 1.
-
-    Returns
-    -------
-    numpy.ndarray
-        Same dtype, shape ``ceil(array.shape / factors)``; a partial block at an
-        upper edge is the maximum of the voxels it holds.
+    The blocks are :func:`block_mean`'s; the result keeps ``array``'s dtype (bool,
+    integers or floats).
     """
     out = np.asarray(array)
     for axis, f in enumerate(factors):
