@@ -13,8 +13,8 @@ give one-line errors before tensorstore is asked, the spacing in the attributes
 ``attributes.json`` files above a written dataset, and turning tensorstore's
 errors into :class:`~snakestream.errors.InputError` lines naming the block file.
 Compressions: raw, gzip, bzip2, xz, blosc and zstd for reading; raw and gzip for
-writing. Blocks are read with tensorstore's cache off, so every read opens the
-block files it touches and nothing else; no file stays open between reads.
+writing. How tensorstore is opened (no cache, per read, the job's threads):
+:mod:`~snakestream.io.tensorstore_arrays`.
 
 Entry points: :func:`open_dataset` and :func:`write_dataset`.
 """
@@ -22,13 +22,13 @@ Entry points: :func:`open_dataset` and :func:`write_dataset`.
 import functools
 import json
 import os
-import re
 
 import numpy as np
 
 from snakestream.errors import InputError
 from snakestream.io.datasets import Opened, ancestors, label, no_dataset, pick_dataset
 from snakestream.io.metadata import hierarchy_spacing
+from snakestream.io.tensorstore_arrays import failed_file, file_spec, open_array, read_region
 
 __all__ = ["open_dataset", "write_dataset"]
 
@@ -36,8 +36,6 @@ _N5_TYPES = ("uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "i
              "float32", "float64")
 _N5_COMPRESSIONS = ("raw", "gzip", "bzip2", "xz", "blosc", "zstd")
 _GZIP_LEVEL = 6
-# tensorstore names the file it failed on: 'Error reading local file "<path>": <reason>'
-_FILE_ERROR = re.compile(r'local file "([^"]+)": (.*?)(?: \[tensorstore_spec=.*)?$', re.S)
 
 
 def _n5_attrs(node_dir):
@@ -116,40 +114,21 @@ def open_dataset(path, dataset):
     return Opened(name, shape, dtype, block, found, functools.partial(_n5_read, ds_dir, where))
 
 
-@functools.lru_cache(maxsize=1)
-def _context():
-    """The process's tensorstore context: no chunk cache (every read goes to the files)."""
-    import tensorstore as ts
-
-    return ts.Context({"cache_pool": {"total_bytes_limit": 0}})
-
-
-def _spec(ds_dir):
-    """tensorstore spec of the N5 dataset in folder `ds_dir` (local files, no fsync)."""
-    return {"driver": "n5", "kvstore": {"driver": "file", "path": os.path.abspath(ds_dir),
-                                        "file_io_sync": False}}
-
-
 def _n5_read(ds_dir, where, slices):
     """Read region `slices` (z, y, x) of an N5 dataset, opening only the blocks it touches.
 
     Returns a C-contiguous native-order array of the region's shape; absent blocks
     read as zeros, edge blocks stored at full size or truncated are both read.
     """
-    import tensorstore as ts
-
     try:
-        store = ts.open(_spec(ds_dir), read=True, context=_context()).result()
-        return store.T[slices].read(order="C").result()
+        return read_region(open_array(file_spec(ds_dir, "n5"), read=True).T, slices)
     except ValueError as exc:
         raise _block_error(exc, where) from exc
 
 
 def _block_error(exc, where):
     """InputError for a tensorstore failure: names the block (or attributes) file."""
-    found = _FILE_ERROR.search(str(exc))
-    file, reason = found.groups() if found else (where, str(exc))
-    reason = reason.strip().rstrip(".")
+    file, reason = failed_file(exc, where)
     if "not supported" in reason:
         return InputError(file, f"unsupported N5 block ({reason}).",
                           "re-save the N5 dataset as a plain 3-D array")
@@ -174,8 +153,6 @@ def write_dataset(root, name, array, spacing, chunks, compression="gzip"):
     compression : {"gzip", "raw"}
         Block compression (gzip level 6). Contract in :mod:`snakestream.io.datasets`.
     """
-    import tensorstore as ts
-
     if array.dtype.name not in _N5_TYPES:
         raise InputError(root, f"dtype {array.dtype} cannot be stored in N5.",
                          f"convert to one of {', '.join(_N5_TYPES)}")
@@ -186,8 +163,7 @@ def write_dataset(root, name, array, spacing, chunks, compression="gzip"):
         "dataType": array.dtype.name, "compression": _n5_compression_attrs(compression),
         "pixelResolution": {"dimensions": [float(v) for v in spacing[::-1]], "unit": "um"},
     }
-    spec = {**_spec(ds_dir), "metadata": metadata, "create": True}
-    store = ts.open(spec, context=_context()).result()
+    store = open_array({**file_spec(ds_dir, "n5"), "metadata": metadata}, create=True)
     store.T.write(np.asarray(array)).result()
     if name:
         _n5_write_groups(root, name)
