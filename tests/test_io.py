@@ -262,6 +262,54 @@ def test_n5_viewer_root_resolution_times_downsampling(tmp_path):
     np.testing.assert_allclose(sio.open_volume(path, "setup0/s1").spacing, SPACING)
 
 
+# --------------------------------------------------------------------------- Zarr readers
+
+def _zarr_written(path, zarr_format=2, dtype="uint16", **kwargs):
+    import zarr
+
+    data = make_array(np.uint16)
+    arr = zarr.create_array(str(path), shape=SHAPE, chunks=CHUNKS, dtype=dtype,
+                            zarr_format=zarr_format, attributes={"spacing": list(SPACING)}, **kwargs)
+    arr[...] = data
+    return data
+
+
+ZARR_LAYOUTS = [  # (id, zarr_format, create_array kwargs, read by tensorstore)
+    ("v2-slash-keys", 2, {"chunk_key_encoding": {"name": "v2", "separator": "/"}}, "zarr"),
+    ("v2-big-endian", 2, {"dtype": ">u2"}, "zarr"),
+    ("v3-sharded", 3, {"shards": (6, 8, 10)}, "zarr3"),
+    ("v2-delta-filter", 2, {"filters": "delta"}, None),
+    ("v2-lz4", 2, {"compressors": "lz4"}, None),
+]
+
+
+@pytest.mark.parametrize("zarr_format,kwargs,driver", [c[1:] for c in ZARR_LAYOUTS],
+                         ids=[c[0] for c in ZARR_LAYOUTS])
+def test_zarr_layouts_read_by_tensorstore_or_zarr_python(tmp_path, zarr_format, kwargs, driver):
+    """tensorstore reads what it can; filters and codecs it lacks fall back to zarr-python."""
+    import numcodecs
+
+    codecs = {"delta": [numcodecs.Delta(dtype="<u2")], "lz4": numcodecs.LZ4()}
+    kwargs = {k: codecs.get(v, v) if isinstance(v, str) else v for k, v in kwargs.items()}
+    path = tmp_path / "l.zarr"
+    data = _zarr_written(path, zarr_format, **kwargs)
+    assert zarr_store.open_dataset(str(path), None).reader.args[-1] == driver
+    vol = sio.open_volume(path)
+    np.testing.assert_array_equal(vol.read(), data)
+    np.testing.assert_array_equal(vol.read(CROP), data[CROP])
+
+
+def test_zarr_corrupt_chunk_names_the_file(tmp_path):
+    path = tmp_path / "c.zarr"
+    _zarr_written(path)
+    (path / "0.0.0").write_bytes(b"junk")
+    vol = sio.open_volume(path)
+    assert vol.read((slice(3, 6), slice(4, 8), slice(5, 10))).shape == (3, 4, 5)  # chunk not read
+    with pytest.raises(InputError) as excinfo:
+        vol.read()
+    assert_error(excinfo, "corrupt Zarr chunk", os.path.join("c.zarr", "0.0.0"))
+
+
 # --------------------------------------------------------------------------- metadata spacing
 
 @pytest.mark.parametrize("zarr_format", [2, 3])
