@@ -1,4 +1,4 @@
-"""Read speed of N5 and Zarr inputs: the old hand-written N5 codec vs tensorstore, zarr-python vs tensorstore.
+"""Read speed of N5 and Zarr inputs: the old N5 codec and zarr-python vs tensorstore.
 
 One generated volume (default 128x1024x1024 uint16, 268 MB; smooth blobs plus noise,
 gzip level 6, chunks 64x128x128) is written as N5 (by ``snakestream.io.n5``, i.e.
@@ -15,8 +15,9 @@ were before tensorstore (the hand-written N5 codec; Zarr read by zarr-python), t
 from git at run time (``git show REF:src/snakestream/io/<module>.py``, REF the parent
 of the commit that removed the codec) into a temporary folder, so they are never part
 of the library; against today's modules (tensorstore for N5 and for Zarr regions, on
-all cores and on one thread as a 1-thread job). Reported per reader: wall seconds, CPU seconds (this process, all threads) and MB/s
-of voxels delivered (wall), best of `--repeat` runs with readers interleaved. The
+all cores and on one thread as a 1-thread job). Reported per reader: wall seconds, CPU
+seconds (this process, all threads) and MB/s of voxels delivered (wall), best of
+`--repeat` runs with readers interleaved. The
 files are read from the page cache (they were just written): this measures the
 codecs and copying, not the disk. Import cost of each library in a fresh
 interpreter is measured too (CPU s, median of 3), since a block job pays it.
@@ -89,8 +90,9 @@ def old_ref():
 
 def load_old(ref, folder, module):
     """Import io/`module`.py of git `ref` from a temp copy, as module ``old_<module>``."""
-    source = subprocess.run(["git", "-C", str(REPO), "show", f"{ref}:src/snakestream/io/{module}.py"],
-                            check=True, capture_output=True, text=True).stdout
+    source = subprocess.run(
+        ["git", "-C", str(REPO), "show", f"{ref}:src/snakestream/io/{module}.py"],
+        check=True, capture_output=True, text=True).stdout
     if module == "n5" and CODEC_MARK not in source:
         sys.exit(f"io/n5.py at {ref} is not the hand-written codec; pass --old-ref")
     file = Path(folder) / f"old_{module}.py"

@@ -204,7 +204,8 @@ def test_n5_written_by_tensorstore_reads_as_zyx(tmp_path, compression):
                                   "dataType": "int32", "compression": compression},
                      "create": True}).result()
     store.write(data.transpose()).result()  # tensorstore indexes N5 as stored: x, y, z
-    (root / "attributes.json").write_text(json.dumps({"n5": "4.0.0", "resolution": [0.2, 0.1625, 0.4]}))
+    root_attrs = {"n5": "4.0.0", "resolution": [0.2, 0.1625, 0.4]}
+    (root / "attributes.json").write_text(json.dumps(root_attrs))
     vol = sio.open_volume(root)  # the only dataset, g/s0, found by walking the container
     assert vol.dataset == "g/s0" and vol.shape == SHAPE and vol.chunks == CHUNKS
     np.testing.assert_allclose(vol.spacing, SPACING)
@@ -219,8 +220,8 @@ def test_n5_we_write_reads_in_tensorstore_as_xyz(tmp_path):
     sio.write_volume(tmp_path / "v.n5", data, SPACING, dataset="a/b/s0", chunks=CHUNKS)
     for node in ("", "a", "a/b"):
         assert (tmp_path / "v.n5" / node / "attributes.json").is_file()
-    store = ts.open({"driver": "n5", "kvstore": {"driver": "file",
-                                                 "path": str(tmp_path / "v.n5" / "a" / "b" / "s0")}}).result()
+    folder = str(tmp_path / "v.n5" / "a" / "b" / "s0")
+    store = ts.open({"driver": "n5", "kvstore": {"driver": "file", "path": folder}}).result()
     assert tuple(store.shape) == SHAPE[::-1]
     np.testing.assert_array_equal(store.read().result(), data.transpose())
 
@@ -268,8 +269,8 @@ def _zarr_written(path, zarr_format=2, dtype="uint16", **kwargs):
     import zarr
 
     data = make_array(np.uint16)
-    arr = zarr.create_array(str(path), shape=SHAPE, chunks=CHUNKS, dtype=dtype,
-                            zarr_format=zarr_format, attributes={"spacing": list(SPACING)}, **kwargs)
+    arr = zarr.create_array(str(path), shape=SHAPE, chunks=CHUNKS, dtype=dtype, zarr_format=zarr_format,
+                            attributes={"spacing": list(SPACING)}, **kwargs)
     arr[...] = data
     return data
 
@@ -297,6 +298,21 @@ def test_zarr_layouts_read_by_tensorstore_or_zarr_python(tmp_path, zarr_format, 
     vol = sio.open_volume(path)
     np.testing.assert_array_equal(vol.read(), data)
     np.testing.assert_array_equal(vol.read(CROP), data[CROP])
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+@pytest.mark.parametrize("name,dataset", [("o.n5", "s0"), ("o.zarr", None), ("o.zarr", "g/a")])
+def test_chunked_reads_leave_no_file_open(tmp_path, name, dataset):
+    """Files are opened per read: many processes read the same input at once."""
+    data = make_array(np.uint16)
+    sio.write_volume(tmp_path / name, data, SPACING, dataset=dataset, chunks=CHUNKS)
+    vol = sio.open_volume(tmp_path / name, dataset)
+    vol.read(CROP)  # first read builds tensorstore's context and threads
+    before = set(os.listdir("/proc/self/fd"))
+    np.testing.assert_array_equal(vol.read(), data)
+    opened = [os.readlink(f"/proc/self/fd/{fd}") for fd in set(os.listdir("/proc/self/fd")) - before
+              if os.path.exists(f"/proc/self/fd/{fd}")]
+    assert not [f for f in opened if str(tmp_path) in f], opened
 
 
 def test_zarr_corrupt_chunk_names_the_file(tmp_path):

@@ -19,7 +19,8 @@ import re
 
 __all__ = ["failed_file", "file_spec", "open_array", "read_region"]
 
-# tensorstore names the file it failed on: '... local file "<path>": <reason> [tensorstore_spec=...]'
+# tensorstore names the file it failed on:
+# '... local file "<path>": <reason> [tensorstore_spec=...]'
 _FILE_ERROR = re.compile(r'local file "([^"]+)": (.*?)(?: \[tensorstore_spec=.*)?$', re.S)
 
 

@@ -3,8 +3,8 @@
 Inputs are opened with :func:`open_dataset` (through
 :func:`~snakestream.io.volumes.open_volume`): zarr-python finds the array and its
 metadata (groups, OME-Zarr 'multiscales', v2 ``.zattrs`` or v3 ``zarr.json``), and
-regions are read through tensorstore (about twice less CPU than zarr-python on the
-same chunks, ``benchmarks/read_bench.py``); an array whose codecs tensorstore does
+regions are read through tensorstore (less than half zarr-python's CPU on the same
+chunks, ``benchmarks/read_bench.py``); an array whose codecs tensorstore does
 not read (v2 filters, an LZ4 compressor, numcodecs codecs in v3, ...) is read by
 zarr-python instead. Whole volumes are written with
 :func:`write_dataset` (through :func:`~snakestream.io.volumes.write_volume`).
@@ -84,9 +84,11 @@ def _tensorstore_driver(folder, zarr_format):
 
 
 def _read_zarr(path, name, driver, slices):
-    """Region `slices` of array `name` (None: root) in store `path`, by `driver` (None: zarr-python).
+    """Region `slices` of array `name` (None: root) in store `path`, read by tensorstore.
 
-    Only the chunks the region touches are read; the store is opened for this read only.
+    `driver` is tensorstore's ("zarr", "zarr3"), or None to read with zarr-python (codecs
+    tensorstore does not have). Only the chunks the region touches are read; the store
+    is opened for this read only.
     """
     if driver is None:
         node = _zarr_node(path)
