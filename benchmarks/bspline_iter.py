@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from snakestream.register import align
 
 from snakestream.demo import scene as demo  # noqa: E402
-from snakestream.fields import transform as tf  # noqa: E402
+from snakestream.register.sitk_transforms import composite  # noqa: E402
 from snakestream.register.block_stage import read_block_images  # noqa: E402
 from snakestream.grid.blocks import block_regions, block_seed, region_slices  # noqa: E402
 from snakestream.io.volumes import open_volume  # noqa: E402
@@ -131,7 +131,7 @@ def pick_blocks(truth, n):
 
 def block_tre(transforms, points, truth):
     """Distances (µm) between the block's mapping of ``points`` and the truth."""
-    comp = tf.composite([t.to_sitk() for t in transforms])
+    comp = composite([t.to_sitk() for t in transforms])
     pred = np.array([comp.TransformPoint(p[::-1].tolist())[::-1] for p in points])
     return np.linalg.norm(pred - truth.transform(points), axis=1)
 
@@ -216,7 +216,7 @@ def _pre_resampled(fix, mov, static, pad=4):
 
     The deform step then runs without a moving initial transform.
     """
-    comp = tf.composite([s.to_sitk() for s in static])
+    comp = composite([s.to_sitk() for s in static])
     origin = fix.origin - pad * fix.spacing
     ref = align.Image(np.zeros(tuple(np.array(fix.data.shape) + 2 * pad), np.float32),
                       fix.spacing, origin).to_sitk()

@@ -30,7 +30,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 from snakestream.register.global_stage import global_align  # noqa: E402
 from snakestream.io.volumes import open_volume, write_volume  # noqa: E402
 from snakestream.register.steps import normalize_steps  # noqa: E402
-from snakestream.fields.transform import apply_affine  # noqa: E402
+from snakestream.grid.geometry import apply_affine  # noqa: E402
 from test_global_robust import make_pair  # noqa: E402
 
 FIX_SHAPE = (64, 400, 400)

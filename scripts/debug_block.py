@@ -18,6 +18,6 @@ with rule_context(snakemake):  # noqa: F821
     with atomic_path(snakemake.output[0]) as tmp:  # noqa: F821
         os.makedirs(tmp)
         for path in debug_block(tmp, row, results, open_image(p.fixed), open_image(p.moving),
-                                affine, p.margin):
+                                affine, margin=p.margin):
             print("wrote", os.path.basename(path))
     print(f"block {bid}: status {qc['status']} {qc.get('reason', '')}")

@@ -10,22 +10,18 @@ import numpy as np
 
 from snakestream.demo.scene import load_truth
 from snakestream.io.zarr_store import open_zarr_array
-from snakestream.fields.transform import transform_points
+from snakestream.qc.metrics import stage_tre
 
 
-def stage_tre(truth, results):
+def results_tre(truth, results):
     """TRE (µm) of the identity, the global affine and, if present, the block stage."""
-    from snakestream.qc.metrics import tre
-
-    pts, target = truth.landmarks_fixed, truth.landmarks_moving
     affine = np.loadtxt(os.path.join(results, "global", "affine.mat"))
-    out = {"before": tre(pts, target), "global": tre(transform_points(pts, affine), target)}
     field_path = os.path.join(results, "deform.zarr")
-    if os.path.exists(field_path):
-        field = open_zarr_array(field_path)
-        moved = transform_points(pts, affine, field[...], field.attrs["spacing"])
-        out["blocks"] = tre(moved, target)
-    return out
+    if not os.path.exists(field_path):
+        return stage_tre(truth.landmarks_fixed, truth.landmarks_moving, affine)
+    field = open_zarr_array(field_path)
+    return stage_tre(truth.landmarks_fixed, truth.landmarks_moving, affine, field[...],
+                     field.attrs["spacing"])
 
 
 def main():
@@ -33,7 +29,7 @@ def main():
     parser.add_argument("truth")
     parser.add_argument("results")
     args = parser.parse_args()
-    report = stage_tre(load_truth(args.truth), args.results)
+    report = results_tre(load_truth(args.truth), args.results)
     for stage, t in report.items():
         print(f"TRE {stage:>7}: median {t['median']:.3f} µm, 95th percentile {t['p95']:.3f} µm "
               f"({t['n']} landmarks)")

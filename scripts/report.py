@@ -9,10 +9,10 @@ from snakestream.register.global_stage import downsample_volume
 from snakestream.io.atomic import atomic_path
 from snakestream.io.volumes import open_volume
 from snakestream.io.zarr_store import open_zarr_array
-from snakestream.qc.metrics import merge_jacobian_stats, tre
+from snakestream.fields.jacobian import merge_jacobian_stats
+from snakestream.qc.metrics import stage_tre
 from snakestream.qc.block_qc import status_counts
 from snakestream.smk.runtime import open_image, rule_context
-from snakestream.fields.transform import apply_affine, sample_zarr_field
 
 MAX_PIXELS = 256  # longest axis of the report's overlay views
 
@@ -25,13 +25,12 @@ def low_res(vol, target):
 
 def tre_rows(truth_path, affine, field_path):
     truth = np.load(truth_path)
-    pts, target = truth["landmarks_fixed"], truth["landmarks_moving"]
-    rows = [("before", tre(pts, target)), ("global affine", tre(apply_affine(affine, pts), target))]
-    if field_path:
-        arr = open_zarr_array(field_path)
-        moved = apply_affine(affine, pts + sample_zarr_field(arr, arr.attrs["spacing"], pts))
-        rows.append(("blocks", tre(moved, target)))
-    return [(name, f"{t['median']:.3f}", f"{t['p95']:.3f}", t["n"]) for name, t in rows]
+    field = open_zarr_array(field_path) if field_path else None
+    stages = stage_tre(truth["landmarks_fixed"], truth["landmarks_moving"], affine, field,
+                       None if field is None else field.attrs["spacing"])
+    names = {"before": "before", "global": "global affine", "blocks": "blocks"}
+    return [(names[stage], f"{t['median']:.3f}", f"{t['p95']:.3f}", t["n"])
+            for stage, t in stages.items()]
 
 
 def global_section(qc_path, overlay_path):

@@ -3,7 +3,8 @@ import numpy as np
 
 from snakestream.io.atomic import atomic_path
 from snakestream.io.zarr_store import open_zarr_array
-from snakestream.fields.points import backward, forward, read_points, write_points
+from snakestream.fields.points import read_points, write_points
+from snakestream.fields.transform import invert_points, transform_points
 from snakestream.smk.runtime import rule_context
 
 with rule_context(snakemake):  # noqa: F821
@@ -16,9 +17,9 @@ with rule_context(snakemake):  # noqa: F821
     field = open_zarr_array(i.field) if p.use_field else None
     spacing = field.attrs["spacing"] if field is not None else None
     if spec["direction"] == "fixed_to_moving":
-        out = forward(pts, affine, field, spacing)
+        out = transform_points(pts, affine, field, spacing)
     else:
-        out, residual = backward(pts, affine, field, spacing)
+        out, residual = invert_points(pts, affine, field, spacing)
         print(f"inverse residual: median {np.median(residual):.2e} µm, max {residual.max():.2e} µm")
     print(f"{len(pts)} points {spec['direction']}")
     with atomic_path(snakemake.output[0]) as tmp:  # noqa: F821

@@ -13,7 +13,7 @@ with rule_context(snakemake):  # noqa: F821
     out = open_zarr_array(snakemake.input.image + "/0", mode="r+")  # noqa: F821
     inverse = open_zarr_array(snakemake.input.inverse) if p.use_field else None  # noqa: F821
     n = warp_fixed_slab(out, slab, np.asarray(out.attrs["spacing"]),
-                        np.loadtxt(snakemake.input.affine), open_image(p.fixed), inverse,  # noqa: F821
-                        p.order)
+                        np.loadtxt(snakemake.input.affine), open_image(p.fixed),  # noqa: F821
+                        inverse=inverse, order=p.order)
     write_json(snakemake.output[0], {"slab": slab, "chunks": n,
                        "seconds": round(time.perf_counter() - t0, 3)})  # noqa: F821

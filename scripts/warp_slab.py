@@ -17,7 +17,8 @@ with rule_context(snakemake):  # noqa: F821
     affine = np.loadtxt(snakemake.input.affine)  # noqa: F821
     out = open_zarr_array(snakemake.input.image + "/0", mode="r+")  # noqa: F821
     field = open_zarr_array(snakemake.input.field) if p.use_field else None  # noqa: F821
-    n = warp_slab(out, slab, np.asarray(out.attrs["spacing"]), affine, mov, field, p.order)
+    n = warp_slab(out, slab, np.asarray(out.attrs["spacing"]), affine, mov, field=field,
+                  order=p.order)
     stats = {"slab": slab, "chunks": n, "seconds": round(time.perf_counter() - t0, 3),
              "peak_mem_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     print(stats)

@@ -4,7 +4,9 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import about_centre, rotation_z
-from snakestream.fields import transform as tf
+from snakestream.fields.transform import displacement_on_grid
+from snakestream.grid.geometry import compose_affines
+from snakestream.register.sitk_transforms import affine_to_sitk
 from snakestream.register.align import Image, StepResult, run_step, run_steps
 from snakestream.register.global_stage import global_align
 from snakestream.io.volumes import open_volume, write_volume
@@ -31,7 +33,7 @@ def blobs(shape=(40, 96, 96), spacing=SPACING, n=180, seed=0):
 def pulled(fix, matrix, gain=0.8, offset=0.1):
     """Moving image such that moving(A @ x) = fixed(x) (+ intensity change)."""
     f = fix.to_sitk()
-    out = sitk.Resample(f, f, tf.affine_to_sitk(np.linalg.inv(matrix)), sitk.sitkLinear, 0.0)
+    out = sitk.Resample(f, f, affine_to_sitk(np.linalg.inv(matrix)), sitk.sitkLinear, 0.0)
     return Image(sitk.GetArrayFromImage(out) * gain + offset, fix.spacing)
 
 
@@ -68,7 +70,7 @@ def test_rigid_then_affine_recovers_scale_and_shear(fixed):
     steps = normalize_steps([["rigid", {**STEP, "initial_condition": "CENTER"}],
                              ["affine", STEP]], "t")
     results = run_steps(steps, fixed, pulled(fixed, truth), log=lambda m: None)
-    found = tf.compose_affines(*[r.parameters.reshape(4, 4) for r in results])
+    found = compose_affines(*[r.parameters.reshape(4, 4) for r in results])
     assert_matrix_close(found, truth)
 
 
@@ -121,7 +123,7 @@ def test_deform_recovers_smooth_local_motion(fixed):
         "t")
     result = run_step(name, params, fixed, mov, seed=3)
     assert result.qc["status"] == "ok" and result.kind == "bspline"
-    field = tf.displacement_on_grid(result.to_sitk(), (0, 0, 0), fixed.data.shape, SPACING)
+    field = displacement_on_grid(result.to_sitk(), (0, 0, 0), fixed.data.shape, SPACING)
     inner = (slice(5, -5), slice(16, -16), slice(16, -16))
     # moving(x) = fixed(x - d): the point x in fixed sits at x + d(x) in moving
     err = np.abs(field[inner][..., 2] - d[inner])

@@ -10,8 +10,8 @@ from scipy import ndimage
 
 from snakestream.demo import scene as demo
 from snakestream.errors import InputError
-from snakestream.fields.transform import apply_affine
-from snakestream.qc.metrics import ncc
+from snakestream.grid.geometry import apply_affine
+from snakestream.register.similarity import ncc
 
 SHAPE = (24, 80, 80)
 SPACING = (0.8, 0.4, 0.4)

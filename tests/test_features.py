@@ -11,7 +11,7 @@ from scipy import ndimage as ndi
 
 from conftest import about_centre, box_corners, extent, render_blobs, rotation_z
 from snakestream.errors import AlignmentError
-from snakestream.fields.transform import apply_affine
+from snakestream.grid.geometry import apply_affine
 from snakestream.qc.metrics import tre
 from snakestream.register import features as F
 

@@ -23,9 +23,10 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import ROOT, about_centre, box_corners, extent, render_blobs, rotation_z
-from snakestream.fields.transform import apply_affine
+from snakestream.grid.geometry import apply_affine
 from snakestream.qc import overlay
-from snakestream.qc.metrics import ncc, tre
+from snakestream.qc.metrics import tre
+from snakestream.register.similarity import ncc
 from snakestream.register.align import Image, StepResult, run_step, run_steps
 from snakestream.register.block_stage import block_status
 from snakestream.grid.blocks import block_seed

@@ -134,12 +134,15 @@ def test_n5_layout_is_xyz_big_endian_and_crop_reads_only_its_blocks(tmp_path):
     attrs = json.loads((path / "s0" / "attributes.json").read_text())
     assert attrs["dimensions"] == [13, 10, 7] and attrs["blockSize"] == [5, 4, 3]
     assert attrs["pixelResolution"] == {"dimensions": [0.2, 0.1625, 0.4], "unit": "um"}
-    # last block in x (index 2), first in y and z: 3 of 5 x voxels remain
+    # last block in x (index 2), first in y and z: 3 of 5 x voxels are in the volume.
+    # tensorstore stores edge blocks at full block size (valid N5: the header gives the
+    # stored size), the voxels past the edge hold the fill value 0.
     import gzip
     raw = (path / "s0" / "2" / "0" / "0").read_bytes()
-    assert struct.unpack(">HH3I", raw[:16]) == (0, 3, 3, 4, 3)
-    body = np.frombuffer(gzip.decompress(raw[16:]), ">u2").reshape(3, 4, 3)
-    np.testing.assert_array_equal(body, data[0:3, 0:4, 10:13])
+    assert struct.unpack(">HH3I", raw[:16]) == (0, 3, 5, 4, 3)
+    body = np.frombuffer(gzip.decompress(raw[16:]), ">u2").reshape(3, 4, 5)
+    np.testing.assert_array_equal(body[:, :, :3], data[0:3, 0:4, 10:13])
+    assert not body[:, :, 3:].any()
     # a corrupt block outside the crop is never opened
     (path / "s0" / "0" / "2" / "2").write_bytes(b"garbage")
     vol = sio.open_volume(path, "s0")
@@ -188,6 +191,69 @@ def test_n5_corrupt_gzip_body_names_the_block(tmp_path):
     assert_error(excinfo, "corrupt N5 block", os.path.join("s0", "0", "0", "0"))
 
 
+N5_COMPRESSIONS = [{"type": "raw"}, {"type": "gzip", "useZlib": True}, {"type": "bzip2"},
+                    {"type": "xz"}, {"type": "blosc", "cname": "zstd", "clevel": 3, "shuffle": 1},
+                    {"type": "zstd"}]
+
+
+@pytest.mark.parametrize("compression", N5_COMPRESSIONS, ids=lambda c: c["type"])
+def test_n5_written_by_tensorstore_reads_as_zyx(tmp_path, compression):
+    """An N5 written by tensorstore itself (x, y, z dims) reads back (z, y, x), by content."""
+    import json
+
+    import tensorstore as ts
+
+    data = make_array(np.int32)
+    root = tmp_path / "ts.n5"
+    store = ts.open({"driver": "n5", "kvstore": {"driver": "file", "path": str(root / "g" / "s0")},
+                     "metadata": {"dimensions": list(SHAPE[::-1]), "blockSize": list(CHUNKS[::-1]),
+                                  "dataType": "int32", "compression": compression},
+                     "create": True}).result()
+    store.write(data.transpose()).result()  # tensorstore indexes N5 as stored: x, y, z
+    root_attrs = {"n5": "4.0.0", "resolution": [0.2, 0.1625, 0.4]}
+    (root / "attributes.json").write_text(json.dumps(root_attrs))
+    vol = sio.open_volume(root)  # the only dataset, g/s0, found by walking the container
+    assert vol.dataset == "g/s0" and vol.shape == SHAPE and vol.chunks == CHUNKS
+    np.testing.assert_allclose(vol.spacing, SPACING)
+    np.testing.assert_array_equal(vol.read(), data)
+    np.testing.assert_array_equal(vol.read(CROP), data[CROP])
+
+
+def test_n5_we_write_reads_in_tensorstore_as_xyz(tmp_path):
+    import tensorstore as ts
+
+    data = make_array(np.float32)
+    sio.write_volume(tmp_path / "v.n5", data, SPACING, dataset="a/b/s0", chunks=CHUNKS)
+    for node in ("", "a", "a/b"):
+        assert (tmp_path / "v.n5" / node / "attributes.json").is_file()
+    folder = str(tmp_path / "v.n5" / "a" / "b" / "s0")
+    store = ts.open({"driver": "n5", "kvstore": {"driver": "file", "path": folder}}).result()
+    assert tuple(store.shape) == SHAPE[::-1]
+    np.testing.assert_array_equal(store.read().result(), data.transpose())
+
+
+def test_n5_old_compression_type_and_varlength_blocks(tmp_path):
+    import json
+    import struct
+
+    root = tmp_path / "old.n5"
+    root.mkdir()
+    attrs = {"dimensions": [2, 2, 2], "blockSize": [2, 2, 2], "dataType": "int16",
+             "compressionType": "gzip", "resolution": [1, 1, 1]}
+    (root / "attributes.json").write_text(json.dumps(attrs))
+    with pytest.raises(InputError) as excinfo:
+        sio.open_volume(root)
+    assert_error(excinfo, "old.n5", "no 'compression'", '"compression": {"type": "gzip"}')
+    attrs["compression"] = {"type": "raw"}
+    (root / "attributes.json").write_text(json.dumps(attrs))
+    (root / "0" / "0").mkdir(parents=True)
+    body = np.arange(8, dtype=">i2").tobytes()
+    (root / "0" / "0" / "0").write_bytes(struct.pack(">HH4I", 1, 3, 2, 2, 2, 8) + body)
+    with pytest.raises(InputError) as excinfo:
+        sio.open_volume(root).read()
+    assert_error(excinfo, "unsupported N5 block", os.path.join("old.n5", "0", "0", "0"))
+
+
 def test_n5_viewer_root_resolution_times_downsampling(tmp_path):
     import json
 
@@ -201,6 +267,69 @@ def test_n5_viewer_root_resolution_times_downsampling(tmp_path):
     (path / "attributes.json").write_text(json.dumps({"n5": "4.0.0", "pixelResolution": {
         "dimensions": [0.1, 0.08125, 0.4], "unit": "um"}}))
     np.testing.assert_allclose(sio.open_volume(path, "setup0/s1").spacing, SPACING)
+
+
+# --------------------------------------------------------------------------- Zarr readers
+
+def _zarr_written(path, zarr_format=2, dtype="uint16", **kwargs):
+    import zarr
+
+    data = make_array(np.uint16)
+    arr = zarr.create_array(str(path), shape=SHAPE, chunks=CHUNKS, dtype=dtype, zarr_format=zarr_format,
+                            attributes={"spacing": list(SPACING)}, **kwargs)
+    arr[...] = data
+    return data
+
+
+ZARR_LAYOUTS = [  # (id, zarr_format, create_array kwargs, read by tensorstore)
+    ("v2-slash-keys", 2, {"chunk_key_encoding": {"name": "v2", "separator": "/"}}, "zarr"),
+    ("v2-big-endian", 2, {"dtype": ">u2"}, "zarr"),
+    ("v3-sharded", 3, {"shards": (6, 8, 10)}, "zarr3"),
+    ("v2-delta-filter", 2, {"filters": "delta"}, None),
+    ("v2-lz4", 2, {"compressors": "lz4"}, None),
+]
+
+
+@pytest.mark.parametrize("zarr_format,kwargs,driver", [c[1:] for c in ZARR_LAYOUTS],
+                         ids=[c[0] for c in ZARR_LAYOUTS])
+def test_zarr_layouts_read_by_tensorstore_or_zarr_python(tmp_path, zarr_format, kwargs, driver):
+    """tensorstore reads what it can; filters and codecs it lacks fall back to zarr-python."""
+    import numcodecs
+
+    codecs = {"delta": [numcodecs.Delta(dtype="<u2")], "lz4": numcodecs.LZ4()}
+    kwargs = {k: codecs.get(v, v) if isinstance(v, str) else v for k, v in kwargs.items()}
+    path = tmp_path / "l.zarr"
+    data = _zarr_written(path, zarr_format, **kwargs)
+    assert zarr_store.open_dataset(str(path), None).reader.args[-1] == driver
+    vol = sio.open_volume(path)
+    np.testing.assert_array_equal(vol.read(), data)
+    np.testing.assert_array_equal(vol.read(CROP), data[CROP])
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+@pytest.mark.parametrize("name,dataset", [("o.n5", "s0"), ("o.zarr", None), ("o.zarr", "g/a")])
+def test_chunked_reads_leave_no_file_open(tmp_path, name, dataset):
+    """Files are opened per read: many processes read the same input at once."""
+    data = make_array(np.uint16)
+    sio.write_volume(tmp_path / name, data, SPACING, dataset=dataset, chunks=CHUNKS)
+    vol = sio.open_volume(tmp_path / name, dataset)
+    vol.read(CROP)  # first read builds tensorstore's context and threads
+    before = set(os.listdir("/proc/self/fd"))
+    np.testing.assert_array_equal(vol.read(), data)
+    opened = [os.readlink(f"/proc/self/fd/{fd}") for fd in set(os.listdir("/proc/self/fd")) - before
+              if os.path.exists(f"/proc/self/fd/{fd}")]
+    assert not [f for f in opened if str(tmp_path) in f], opened
+
+
+def test_zarr_corrupt_chunk_names_the_file(tmp_path):
+    path = tmp_path / "c.zarr"
+    _zarr_written(path)
+    (path / "0.0.0").write_bytes(b"junk")
+    vol = sio.open_volume(path)
+    assert vol.read((slice(3, 6), slice(4, 8), slice(5, 10))).shape == (3, 4, 5)  # chunk not read
+    with pytest.raises(InputError) as excinfo:
+        vol.read()
+    assert_error(excinfo, "corrupt Zarr chunk", os.path.join("c.zarr", "0.0.0"))
 
 
 # --------------------------------------------------------------------------- metadata spacing

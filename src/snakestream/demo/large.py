@@ -12,7 +12,7 @@ reach). Conventions as :mod:`snakestream.demo.scene`: z,y,x, Âµm, voxel i at i Ã
 """
 
 import argparse
-import os
+import contextlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import numpy as np
 import zarr
 
 from snakestream.demo import scene as demo
+from snakestream.io.atomic import atomic_path
 
 
 PER_BLOB = ("centres", "precision", "radius_max", "brightness", "tex_amp", "tex_freq",
@@ -98,30 +99,29 @@ def make_demo_streamed(out_dir, shape, spacing=(0.8, 0.4, 0.4), seed=0, slab=16,
     truth.landmarks_moving = truth.transform(truth.landmarks_fixed)
     names = {"fix": "fix.zarr", "fix_mask": "fix_mask.zarr", "mov": "mov.h5",
              "truth": "truth.npz"}
-    tmp = {k: demo._temp_name(out / n) for k, n in names.items()}
-    fix = _zarr_dataset(tmp["fix"], truth.fix_shape, spacing, np.uint16)
-    mask = _zarr_dataset(tmp["fix_mask"], truth.fix_shape, spacing, np.uint8)
-    halo = int(np.ceil(4 * demo.MASK_SMOOTH_UM / spacing[0])) + 1  # gaussian_filter's reach
-    nz = truth.fix_shape[0]
-    for z0 in range(0, nz, slab):
-        z1 = min(z0 + slab, nz)
-        h0, h1 = max(z0 - halo, 0), min(z1 + halo, nz)
-        counts = fixed_slab(scene, truth, seed, h0, h1)
-        fix[z0:z1] = counts[z0 - h0:z1 - h0]
-        mask[z0:z1] = demo.foreground_mask(counts, spacing)[z0 - h0:z1 - h0]
-        log(f"fixed planes {z1}/{nz}")
-    with h5py.File(tmp["mov"], "w") as f:
-        ds = f.create_dataset("ch0", shape=truth.mov_shape, dtype=np.uint16, compression="gzip",
-                              compression_opts=1, track_times=False,
-                              chunks=tuple(min(c, n) for c, n in zip(demo.CHUNKS, truth.mov_shape)))
-        ds.attrs["element_size_um"] = np.asarray(spacing, float)
-        for z0 in range(0, truth.mov_shape[0], slab // 2 or 1):
-            z1 = min(z0 + (slab // 2 or 1), truth.mov_shape[0])
-            ds[z0:z1] = moving_slab(scene, truth, seed, z0, z1)
-            log(f"moving planes {z1}/{truth.mov_shape[0]}")
-    demo.write_truth(tmp["truth"], truth)
-    for key, name in names.items():
-        (demo._replace_dir if key in ("fix", "fix_mask") else os.replace)(tmp[key], out / name)
+    with contextlib.ExitStack() as stack:  # every file moves into place at the end
+        tmp = {k: stack.enter_context(atomic_path(out / n)) for k, n in names.items()}
+        fix = _zarr_dataset(tmp["fix"], truth.fix_shape, spacing, np.uint16)
+        mask = _zarr_dataset(tmp["fix_mask"], truth.fix_shape, spacing, np.uint8)
+        halo = int(np.ceil(4 * demo.MASK_SMOOTH_UM / spacing[0])) + 1  # gaussian_filter's reach
+        nz = truth.fix_shape[0]
+        for z0 in range(0, nz, slab):
+            z1 = min(z0 + slab, nz)
+            h0, h1 = max(z0 - halo, 0), min(z1 + halo, nz)
+            counts = fixed_slab(scene, truth, seed, h0, h1)
+            fix[z0:z1] = counts[z0 - h0:z1 - h0]
+            mask[z0:z1] = demo.foreground_mask(counts, spacing)[z0 - h0:z1 - h0]
+            log(f"fixed planes {z1}/{nz}")
+        with h5py.File(tmp["mov"], "w") as f:
+            chunks = tuple(min(c, n) for c, n in zip(demo.CHUNKS, truth.mov_shape))
+            ds = f.create_dataset("ch0", shape=truth.mov_shape, dtype=np.uint16, compression="gzip",
+                                  compression_opts=1, track_times=False, chunks=chunks)
+            ds.attrs["element_size_um"] = np.asarray(spacing, float)
+            for z0 in range(0, truth.mov_shape[0], slab // 2 or 1):
+                z1 = min(z0 + (slab // 2 or 1), truth.mov_shape[0])
+                ds[z0:z1] = moving_slab(scene, truth, seed, z0, z1)
+                log(f"moving planes {z1}/{truth.mov_shape[0]}")
+        demo.write_truth(tmp["truth"], truth)
     return {key: str(out / name) for key, name in names.items()}
 
 

@@ -20,9 +20,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +29,10 @@ import zarr
 from scipy import ndimage
 
 from snakestream.errors import InputError
+from snakestream.fields.transform import inverse_displacement
+from snakestream.grid.geometry import apply_affine, physical_grid
+from snakestream.io.atomic import atomic_path
+from snakestream.qc import metrics
 
 TWO_PI = 2.0 * np.pi
 
@@ -107,34 +108,24 @@ class DemoTruth:
     def transform(self, points_um):
         """Full transform T(x) = A @ (x + u(x)): fixed µm ``(N, 3)`` -> moving µm."""
         pts = np.asarray(points_um, dtype=float).reshape(-1, 3)
-        return _apply_affine(self.affine, pts + self.displacement(pts))
+        return apply_affine(self.affine, pts + self.displacement(pts))
 
     def inverse(self, points_um, tol_um=1e-7, max_iter=50):
         """Fixed points x with T(x) = y for moving points y ``(N, 3)`` µm.
 
-        Fixed-point iteration ``x <- A^-1 y - u(x)``; it contracts because
-        ``|grad u| < 1``.  Stops when no point moves more than ``tol_um``.
+        Fixed-point iteration ``x <- A^-1 y - u(x)``
+        (:func:`~snakestream.fields.transform.inverse_displacement`); it contracts
+        because ``|grad u| < 1``.  Stops when no point moves more than ``tol_um``.
         """
-        target = _apply_affine(np.linalg.inv(self.affine), points_um)
-        x = target.copy()
-        for _ in range(max_iter):
-            x_new = target - self.displacement(x)
-            step = np.abs(x_new - x).max(initial=0.0)
-            x = x_new
-            if step < tol_um:
-                break
-        return x
+        target = apply_affine(np.linalg.inv(self.affine),
+                              np.asarray(points_um, dtype=float).reshape(-1, 3))
+        return target + inverse_displacement(self.displacement, target, iterations=max_iter,
+                                             tol=tol_um)
 
     def lipschitz_bound(self):
         """Upper bound on the operator norm of grad u (unitless)."""
         return float(TWO_PI * np.sum(np.linalg.norm(self.disp_amp, axis=1)
                                      * np.linalg.norm(self.disp_freq, axis=1)))
-
-
-def _apply_affine(affine, points_um):
-    """Apply a 4x4 affine to ``(N, 3)`` points (µm, zyx)."""
-    pts = np.asarray(points_um, dtype=float).reshape(-1, 3)
-    return _rows_times(pts, affine[:3, :3]) + affine[:3, 3]
 
 
 def _rows_times(rows, matrix):
@@ -190,7 +181,8 @@ def _domain_corners(shape, spacing):
     return np.stack(corners, axis=-1).reshape(-1, 3)
 
 
-def _moving_grid(linear, translation_um, fix_shape, fix_spacing, mov_spacing, reach_um, high_um):
+def _moving_grid(linear, translation_um, fix_shape, fix_spacing, mov_spacing, *, reach_um,
+                 high_um):
     """Moving grid and affine so that T(fixed domain) lies inside the grid.
 
     The translation is raised where needed so that T(fixed domain) starts at
@@ -228,7 +220,7 @@ def make_truth_transform(rng, fix_shape, fix_spacing, mov_spacing):
     reach = np.abs(linear) @ np.abs(amp).sum(axis=0)
     high = MOVING_MARGIN_UM + rng.uniform(0.03, 0.12, 3) * fov
     mov_shape, affine = _moving_grid(linear, translation, fix_shape, fix_spacing,
-                                     mov_spacing, reach, high)
+                                     mov_spacing, reach_um=reach, high_um=high)
     empty = np.zeros((0, 3))
     return DemoTruth(affine, amp, freq, phase, empty, empty, fix_spacing, mov_spacing,
                      np.asarray(fix_shape, int), mov_shape)
@@ -400,8 +392,7 @@ def render(scene, points_um, centres_um, radii_um, spacing):
 
 def grid_points(shape, spacing):
     """Physical positions (µm) of all voxels, ``(Z, Y, X, 3)`` zyx."""
-    axes = [np.arange(n) * s for n, s in zip(shape, spacing)]
-    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
+    return physical_grid((0, 0, 0), shape, spacing)
 
 
 def render_fixed(scene, truth):
@@ -454,65 +445,31 @@ def inner_landmarks(centres_um, shape, spacing, margin_um=LANDMARK_MARGIN_UM):
 
 
 # --------------------------------------------------------------------------
-# Atomic writers
+# Writers (atomic: a temporary sibling renamed into place)
 # --------------------------------------------------------------------------
-def _temp_name(final):
-    """Hidden temporary sibling of ``final`` (same folder, so rename is atomic)."""
-    final = Path(final)
-    return final.with_name(f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-
-
-def _replace_dir(tmp, final):
-    """Move directory ``tmp`` to ``final``, replacing an existing one."""
-    final = Path(final)
-    if not final.exists():
-        os.replace(tmp, final)
-        return
-    old = _temp_name(final)
-    os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def write_zarr(path, data, spacing, chunks=CHUNKS):
     """Write ``data`` as dataset ``s0`` of a Zarr v2 group, attr ``spacing`` (µm zyx)."""
-    tmp = _temp_name(path)
-    try:
+    with atomic_path(path) as tmp:
         group = zarr.open_group(str(tmp), mode="w", zarr_format=2)
         arr = group.create_array("s0", shape=data.shape, dtype=data.dtype,
                                  chunks=tuple(min(c, n) for c, n in zip(chunks, data.shape)),
                                  attributes={"spacing": [float(s) for s in spacing]})
         arr[...] = data
-        _replace_dir(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_h5(path, data, spacing, chunks=CHUNKS):
     """Write ``data`` as chunked dataset ``/ch0`` with attr ``element_size_um`` (zyx)."""
-    tmp = _temp_name(path)
-    try:
-        with h5py.File(tmp, "w") as f:
-            ds = f.create_dataset("ch0", data=data, compression="gzip", compression_opts=1,
-                                  chunks=tuple(min(c, n) for c, n in zip(chunks, data.shape)),
-                                  track_times=False)
-            ds.attrs["element_size_um"] = np.asarray(spacing, float)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        ds = f.create_dataset("ch0", data=data, compression="gzip", compression_opts=1,
+                              chunks=tuple(min(c, n) for c, n in zip(chunks, data.shape)),
+                              track_times=False)
+        ds.attrs["element_size_um"] = np.asarray(spacing, float)
 
 
 def write_truth(path, truth):
     """Write the truth arrays to ``path`` (.npz) atomically."""
-    tmp = _temp_name(path)
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **_truth_arrays(truth))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **_truth_arrays(truth))
 
 
 def _truth_arrays(truth):
@@ -602,18 +559,10 @@ def tre(predicted_moving_um, truth):
 
     Returns
     -------
-    dict: ``median``, ``p95``, ``max`` (µm) and ``n`` (number of landmarks).
+    dict: ``median``, ``p95``, ``max`` (µm) and ``n`` (number of landmarks), as
+    :func:`snakestream.qc.metrics.tre`.
     """
-    pred = np.asarray(predicted_moving_um, dtype=float)
-    if pred.shape != truth.landmarks_moving.shape:
-        raise InputError("predicted landmarks", f"shape {pred.shape} does not match the "
-                         f"{truth.landmarks_moving.shape} truth landmarks.",
-                         "Map every row of truth.landmarks_fixed, in order.")
-    dist = np.linalg.norm(pred - truth.landmarks_moving, axis=1)
-    if dist.size == 0:
-        return {"median": float("nan"), "p95": float("nan"), "max": float("nan"), "n": 0}
-    return {"median": float(np.median(dist)), "p95": float(np.percentile(dist, 95)),
-            "max": float(dist.max()), "n": int(dist.size)}
+    return metrics.tre(predicted_moving_um, truth.landmarks_moving)
 
 
 def main(argv=None):

@@ -12,15 +12,29 @@ import zipfile
 
 import numpy as np
 
-from snakestream.fields import transform as tf
-from snakestream.register.align import StepResult
 from snakestream.errors import BlockFileError
+from snakestream.register.align import StepResult
+from snakestream.register.sitk_transforms import composite
 
 STATUSES = ("ok", "fallback", "skipped")
 
 
 def save_block(path, bid, region, results, qc):
-    """Write a block file (``path`` should be a temporary name; see io.atomic_path)."""
+    """Write a block file.
+
+    Parameters
+    ----------
+    path : str
+        File to write; should be a temporary name (see ``io.volumes.atomic_path``).
+    bid : str
+        Block id.
+    region : sequence of 6 int
+        The block's fixed voxel region z0, z1, y0, y1, x0, x1.
+    results : list of StepResult
+        The block's own transforms, in composite order.
+    qc : dict
+        JSON-serialisable QC record (numpy scalars allowed).
+    """
     arrays = {"id": np.array(bid), "region": np.asarray(region, dtype=np.int64),
               "kinds": np.array([r.kind for r in results], dtype="U8"),
               "qc": np.array(json.dumps(qc, default=_json_default))}
@@ -38,7 +52,26 @@ def _json_default(value):
 
 
 def load_block(path):
-    """Read a block file -> (list of StepResult, qc dict, region array)."""
+    """Read a block file written by :func:`save_block`.
+
+    Parameters
+    ----------
+    path : str
+
+    Returns
+    -------
+    results : list of StepResult
+        The block's own transforms (global affine excluded).
+    qc : dict
+        Its QC record; ``status`` is one of :data:`STATUSES`.
+    region : (6,) int64 array
+        z0, z1, y0, y1, x0, x1 of the block on the fixed grid (voxels).
+
+    Raises
+    ------
+    BlockFileError
+        The file is missing, unreadable or has an unknown status (one-line message).
+    """
     try:
         with np.load(path, allow_pickle=False) as data:
             kinds = [str(k) for k in data["kinds"]]
@@ -62,4 +95,4 @@ def load_block(path):
 
 def block_transform(results):
     """SimpleITK composite of a block's own transforms (without the global affine)."""
-    return tf.composite([r.to_sitk() for r in results])
+    return composite([r.to_sitk() for r in results])

@@ -10,12 +10,14 @@ d(x) as x, y, z vectors. An ``itk::CompositeTransform`` holding
 import numpy as np
 import SimpleITK as sitk
 
-from snakestream.fields import transform as tf
+from snakestream.fields.transform import apply_transform
+from snakestream.grid.geometry import physical_grid
+from snakestream.register.sitk_transforms import affine_to_sitk
 
 
 def write_itk_affine(path, affine):
     """Write a 4x4 z,y,x affine (fixed -> moving, µm) as an ITK ``AffineTransform`` file."""
-    sitk.WriteTransform(tf.affine_to_sitk(affine), str(path))
+    sitk.WriteTransform(affine_to_sitk(affine), str(path))
 
 
 def nrrd_vector_header(shape, spacing, dtype="float"):
@@ -31,11 +33,21 @@ def nrrd_vector_header(shape, spacing, dtype="float"):
 
 
 def write_itk_field(path, field, chunk_z=16, add_affine=None):
-    """Stream a (Z, Y, X, 3) z,y,x µm field (zarr) to an NRRD displacement image.
+    """Stream a displacement field to an NRRD displacement image for ITK.
 
-    Vectors are written in x, y, z order as ITK expects. With ``add_affine`` the
-    total displacement ``A @ (x + d(x)) - x`` is written instead (one field
-    holding the whole transform). Memory: ``chunk_z`` z-planes at a time.
+    Parameters
+    ----------
+    path : str
+        ``.nrrd`` (one file) or ``.nhdr`` (header, with the data in ``.raw`` beside it).
+    field : zarr array (Z, Y, X, 3)
+        Displacements d, µm, z, y, x vectors, with ``attrs["spacing"]`` (µm).
+    chunk_z : int
+        z planes held in memory at a time.
+    add_affine : (4, 4) array, optional
+        With it the total displacement ``A @ (x + d(x)) - x`` is written instead
+        (one field holding the whole transform).
+
+    Vectors are written in x, y, z order, as ITK expects.
     """
     spacing = np.asarray(field.attrs["spacing"], float)
     shape = field.shape[:3]
@@ -50,9 +62,8 @@ def write_itk_field(path, field, chunk_z=16, add_affine=None):
         for z0 in range(0, shape[0], chunk_z):
             block = np.asarray(field[z0:z0 + chunk_z], dtype=np.float64)
             if add_affine is not None:
-                x = tf.physical_grid((z0, 0, 0), block.shape[:3], spacing)
-                block = tf.apply_affine(add_affine, (x + block).reshape(-1, 3)).reshape(
-                    block.shape) - x
+                x = physical_grid((z0, 0, 0), block.shape[:3], spacing)
+                block = apply_transform(add_affine, x, block) - x
             out.write(np.ascontiguousarray(block[..., ::-1], dtype="<f4").tobytes())
         if data_path:
             out.close()

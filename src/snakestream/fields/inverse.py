@@ -8,10 +8,11 @@ stays one chunk plus its halo.
 """
 
 import numpy as np
-from snakestream.fields import transform as tf
-from snakestream.fields.stitch import slab_bounds
-from snakestream.io.chunks import chunk_starts
-from snakestream.fields.warp import _cast, sample_moving
+
+from snakestream.fields.transform import inverse_displacement, sample_field
+from snakestream.fields.warp import cast_to, sample_moving
+from snakestream.grid.geometry import apply_affine, physical_grid
+from snakestream.io.chunks import for_each_chunk
 
 
 def _read_with_halo(field, start, stop, halo):
@@ -23,53 +24,70 @@ def _read_with_halo(field, start, stop, halo):
 def _sample(block, lo, spacing, points):
     """Field values at physical points, ``block`` being the field from voxel ``lo`` on."""
     flat = points.reshape(-1, 3) - np.asarray(lo) * spacing
-    return tf.sample_field(block, spacing, flat).reshape(points.shape)
+    return sample_field(block, spacing, flat).reshape(points.shape)
 
 
-def invert_region(field, start, stop, spacing, iterations=50, tol=1e-4):
-    """Inverse field e on fixed voxels ``[start, stop)``; returns ``(e, max residual µm)``.
+def invert_region(field, start, stop, spacing, *, iterations=50, tol=1e-4):
+    """Inverse field on one region of the fixed grid.
 
-    The residual is max |e(z) + d(z + e(z))| after the last iteration.
+    Parameters
+    ----------
+    field : zarr array (Z, Y, X, 3)
+        Forward displacement field d, µm, z, y, x.
+    start, stop : sequences of 3 int
+        Fixed voxels ``[start, stop)``, z, y, x.
+    spacing : sequence of 3 float
+        The field's grid spacing, µm.
+    iterations, tol
+        As in :func:`~snakestream.fields.transform.inverse_displacement` (µm).
+
+    Returns
+    -------
+    e : (Z, Y, X, 3) float32
+        Inverse displacement on the region, µm, z, y, x.
+    residual : float
+        max |e(z) + d(z + e(z))| after the last iteration, µm.
     """
     spacing = np.asarray(spacing, float)
     own, _ = _read_with_halo(field, start, stop, 0)
     halo = int(np.ceil(1.5 * np.abs(own).max() / spacing.min())) + 2
     block, lo = _read_with_halo(field, start, stop, halo)
-    z = tf.physical_grid(start, np.asarray(stop) - start, spacing)
-    e = -own
-    for _ in range(iterations):
-        new = -_sample(block, lo, spacing, z + e)
-        change = np.abs(new - e).max()
-        e = new
-        if change < tol:
-            break
+    z = physical_grid(start, np.asarray(stop) - start, spacing)
+    e = inverse_displacement(lambda p: _sample(block, lo, spacing, p), z, initial=-own,
+                             iterations=iterations, tol=tol)
     residual = np.abs(e + _sample(block, lo, spacing, z + e)).max()
     return e.astype(np.float32), float(residual)
 
 
 def write_inverse_slab(out, field, slab, iterations=50, tol=1e-4):
-    """Fill one z slab of ``out`` (zarr, Z,Y,X,3) with the inverse of ``field``.
+    """Fill one z slab of ``out`` with the inverse of ``field``.
 
-    Returns the number of chunks and the largest residual (µm).
+    Parameters
+    ----------
+    out : zarr array (Z, Y, X, 3)
+        The inverse field on the fixed grid, written in place (µm).
+    field : zarr array (Z, Y, X, 3)
+        Forward displacement field, same grid, with ``attrs["spacing"]`` (µm).
+    slab : int
+        z slab number (one chunk row of ``out``).
+    iterations, tol
+        As in :func:`invert_region`.
+
+    Returns
+    -------
+    (count, residual) : (int, float)
+        Chunks written, and the largest residual of any of them (µm).
     """
     spacing = np.asarray(field.attrs["spacing"], float)
-    shape, chunks = out.shape[:3], out.chunks[:3]
-    z0, z1 = slab_bounds(shape, chunks, slab)
-    count, worst = 0, 0.0
-    for start in chunk_starts((z0, 0, 0), (z1,) + tuple(shape[1:]), chunks):
-        stop = np.minimum(start + chunks, shape)
-        e, residual = invert_region(field, start, stop, spacing, iterations, tol)
-        out[tuple(slice(a, b) for a, b in zip(start, stop))] = e
-        count, worst = count + 1, max(worst, residual)
-    return count, worst
+    residuals = [0.0]
 
+    def fill(start, stop):
+        e, residual = invert_region(field, start, stop, spacing, iterations=iterations, tol=tol)
+        residuals.append(residual)
+        return e
 
-def fixed_points(moving_points, affine, inverse=None):
-    """Moving -> fixed (µm) through the inverse: z = A^-1 y, x = z + e(z)."""
-    z = tf.apply_affine(np.linalg.inv(affine), np.asarray(moving_points, float).reshape(-1, 3))
-    if inverse is not None:
-        z = z + tf.sample_zarr_field(inverse, inverse.attrs["spacing"], z)
-    return z.reshape(np.shape(moving_points))
+    count = for_each_chunk(out, slab, fill)
+    return count, max(residuals)
 
 
 def _inverse_on_points(inverse, z):
@@ -84,19 +102,51 @@ def _inverse_on_points(inverse, z):
     return _sample(block, lo, spacing, z)
 
 
-def warp_fixed_slab(out, slab, mov_spacing, affine, fix_vol, inverse=None, order=1):
-    """Resample the fixed volume onto one z slab of the moving grid (zarr ``out``)."""
-    shape, chunks = out.shape, out.chunks
-    z0, z1 = slab_bounds(shape, chunks, slab)
-    inv_affine = np.linalg.inv(affine)
-    count = 0
-    for start in chunk_starts((z0, 0, 0), (z1,) + tuple(shape[1:]), chunks):
-        stop = np.minimum(start + chunks, shape)
-        y = tf.physical_grid(start, stop - start, mov_spacing)
-        z = y @ inv_affine[:3, :3].T + inv_affine[:3, 3]
-        if inverse is not None:
-            z = z + _inverse_on_points(inverse, z)
-        sl = tuple(slice(a, b) for a, b in zip(start, stop))
-        out[sl] = _cast(sample_moving(fix_vol, z, order), out.dtype)
-        count += 1
-    return count
+def apply_inverse(points, affine, inverse=None):
+    """Moving -> fixed through the stored inverse field: ``x = z + e(z)``, ``z = A^-1 y``.
+
+    Parameters
+    ----------
+    points : (..., 3) array
+        Moving physical points y, µm, z, y, x.
+    affine : (4, 4) array
+        The forward fixed -> moving affine A, µm.
+    inverse : zarr array (Z, Y, X, 3), optional
+        Inverse field e (:func:`write_inverse_slab`) with ``attrs["spacing"]``;
+        None for the inverse affine alone.
+
+    Returns
+    -------
+    (..., 3) float64 fixed points, µm, z, y, x.
+    """
+    z = apply_affine(np.linalg.inv(affine), points)
+    if inverse is not None:
+        z = z + _inverse_on_points(inverse, z)
+    return z
+
+
+def warp_fixed_slab(out, slab, mov_spacing, affine, fix_vol, *, inverse=None, order=1):
+    """Resample the fixed volume onto one z slab of the moving grid (``out``, in place).
+
+    Parameters
+    ----------
+    out, slab, order
+        As in :func:`snakestream.fields.warp.warp_slab`, ``out`` lying on the moving grid.
+    mov_spacing : sequence of 3 float
+        Moving voxel size, µm, z, y, x.
+    affine : (4, 4) array
+        The forward fixed -> moving affine, µm.
+    fix_vol : Volume
+        The fixed volume, sampled at :func:`apply_inverse` of each voxel of ``out``.
+    inverse : zarr array (Z, Y, X, 3), optional
+        Inverse field; None for the inverse affine alone.
+
+    Returns
+    -------
+    int, the number of chunks written.
+    """
+    def fill(start, stop):
+        z = apply_inverse(physical_grid(start, stop - start, mov_spacing), affine, inverse)
+        return cast_to(sample_moving(fix_vol, z, order), out.dtype)
+
+    return for_each_chunk(out, slab, fill)

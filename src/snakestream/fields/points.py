@@ -1,22 +1,35 @@
-"""Carry point coordinates (FISH spots, landmarks) between fixed and moving space.
+"""Point tables (FISH spots, landmarks) read and written for carrying between spaces.
 
-Forward (fixed -> moving) is ``y = A @ (x + d(x))``. Backward (moving -> fixed)
-solves that equation for x by fixed-point iteration ``x <- A^-1 y - d(x)``,
-which converges when the field's gradient is below 1 (no folds), so no
-separate inverse field is needed for points.
+The points themselves are mapped by :func:`snakestream.fields.transform.transform_points`
+(fixed -> moving) and :func:`snakestream.fields.transform.invert_points` (moving -> fixed).
 """
 
 import numpy as np
 import pandas as pd
 
 from snakestream.errors import InputError
-from snakestream.fields.transform import apply_affine, sample_zarr_field
 
 AXES = ["z", "y", "x"]
 
 
 def read_points(path, units="um", spacing=None):
-    """(N,3) µm points and the table they came from (CSV with z,y,x columns, or .npy)."""
+    """Read a point table: a CSV with z, y, x columns (other columns kept) or an (N, 3) .npy.
+
+    Parameters
+    ----------
+    path : str
+    units : {'um', 'voxel'}
+        Units of the coordinates in the file.
+    spacing : sequence of 3 float, optional
+        Voxel size (µm, z, y, x) of the image the points belong to; needed for voxels.
+
+    Returns
+    -------
+    points : (N, 3) float64
+        Physical points, µm, z, y, x.
+    table : DataFrame
+        The table as read.
+    """
     if str(path).endswith(".npy"):
         pts = np.load(path)
         table = pd.DataFrame(pts, columns=AXES)
@@ -36,35 +49,19 @@ def read_points(path, units="um", spacing=None):
     return pts, table
 
 
-def forward(points, affine, field=None, field_spacing=None):
-    """Fixed -> moving (µm): A @ (x + d(x)), reading only the field around each point."""
-    points = np.asarray(points, float)
-    if field is not None:
-        points = points + sample_zarr_field(field, field_spacing, points)
-    return apply_affine(affine, points)
-
-
-def backward(points, affine, field=None, field_spacing=None, iterations=30, tol=1e-5):
-    """Moving -> fixed (µm): the x with A @ (x + d(x)) = y, by fixed-point iteration.
-
-    Returns ``(x, residual)`` where residual is |forward(x) - y| per point (µm).
-    """
-    points = np.asarray(points, float)
-    start = apply_affine(np.linalg.inv(affine), points)
-    x = start.copy()
-    if field is not None:
-        for _ in range(iterations):
-            new = start - sample_zarr_field(field, field_spacing, x)
-            done = np.abs(new - x).max() < tol
-            x = new
-            if done:
-                break
-    residual = np.linalg.norm(forward(x, affine, field, field_spacing) - points, axis=1)
-    return x, residual
-
-
 def write_points(path, table, points, units="um", spacing=None):
-    """Write the table with z,y,x replaced by the transformed points (same units as read)."""
+    """Write ``table`` as CSV with its z, y, x columns replaced by ``points``.
+
+    Parameters
+    ----------
+    path : str
+    table : DataFrame
+        As returned by :func:`read_points`.
+    points : (N, 3) array
+        New positions, µm, z, y, x.
+    units, spacing
+        As in :func:`read_points`: voxel output divides by ``spacing`` (of the target image).
+    """
     out = table.copy()
     values = points / np.asarray(spacing, float) if units == "voxel" else points
     out[AXES] = values

@@ -13,10 +13,11 @@ from functools import lru_cache
 
 import numpy as np
 
-from snakestream.fields import transform as tf
 from snakestream.fields.blockfile import block_transform, load_block
+from snakestream.fields.jacobian import jacobian_det, jacobian_stats, merge_jacobian_stats
+from snakestream.fields.transform import displacement_on_grid
 from snakestream.grid.blocks import n_slabs, ramp  # noqa: F401 (n_slabs re-exported)
-from snakestream.io.chunks import chunk_starts
+from snakestream.io.chunks import for_each_chunk, slab_bounds
 
 
 def overlapping(table, start, stop):
@@ -40,7 +41,7 @@ def block_weight(row, lo, hi, ovl, step=(1, 1, 1)):
     return w
 
 
-def blend_region(start, shape, rows, spacing, ovl, transform_of, coverage=False,
+def blend_region(start, shape, rows, spacing, ovl, transform_of, *, coverage=False,
                  step=(1, 1, 1)):
     """Blended displacement (Z,Y,X,3 float32 µm) on one region of the field grid.
 
@@ -62,6 +63,11 @@ def blend_region(start, shape, rows, spacing, ovl, transform_of, coverage=False,
         Also return the boolean mask of voxels reached by at least one block.
     step : sequence of 3 int
         Field grid factor per axis (1 = the fixed grid).
+
+    Returns
+    -------
+    (Z, Y, X, 3) float32 displacement, µm, z, y, x vectors (0 where no block reaches);
+    with ``coverage`` also the (Z, Y, X) bool mask of voxels some block reaches.
     """
     start, shape = np.asarray(start, int), np.asarray(shape, int)
     step = np.asarray(step, int)
@@ -74,7 +80,7 @@ def blend_region(start, shape, rows, spacing, ovl, transform_of, coverage=False,
         transform = transform_of(row["id"]) if np.all(hi > lo) else None
         if transform is None:
             continue
-        d = tf.displacement_on_grid(transform, lo, hi - lo, np.asarray(spacing, float) * step)
+        d = displacement_on_grid(transform, lo, hi - lo, np.asarray(spacing, float) * step)
         w = block_weight(row, lo, hi, ovl, step)
         sl = tuple(slice(a, b) for a, b in zip(lo - start, hi - start))
         acc[sl] += d * w[..., None]
@@ -87,7 +93,16 @@ def blend_region(start, shape, rows, spacing, ovl, transform_of, coverage=False,
 def block_loader(path_of, cache_size=256):
     """``transform_of`` for :func:`blend_region` reading block files, with a small cache.
 
-    ``path_of(block_id)`` gives the block file. Skipped blocks give None.
+    Parameters
+    ----------
+    path_of : callable
+        ``path_of(block_id)`` -> the block file.
+    cache_size : int
+        Block transforms kept in memory (least recently used dropped).
+
+    Returns
+    -------
+    callable ``transform_of(block_id)`` -> SimpleITK transform, None for a skipped block.
     """
     @lru_cache(maxsize=cache_size)
     def transform_of(bid):
@@ -98,37 +113,46 @@ def block_loader(path_of, cache_size=256):
     return transform_of
 
 
-def slab_bounds(shape, chunks, slab):
-    """z range ``[z0, z1)`` of gather/warp slab number ``slab`` (one chunk row thick)."""
-    z0 = int(slab) * int(chunks[0])
-    return z0, min(z0 + int(chunks[0]), int(shape[0]))
-
-
-def write_field_slab(out, table, slab, spacing, ovl, transform_of, step=(1, 1, 1)):
-    """Blend every output chunk of one z slab into the zarr array ``out`` (Z,Y,X,3).
+def write_field_slab(out, table, slab, spacing, ovl, transform_of, *, step=(1, 1, 1)):
+    """Blend every output chunk of one z slab into the zarr array ``out``.
 
     Memory is bounded by one chunk and the cached block transforms, whatever the
-    volume size. Returns the number of chunks written and the slab's Jacobian
-    statistics (see :func:`snakestream.qc.metrics.jacobian_stats`) over the voxels that
-    aligned blocks reach: where none does, the field is 0 and steps at the edge
-    of the aligned region, which lies in background by construction.
+    volume size.
+
+    Parameters
+    ----------
+    out : zarr array (Z, Y, X, 3)
+        The displacement field (µm, z, y, x vectors), written in place.
+    table : DataFrame
+        Block-table rows of the aligned blocks.
+    slab : int
+        z slab number (one chunk row of ``out``).
+    spacing, ovl, transform_of, step
+        As in :func:`blend_region`.
+
+    Returns
+    -------
+    count : int
+        Chunks written.
+    jacobian : dict or None
+        The slab's Jacobian statistics (:func:`~snakestream.fields.jacobian.merge_jacobian_stats`)
+        over the voxels that aligned blocks reach: where none does, the field is 0 and
+        steps at the edge of the aligned region, which lies in background by construction.
     """
     from scipy.ndimage import binary_erosion
-
-    from snakestream.qc.metrics import jacobian_det, jacobian_stats, merge_jacobian_stats
 
     shape, chunks, step = out.shape[:3], out.chunks[:3], np.asarray(step, int)
     z0, z1 = slab_bounds(shape, chunks, slab)
     rows = overlapping(table, (z0 * step[0], 0, 0), ((z1 - 1) * step[0] + 1,) +
                        tuple(np.asarray(shape[1:]) * step[1:]))
-    count, jac = 0, []
-    for start in chunk_starts((z0, 0, 0), (z1,) + tuple(shape[1:]), chunks):
-        stop = np.minimum(start + chunks, shape)
+    jac = []
+
+    def fill(start, stop):
         near = overlapping(rows, start * step, (stop - 1) * step + 1)
         field, covered = blend_region(start, stop - start, near, spacing, ovl, transform_of,
                                       coverage=True, step=step)
-        out[tuple(slice(a, b) for a, b in zip(start, stop))] = field
         inner = binary_erosion(covered, np.ones((3, 3, 3)), border_value=1)
         jac.append(jacobian_stats(jacobian_det(field, np.asarray(spacing) * step)[inner]))
-        count += 1
-    return count, merge_jacobian_stats(jac)
+        return field
+
+    return for_each_chunk(out, slab, fill), merge_jacobian_stats(jac)

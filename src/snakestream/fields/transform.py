@@ -1,84 +1,20 @@
-"""Transforms: conversion between our z,y,x matrices and SimpleITK, evaluation.
+"""The transform ``[affine, deform]`` on points: forward, inverse, and field sampling.
 
-Our convention: a 4x4 affine maps *fixed* physical coordinates (µm, z, y, x)
-to *moving* physical coordinates. SimpleITK works in x, y, z; a matrix is
-converted by reversing the order of the three spatial axes.
+A fixed point x (µm, z, y, x) maps to the moving point ``y = A @ (x + d(x))``, where
+A is the 4x4 global affine and d the stitched displacement field (µm, z, y, x
+vectors on the fixed grid, voxel i at ``i * spacing``). :func:`apply_transform` is
+that formula; :func:`transform_points` samples d and applies it; the inverse solves
+``x = A^-1 y - d(x)`` by fixed-point iteration (:func:`inverse_displacement`).
 
-A block transform is an ordered list of transforms ``[T1, T2, ...]`` applied
-last-first, ``x -> T1(T2(...(x)))``, which is how SimpleITK's
-``CompositeTransform`` and bigstream's ``transform_list`` read.
+A block's own transforms are SimpleITK transforms
+(:mod:`snakestream.register.sitk_transforms`); :func:`displacement_on_grid`
+evaluates one on a region of the fixed grid.
 """
 
 import numpy as np
 import SimpleITK as sitk
 
-_REVERSE = [2, 1, 0]
-
-
-def affine_to_sitk(matrix):
-    """4x4 z,y,x affine (µm) -> ``sitk.AffineTransform`` (x,y,z).
-
-    Parameters
-    ----------
-    matrix : (4, 4) array
-        Fixed-to-moving physical affine, z, y, x order.
-    """
-    matrix = np.asarray(matrix, dtype=float)
-    t = sitk.AffineTransform(3)
-    t.SetMatrix(matrix[:3, :3][np.ix_(_REVERSE, _REVERSE)].ravel().tolist())
-    t.SetTranslation(matrix[:3, 3][_REVERSE].tolist())
-    return t
-
-
-def sitk_to_affine(transform):
-    """Any SimpleITK matrix-offset transform (Euler, Affine, ...) -> 4x4 z,y,x matrix.
-
-    The transform's centre is folded into the translation.
-    """
-    t = sitk.AffineTransform(3)
-    t.SetMatrix(transform.GetMatrix())
-    t.SetTranslation(transform.GetTranslation())
-    t.SetCenter(transform.GetCenter())
-    m = np.array(t.GetMatrix()).reshape(3, 3)
-    c = np.array(t.GetCenter())
-    offset = np.array(t.GetTranslation()) + c - m @ c
-    out = np.eye(4)
-    out[:3, :3] = m[np.ix_(_REVERSE, _REVERSE)]
-    out[:3, 3] = offset[_REVERSE]
-    return out
-
-
-def bspline_to_sitk(fixed_parameters, parameters):
-    """Rebuild a cubic ``sitk.BSplineTransform`` from its stored parameters."""
-    t = sitk.BSplineTransform(3, 3)
-    t.SetFixedParameters([float(v) for v in fixed_parameters])
-    t.SetParameters([float(v) for v in parameters])
-    return t
-
-
-def to_sitk(kind, fixed_parameters, parameters):
-    """One stored transform (``kind`` 'affine' or 'bspline') -> SimpleITK transform."""
-    if kind == "affine":
-        return affine_to_sitk(np.asarray(parameters, dtype=float).reshape(4, 4))
-    if kind == "bspline":
-        return bspline_to_sitk(fixed_parameters, parameters)
-    raise ValueError(f"unknown transform kind {kind!r}")
-
-
-def composite(transforms):
-    """SimpleITK composite applying ``transforms`` last-first (T1(T2(x)))."""
-    comp = sitk.CompositeTransform(3)
-    for t in transforms:
-        comp.AddTransform(t)
-    return comp
-
-
-def compose_affines(*matrices):
-    """Compose 4x4 affines so the result maps x -> M1 @ M2 @ ... @ x."""
-    out = np.eye(4)
-    for m in matrices:
-        out = out @ np.asarray(m, dtype=float)
-    return out
+from snakestream.grid.geometry import apply_affine
 
 
 def displacement_on_grid(transform, start, shape, spacing):
@@ -111,21 +47,8 @@ def displacement_on_grid(transform, start, shape, spacing):
     return arr[..., ::-1].astype(np.float32)
 
 
-def apply_affine(matrix, points):
-    """Map (N, 3) z,y,x points (µm) through a 4x4 affine."""
-    matrix = np.asarray(matrix, dtype=float)
-    points = np.asarray(points, dtype=float)
-    return points @ matrix[:3, :3].T + matrix[:3, 3]
-
-
-def physical_grid(start, shape, spacing):
-    """(Z, Y, X, 3) physical coordinates (µm, z,y,x) of a region of a voxel grid."""
-    axes = [(np.arange(n) + s) * sp for s, n, sp in zip(start, shape, spacing)]
-    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
-
-
 def sample_field(field, spacing, points):
-    """Trilinearly interpolate a displacement field at physical points.
+    """Trilinearly interpolate an in-memory displacement field at physical points.
 
     Parameters
     ----------
@@ -135,6 +58,10 @@ def sample_field(field, spacing, points):
         Field grid spacing, µm, z,y,x.
     points : (N, 3) array
         Physical points, µm, z,y,x. Outside the grid the edge value is used.
+
+    Returns
+    -------
+    (N, 3) float64 displacements, µm, z, y, x.
     """
     from scipy.ndimage import map_coordinates
 
@@ -146,22 +73,12 @@ def sample_field(field, spacing, points):
     ], axis=-1)
 
 
-def transform_points(points, affine, field=None, field_spacing=None):
-    """Apply the full ``[affine, deform]`` transform to fixed points.
-
-    Returns A @ (x + d(x)) for each z,y,x point x (µm); ``d`` is 0 without a field.
-    """
-    points = np.asarray(points, dtype=float)
-    if field is not None:
-        points = points + sample_field(field, field_spacing, points)
-    return apply_affine(affine, points)
-
-
 def sample_zarr_field(field, spacing, points):
     """Trilinear displacement at physical points, reading only 2x2x2 voxels per point.
 
     ``field`` is an on-disk (Z, Y, X, 3) array (zarr); suited to a few thousand
-    points (landmarks, FISH spots) in a field too big to load.
+    points (landmarks, FISH spots) in a field too big to load. Same arguments and
+    result as :func:`sample_field`.
     """
     spacing = np.asarray(spacing, dtype=float)
     shape = np.array(field.shape[:3])
@@ -173,3 +90,133 @@ def sample_zarr_field(field, spacing, points):
         cube = np.asarray(field[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], dtype=float)
         out[n] = sample_field(cube, spacing, (idx - lo)[None] * spacing)[0]
     return out
+
+
+def sample_displacement(field, spacing, points):
+    """d(x) at physical points from a field in memory or on disk.
+
+    Parameters
+    ----------
+    field : (Z, Y, X, 3) numpy array or zarr-like array
+        Displacements, µm, z, y, x. A numpy array is interpolated as a whole
+        (:func:`sample_field`); anything else is read 2x2x2 voxels per point
+        (:func:`sample_zarr_field`).
+    spacing, points
+        As in :func:`sample_field`, ``points`` of any shape (..., 3).
+
+    Returns
+    -------
+    float64 array shaped like ``points``.
+    """
+    points = np.asarray(points, dtype=float)
+    sample = sample_field if isinstance(field, np.ndarray) else sample_zarr_field
+    return sample(field, spacing, points.reshape(-1, 3)).reshape(points.shape)
+
+
+def apply_transform(affine, points, displacement=None):
+    """The full transform on points whose displacement is known: ``A @ (x + d)``.
+
+    Parameters
+    ----------
+    affine : (4, 4) array
+        Fixed -> moving physical affine, z, y, x, µm.
+    points : (..., 3) array
+        Fixed physical points x, µm, z, y, x.
+    displacement : (..., 3) array, optional
+        d(x) at those points, µm (None: the affine alone).
+
+    Returns
+    -------
+    (..., 3) float64 moving points, µm, z, y, x.
+    """
+    points = np.asarray(points, dtype=float)
+    if displacement is not None:
+        points = points + displacement
+    return apply_affine(affine, points)
+
+
+def transform_points(points, affine, field=None, field_spacing=None):
+    """Fixed -> moving: ``A @ (x + d(x))`` for each point, d sampled from ``field``.
+
+    Parameters
+    ----------
+    points : (..., 3) array
+        Fixed physical points, µm, z, y, x.
+    affine : (4, 4) array
+        Fixed -> moving physical affine, µm.
+    field : (Z, Y, X, 3) array, optional
+        Displacement field in memory or on disk (see :func:`sample_displacement`);
+        None applies the affine alone.
+    field_spacing : sequence of 3 float
+        The field's grid spacing, µm, z, y, x.
+
+    Returns
+    -------
+    (..., 3) float64 moving points, µm, z, y, x.
+    """
+    d = None if field is None else sample_displacement(field, field_spacing, points)
+    return apply_transform(affine, points, d)
+
+
+def inverse_displacement(displacement, start, *, initial=None, iterations=50, tol=1e-4):
+    """Solve ``e = -d(start + e)`` by fixed-point iteration.
+
+    With ``start = A^-1 y`` the point ``x = start + e`` satisfies ``A @ (x + d(x)) = y``,
+    so this inverts the transform. The iteration contracts when |grad d| < 1 (no folds).
+
+    Parameters
+    ----------
+    displacement : callable
+        ``displacement(points)`` -> d at (..., 3) physical points (µm, z, y, x).
+    start : (..., 3) array
+        Starting points ``A^-1 y``, µm.
+    initial : (..., 3) array, optional
+        First guess of e (default 0).
+    iterations : int
+        At most this many updates.
+    tol : float
+        Stop once no component of e changes by ``tol`` µm or more.
+
+    Returns
+    -------
+    e : float64 array shaped like ``start``, µm.
+    """
+    start = np.asarray(start, dtype=float)
+    e = np.zeros_like(start) if initial is None else initial
+    for _ in range(iterations):
+        new = -displacement(start + e)
+        change = np.abs(new - e).max(initial=0.0)
+        e = new
+        if change < tol:
+            break
+    return e
+
+
+def invert_points(points, affine, field=None, field_spacing=None, *, iterations=30, tol=1e-5):
+    """Moving -> fixed: the x with ``A @ (x + d(x)) = y``, by fixed-point iteration.
+
+    Needs no inverse field: only the forward field around each point is read.
+
+    Parameters
+    ----------
+    points : (N, 3) array
+        Moving physical points y, µm, z, y, x.
+    affine, field, field_spacing
+        As in :func:`transform_points`.
+    iterations, tol
+        As in :func:`inverse_displacement` (µm).
+
+    Returns
+    -------
+    x : (N, 3) float64
+        Fixed points, µm, z, y, x.
+    residual : (N,) float64
+        ``|transform_points(x) - y|`` per point, µm.
+    """
+    points = np.asarray(points, float)
+    x = apply_affine(np.linalg.inv(affine), points)
+    if field is not None:
+        x = x + inverse_displacement(lambda p: sample_displacement(field, field_spacing, p), x,
+                                     iterations=iterations, tol=tol)
+    residual = np.linalg.norm(transform_points(x, affine, field, field_spacing) - points, axis=1)
+    return x, residual

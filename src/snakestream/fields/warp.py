@@ -3,25 +3,48 @@
 import numpy as np
 from scipy.ndimage import map_coordinates
 
+from snakestream.fields.transform import apply_transform, sample_field
 from snakestream.grid import crops
-from snakestream.fields import transform as tf
-from snakestream.fields.stitch import slab_bounds
-from snakestream.io.chunks import chunk_starts
+from snakestream.grid.geometry import physical_grid
+from snakestream.io.chunks import for_each_chunk
 
 
 def moving_points(start, shape, fix_spacing, affine, field=None):
-    """Moving-space points (µm, (Z,Y,X,3)) of a fixed region: A @ (x + d(x))."""
-    x = tf.physical_grid(start, shape, fix_spacing)
-    if field is not None:
-        x = x + field
-    return x @ np.asarray(affine)[:3, :3].T + np.asarray(affine)[:3, 3]
+    """Moving-space points of a region of the fixed grid: ``A @ (x + d(x))``.
+
+    Parameters
+    ----------
+    start, shape : sequences of 3 int
+        The region, fixed voxels, z, y, x.
+    fix_spacing : sequence of 3 float
+        Fixed voxel size, µm.
+    affine : (4, 4) array
+        Fixed -> moving affine, µm.
+    field : (Z, Y, X, 3) array, optional
+        d on the region (:func:`field_on_region`), µm; None for the affine alone.
+
+    Returns
+    -------
+    (Z, Y, X, 3) float64 moving points, µm, z, y, x.
+    """
+    return apply_transform(affine, physical_grid(start, shape, fix_spacing), field)
 
 
 def field_on_region(field, start, shape, fix_spacing):
-    """Displacement (Z,Y,X,3 µm) on a region of the fixed grid from a stored field.
+    """Displacement on a region of the fixed grid from a stored field.
 
-    A field on the fixed grid is sliced; a coarser field (``field_downsample``) is
-    read around the region and interpolated trilinearly.
+    Parameters
+    ----------
+    field : zarr array (Z, Y, X, 3)
+        Displacements, µm, z, y, x, with ``attrs["spacing"]``: on the fixed grid (sliced)
+        or coarser (``field_downsample``: read around the region and interpolated
+        trilinearly).
+    start, shape, fix_spacing
+        The region of the fixed grid, as in :func:`moving_points`.
+
+    Returns
+    -------
+    (Z, Y, X, 3) array of displacements on the region, µm.
     """
     spacing = np.asarray(field.attrs["spacing"], float)
     start, shape = np.asarray(start), np.asarray(shape)
@@ -31,15 +54,28 @@ def field_on_region(field, start, shape, fix_spacing):
     hi = np.minimum(np.ceil((start + shape - 1) * fix_spacing / spacing).astype(int) + 2,
                     field.shape[:3])
     block = np.asarray(field[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], dtype=np.float64)
-    pts = tf.physical_grid(start, shape, fix_spacing) - lo * spacing
-    return tf.sample_field(block, spacing, pts.reshape(-1, 3)).reshape(tuple(shape) + (3,))
+    pts = physical_grid(start, shape, fix_spacing) - lo * spacing
+    return sample_field(block, spacing, pts.reshape(-1, 3)).reshape(tuple(shape) + (3,))
 
 
 def sample_moving(mov_vol, points, order=1, cval=0):
-    """Sample the moving volume at physical points, reading only the part they touch.
+    """Sample a volume at physical points, reading only the part they touch.
 
-    ``order`` 1 is linear (intensities), 0 nearest (labels keep their values).
-    Points outside the moving image get ``cval``.
+    Parameters
+    ----------
+    mov_vol : Volume
+        The volume sampled (z, y, x, spacing in µm).
+    points : (Z, Y, X, 3) array
+        Physical points in the volume's frame, µm, z, y, x.
+    order : int
+        1 linear (intensities, float64 result), 0 nearest (labels keep their values
+        and dtype).
+    cval : number
+        Value of points outside the volume.
+
+    Returns
+    -------
+    (Z, Y, X) array of samples.
     """
     flat = points.reshape(-1, 3)
     out = np.full(flat.shape[0], cval, dtype=np.float64 if order else mov_vol.dtype)
@@ -56,27 +92,42 @@ def sample_moving(mov_vol, points, order=1, cval=0):
     return out.reshape(points.shape[:3])
 
 
-def _cast(values, dtype):
+def cast_to(values, dtype):
+    """``values`` as ``dtype``; for an integer dtype rounded and clipped to its range first."""
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
         values = np.clip(np.rint(values), info.min, info.max)
     return values.astype(dtype)
 
 
-def warp_slab(out, slab, fix_spacing, affine, mov_vol, field=None, order=1):
-    """Warp every output chunk of one z slab of ``out`` (a zarr array on the fixed grid).
+def warp_slab(out, slab, fix_spacing, affine, mov_vol, *, field=None, order=1):
+    """Warp every output chunk of one z slab of ``out`` through ``[affine, field]``.
 
-    ``field`` is the stitched displacement array (zarr, Z,Y,X,3) or None for
-    affine-only. Returns the number of chunks written.
+    Parameters
+    ----------
+    out : zarr array (Z, Y, X)
+        Output on the fixed grid, written in place.
+    slab : int
+        z slab number (one chunk row).
+    fix_spacing : sequence of 3 float
+        Fixed voxel size, µm, z, y, x.
+    affine : (4, 4) array
+        Fixed -> moving affine, µm.
+    mov_vol : Volume
+        The moving-space volume to resample.
+    field : zarr array (Z, Y, X, 3), optional
+        Stitched displacement field (µm, on the fixed grid or coarser); None for the
+        affine alone.
+    order : int
+        1 linear (intensities), 0 nearest (labels).
+
+    Returns
+    -------
+    int, the number of chunks written.
     """
-    shape, chunks = out.shape, out.chunks
-    z0, z1 = slab_bounds(shape, chunks, slab)
-    count = 0
-    for start in chunk_starts((z0, 0, 0), (z1,) + tuple(shape[1:]), chunks):
-        stop = np.minimum(start + chunks, shape)
-        sl = tuple(slice(a, b) for a, b in zip(start, stop))
+    def fill(start, stop):
         d = None if field is None else field_on_region(field, start, stop - start, fix_spacing)
         pts = moving_points(start, stop - start, fix_spacing, affine, d)
-        out[sl] = _cast(sample_moving(mov_vol, pts, order), out.dtype)
-        count += 1
-    return count
+        return cast_to(sample_moving(mov_vol, pts, order), out.dtype)
+
+    return for_each_chunk(out, slab, fill)

@@ -6,7 +6,7 @@ global affine maps it to, grown by a margin for local motion.
 
 import numpy as np
 
-from snakestream.fields import transform as tf
+from snakestream.grid.geometry import apply_affine
 from snakestream.grid.blocks import nearest_voxel
 
 
@@ -37,7 +37,7 @@ def moving_region(fix_slices, fix_spacing, affine, mov_shape, mov_spacing, margi
     """Moving-image slices that ``affine`` maps a fixed region into, plus ``margin`` µm."""
     start = [s.start for s in fix_slices]
     stop = [s.stop for s in fix_slices]
-    corners = tf.apply_affine(affine, region_corners(start, stop, np.asarray(fix_spacing)))
+    corners = apply_affine(affine, region_corners(start, stop, np.asarray(fix_spacing)))
     return bounding_region(corners, np.asarray(mov_spacing), mov_shape, margin)
 
 

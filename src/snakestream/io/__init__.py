@@ -11,6 +11,8 @@ outputs, :mod:`~snakestream.io.n5`, :mod:`~snakestream.io.hdf5`,
 :mod:`~snakestream.io.ngff` (OME-Zarr image outputs and pyramids),
 :mod:`~snakestream.io.metadata` (spacing in metadata, units),
 :mod:`~snakestream.io.datasets` (which dataset of a file, what an opener returns),
+:mod:`~snakestream.io.tensorstore_arrays` (how N5 and Zarr chunks are read and N5
+written through tensorstore),
 :mod:`~snakestream.io.downsample` (block means), :mod:`~snakestream.io.atomic`
 (atomic writes) and :mod:`~snakestream.io.chunks` (chunk grids). Import names from
 these modules; the package re-exports nothing.

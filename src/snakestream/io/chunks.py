@@ -1,8 +1,13 @@
-"""Iteration over an array's chunk grid: which chunks cover a region."""
+"""Iteration over an array's chunk grid: which chunks cover a region, filling a slab.
+
+A *slab* is one row of chunks along z (slab ``k`` covers z chunk ``k``); slab jobs
+(gather, warp, inverse) each fill one, and a pyramid level is filled chunk by chunk
+the same way, so memory stays one chunk whatever the volume size.
+"""
 
 import numpy as np
 
-__all__ = ["chunk_starts"]
+__all__ = ["chunk_starts", "for_each_chunk", "slab_bounds"]
 
 
 def chunk_starts(lo, hi, chunks):
@@ -23,3 +28,36 @@ def chunk_starts(lo, hi, chunks):
     """
     axes = [range(a - a % c, b, c) for a, b, c in zip(lo, hi, chunks)]
     return [np.array(s) for s in np.array(np.meshgrid(*axes, indexing="ij")).reshape(3, -1).T]
+
+
+def slab_bounds(shape, chunks, slab):
+    """z range ``[z0, z1)`` of slab number ``slab`` (one chunk row thick)."""
+    z0 = int(slab) * int(chunks[0])
+    return z0, min(z0 + int(chunks[0]), int(shape[0]))
+
+
+def for_each_chunk(out, slab, fill):
+    """Write every chunk of one z slab of ``out`` (or of all of it) from ``fill``.
+
+    Parameters
+    ----------
+    out : zarr-like array, (Z, Y, X) or (Z, Y, X, C)
+        Array written in place; its first three axes are the chunked z, y, x grid.
+    slab : int or None
+        Slab number (see :func:`slab_bounds`), or None for the whole array.
+    fill : callable
+        ``fill(start, stop)`` -> the values of voxels ``[start, stop)`` (two (3,) int
+        arrays, z, y, x), shaped like ``out[start:stop]``.
+
+    Returns
+    -------
+    int, the number of chunks written.
+    """
+    shape, chunks = tuple(out.shape[:3]), tuple(out.chunks[:3])
+    z0, z1 = (0, shape[0]) if slab is None else slab_bounds(shape, chunks, slab)
+    count = 0
+    for start in chunk_starts((z0, 0, 0), (z1,) + shape[1:], chunks):
+        stop = np.minimum(start + chunks, shape)
+        out[tuple(slice(a, b) for a, b in zip(start, stop))] = fill(start, stop)
+        count += 1
+    return count

@@ -5,7 +5,7 @@ import numpy as np
 from snakestream.errors import InputError
 from snakestream.io.datasets import label
 
-__all__ = ["block_mean", "read_downsampled"]
+__all__ = ["block_max", "block_mean", "read_downsampled"]
 
 _SLAB_BUDGET_BYTES = 256 * 2**20
 
@@ -53,6 +53,18 @@ def block_mean(slab, factors):
         sizes = np.diff(np.append(starts, n)).astype(np.float64)
         counts = np.multiply.outer(counts, sizes) if axis else sizes
     return (total / counts).astype(np.float32)
+
+
+def block_max(array, factors):
+    """Maximum over blocks of ``factors`` voxels (z, y, x), e.g. of a mask.
+
+    The blocks are :func:`block_mean`'s; the result keeps ``array``'s dtype (bool,
+    integers or floats).
+    """
+    out = np.asarray(array)
+    for axis, f in enumerate(factors):
+        out = np.maximum.reduceat(out, np.arange(0, out.shape[axis], f), axis=axis)
+    return out
 
 
 def read_downsampled(volume, factors):

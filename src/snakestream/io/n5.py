@@ -1,53 +1,41 @@
-"""N5 volumes, read and written by a small hand-written codec.
+"""N5 volumes, read and written through tensorstore's ``n5`` driver.
 
 An N5 container keeps an ``attributes.json`` per node and each block of a dataset
 in a file ``<x>/<y>/<z>`` holding a big-endian header and the (optionally
-compressed) big-endian voxels, axes fastest-first (x, y, z).
+compressed) big-endian voxels. N5 lists dimensions fastest first (x, y, z);
+tensorstore keeps that order, so every tensorstore array here is viewed
+transposed (``.T``) to index it (z, y, x).
 
-N5 is implemented here because zarr 3 ships no N5 store and the ``zarr-n5``
-package only reads N5 (its store is read-only and its codec has no encoder).
-Supported N5 compressions: raw, gzip (and zlib), bzip2, xz, blosc and zstd for
-reading; raw and gzip for writing. The codec is kept in this one module so that
-a maintained library can replace it without touching the rest of the package.
+This module owns what tensorstore does not: which dataset of a container to open
+(tensorstore opens one array, it does not list them), the attribute checks that
+give one-line errors before tensorstore is asked, the spacing in the attributes
+(:func:`~snakestream.io.metadata.hierarchy_spacing`), the group
+``attributes.json`` files above a written dataset, and turning tensorstore's
+errors into :class:`~snakestream.errors.InputError` lines naming the block file.
+Compressions: raw, gzip, bzip2, xz, blosc and zstd for reading; raw and gzip for
+writing. How tensorstore is opened (no cache, per read, the job's threads):
+:mod:`~snakestream.io.tensorstore_arrays`.
 
 Entry points: :func:`open_dataset` and :func:`write_dataset`.
 """
 
-import bz2
 import functools
-import gzip
-import itertools
 import json
-import lzma
-import math
 import os
-import struct
-import zlib
 
 import numpy as np
 
 from snakestream.errors import InputError
 from snakestream.io.datasets import Opened, ancestors, label, no_dataset, pick_dataset
 from snakestream.io.metadata import hierarchy_spacing
+from snakestream.io.tensorstore_arrays import failed_file, file_spec, open_array, read_region
 
 __all__ = ["open_dataset", "write_dataset"]
 
 _N5_TYPES = ("uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64",
              "float32", "float64")
-_N5_DECOMPRESS = {
-    "raw": lambda body: body,
-    "gzip": lambda body: zlib.decompress(body, 47),  # 47: gzip or zlib header
-    "bzip2": bz2.decompress,
-    "xz": lzma.decompress,
-    "blosc": lambda body: _numcodec("Blosc").decode(body),
-    "zstd": lambda body: _numcodec("Zstd").decode(body),
-}
-
-
-def _numcodec(name):
-    import numcodecs
-
-    return getattr(numcodecs, name)()
+_N5_COMPRESSIONS = ("raw", "gzip", "bzip2", "xz", "blosc", "zstd")
+_GZIP_LEVEL = 6
 
 
 def _n5_attrs(node_dir):
@@ -76,26 +64,38 @@ def _n5_dataset_names(root):
     return sorted(names)
 
 
-def _n5_meta(ds_dir, where):
-    """(shape zyx, block zyx, dtype, compression dict) of an N5 dataset."""
-    attrs = _n5_attrs(ds_dir)
+def _n5_dir(root, name):
+    return os.path.join(root, *name.split("/")) if name else root
+
+
+def _n5_meta(attrs, where):
+    """(shape, block) (z, y, x) and native dtype of an N5 dataset's `attrs`, checked.
+
+    Raises InputError for what tensorstore would refuse or misread: an unknown
+    dataType or compression, and the pre-1.0 'compressionType' key (or none).
+    """
     dtype = attrs.get("dataType")
     if dtype not in _N5_TYPES:
         raise InputError(where, f"N5 dataType {dtype!r} is not supported.",
                          f"store the data as one of {', '.join(_N5_TYPES)}")
-    compression = attrs.get("compression") or {"type": attrs.get("compressionType", "raw")}
-    if compression.get("type") not in _N5_DECOMPRESS:
+    compression = attrs.get("compression")
+    if not isinstance(compression, dict):
+        old = attrs.get("compressionType", "raw")
+        raise InputError(where, "N5 attributes.json has no 'compression' object (N5 before "
+                         "1.0).", f'add "compression": {{"type": "{old}"}} to its attributes.json')
+    if compression.get("type") not in _N5_COMPRESSIONS:
         raise InputError(where, f"N5 compression {compression.get('type')!r} is not supported.",
-                         f"re-save with one of {', '.join(_N5_DECOMPRESS)}")
+                         f"re-save with one of {', '.join(_N5_COMPRESSIONS)}")
     shape = tuple(int(n) for n in attrs["dimensions"][::-1])
     block = tuple(int(n) for n in attrs["blockSize"][::-1])
-    return shape, block, np.dtype(dtype).newbyteorder(">"), compression
+    return shape, block, np.dtype(dtype)
 
 
 def open_dataset(path, dataset):
     """Open an N5 container's root dataset, or dataset `dataset` inside it.
 
-    Chunks are the N5 block shape, dtype big-endian; spacing from the attributes
+    Only the attributes are read here (no block, no tensorstore). Chunks are the
+    N5 block shape (z, y, x), dtype native order; spacing from the attributes
     (see :func:`~snakestream.io.metadata.hierarchy_spacing`). Contract in
     :mod:`snakestream.io.datasets`.
     """
@@ -107,109 +107,78 @@ def open_dataset(path, dataset):
                             lambda: _n5_dataset_names(path))
         ds_dir = _n5_dir(path, name)
         groups = [(_n5_attrs(_n5_dir(path, g)), rel) for g, rel in ancestors(name)]
-    shape, block, dtype, _ = _n5_meta(ds_dir, label(path, name))
-    found = hierarchy_spacing(_n5_attrs(ds_dir), groups)
-    return Opened(name, shape, dtype, block, found, functools.partial(_n5_read, ds_dir))
+    attrs = _n5_attrs(ds_dir)
+    where = label(path, name)
+    shape, block, dtype = _n5_meta(attrs, where)
+    found = hierarchy_spacing(attrs, groups)
+    return Opened(name, shape, dtype, block, found, functools.partial(_n5_read, ds_dir, where))
 
 
-def _n5_dir(root, name):
-    return os.path.join(root, *name.split("/")) if name else root
+def _n5_read(ds_dir, where, slices):
+    """Read region `slices` (z, y, x) of an N5 dataset, opening only the blocks it touches.
 
-
-def _n5_decode_block(raw, dtype, compression, where):
-    """Decode one N5 block file into a (z, y, x) array of the stored block shape."""
-    mode, ndim = struct.unpack(">HH", raw[:4]) if len(raw) >= 4 else (-1, 0)
-    if mode not in (0, 1) or ndim != 3 or len(raw) < 16:
-        raise InputError(where, f"N5 block with mode {mode} and {ndim} dims is not supported.",
-                         "re-save the N5 dataset as a plain 3-D array")
-    dims = struct.unpack(">3I", raw[4:16])
-    offset = 16 + (4 if mode == 1 else 0)
+    Returns a C-contiguous native-order array of the region's shape; absent blocks
+    read as zeros, edge blocks stored at full size or truncated are both read.
+    """
     try:
-        body = _N5_DECOMPRESS[compression["type"]](raw[offset:])
-        return np.frombuffer(body, dtype=dtype, count=math.prod(dims)).reshape(dims[::-1])
-    except Exception as exc:  # zlib.error, lzma.LZMAError, ValueError, ...
-        raise InputError(where, f"corrupt N5 block ({type(exc).__name__}: {exc}).",
-                         "re-create the N5 dataset") from exc
+        return read_region(open_array(file_spec(ds_dir, "n5"), read=True).T, slices)
+    except ValueError as exc:
+        raise _block_error(exc, where) from exc
 
 
-def _n5_block_ranges(slices, block):
-    """Per axis (z, y, x), the range of block indices a region touches."""
-    return [range(s.start // b, -(-s.stop // b)) for s, b in zip(slices, block)]
-
-
-def _n5_read(ds_dir, slices):
-    """Read region `slices` (z, y, x) of an N5 dataset, opening only the blocks it touches."""
-    _, block, dtype, compression = _n5_meta(ds_dir, ds_dir)
-    out = np.zeros([s.stop - s.start for s in slices], dtype=dtype.newbyteorder("="))
-    if out.size == 0:
-        return out
-    for index in itertools.product(*_n5_block_ranges(slices, block)):
-        _n5_copy_block(ds_dir, index, block, dtype, compression, slices, out)
-    return out
-
-
-def _n5_copy_block(ds_dir, index, block, dtype, compression, slices, out):
-    """Copy the part of block `index` (z, y, x) that lies in `slices` into `out`."""
-    file = os.path.join(ds_dir, *(str(i) for i in index[::-1]))
-    try:
-        with open(file, "rb") as fh:
-            raw = fh.read()
-    except FileNotFoundError:
-        return  # an absent N5 block is empty: zeros
-    data = _n5_decode_block(raw, dtype, compression, file)
-    src, dst = [], []
-    for i, b, s, n in zip(index, block, slices, data.shape):
-        lo, hi = max(s.start, i * b), min(s.stop, i * b + n)
-        if hi <= lo:
-            return
-        src.append(slice(lo - i * b, hi - i * b))
-        dst.append(slice(lo - s.start, hi - s.start))
-    out[tuple(dst)] = data[tuple(src)]
-
-
-def _n5_encode_block(data, compression):
-    """N5 block bytes (header + big-endian body) for a (z, y, x) array."""
-    header = struct.pack(">HH3I", 0, 3, *data.shape[::-1])
-    body = np.ascontiguousarray(data, dtype=data.dtype.newbyteorder(">")).tobytes()
-    if compression == "gzip":
-        body = gzip.compress(body, compresslevel=6, mtime=0)
-    return header + body
+def _block_error(exc, where):
+    """InputError for a tensorstore failure: names the block (or attributes) file."""
+    file, reason = failed_file(exc, where)
+    if "not supported" in reason:
+        return InputError(file, f"unsupported N5 block ({reason}).",
+                          "re-save the N5 dataset as a plain 3-D array")
+    return InputError(file, f"corrupt N5 block ({reason}).", "re-create the N5 dataset")
 
 
 def write_dataset(root, name, array, spacing, chunks, compression="gzip"):
     """Write `array` (z, y, x) as N5 dataset `name` (None: the root) under `root`.
 
-    `chunks` is the block shape (z, y, x), `compression` "gzip" or "raw"; spacing
-    goes to 'pixelResolution' (x, y, z, unit "um"). Contract in
-    :mod:`snakestream.io.datasets`.
+    Parameters
+    ----------
+    root : str
+        New N5 container folder.
+    name : str or None
+        Dataset path inside it ("a/b"); each group above gets an attributes.json.
+    array : numpy.ndarray
+        Voxels (z, y, x), one of the N5 data types.
+    spacing : numpy.ndarray
+        (z, y, x) µm; stored as 'pixelResolution' (x, y, z, unit "um").
+    chunks : tuple of int
+        Block shape (z, y, x). Edge blocks are stored at full block size.
+    compression : {"gzip", "raw"}
+        Block compression (gzip level 6). Contract in :mod:`snakestream.io.datasets`.
     """
     if array.dtype.name not in _N5_TYPES:
         raise InputError(root, f"dtype {array.dtype} cannot be stored in N5.",
                          f"convert to one of {', '.join(_N5_TYPES)}")
-    os.makedirs(root, exist_ok=True)
-    _n5_write_attrs(root, {"n5": "4.0.0"})
-    ds_dir = root
-    for part in (name.split("/") if name else []):
-        ds_dir = os.path.join(ds_dir, part)
-        os.makedirs(ds_dir, exist_ok=True)
-        _n5_write_attrs(ds_dir, {})
-    _n5_write_attrs(ds_dir, {
-        **({"n5": "4.0.0"} if ds_dir == root else {}),
-        "dimensions": list(array.shape[::-1]), "blockSize": list(chunks[::-1]),
+    ds_dir = _n5_dir(root, name)
+    metadata = {
+        **({"n5": "4.0.0"} if not name else {}),
+        "dimensions": list(array.shape[::-1]), "blockSize": [int(c) for c in chunks[::-1]],
         "dataType": array.dtype.name, "compression": _n5_compression_attrs(compression),
         "pixelResolution": {"dimensions": [float(v) for v in spacing[::-1]], "unit": "um"},
-    })
-    for index in np.ndindex(*[-(-n // c) for n, c in zip(array.shape, chunks)]):
-        part = array[tuple(slice(i * c, (i + 1) * c) for i, c in zip(index, chunks))]
-        file = os.path.join(ds_dir, *(str(i) for i in index[::-1]))
-        os.makedirs(os.path.dirname(file), exist_ok=True)
-        with open(file, "wb") as fh:
-            fh.write(_n5_encode_block(part, compression))
+    }
+    store = open_array({**file_spec(ds_dir, "n5"), "metadata": metadata}, create=True)
+    store.T.write(np.asarray(array)).result()
+    if name:
+        _n5_write_groups(root, name)
+
+
+def _n5_write_groups(root, name):
+    """attributes.json for the root ({"n5": "4.0.0"}) and each group above `name`."""
+    _n5_write_attrs(root, {"n5": "4.0.0"})
+    for group, _ in ancestors(name)[:-1]:
+        _n5_write_attrs(_n5_dir(root, group), {})
 
 
 def _n5_compression_attrs(compression):
     if compression == "gzip":
-        return {"type": "gzip", "level": 6, "useZlib": False}
+        return {"type": "gzip", "level": _GZIP_LEVEL, "useZlib": False}
     return {"type": "raw"}
 
 

@@ -9,7 +9,7 @@ than y/x, which keeps anisotropic light-sheet data sensible.
 import numpy as np
 import zarr
 
-from snakestream.io.chunks import chunk_starts
+from snakestream.io.chunks import for_each_chunk
 
 
 def level_factors(spacing, levels):
@@ -88,14 +88,16 @@ def build_level(root, k, labels=False):
     """Fill level ``k`` from level ``k-1`` chunk by chunk (bounded memory)."""
     src, dst = root[str(k - 1)], root[str(k)]
     step = np.round(np.array(dst.attrs["spacing"]) / np.array(src.attrs["spacing"])).astype(int)
-    for start in chunk_starts((0, 0, 0), dst.shape, dst.chunks):
-        stop = np.minimum(start + dst.chunks, dst.shape)
+
+    def fill(start, stop):
         region = tuple(slice(a * f, b * f) for a, b, f in zip(start, stop, step))
         block = _reduce(np.asarray(src[region]), step, labels)
         block = block[:stop[0] - start[0], :stop[1] - start[1], :stop[2] - start[2]]
         if np.issubdtype(dst.dtype, np.integer) and not labels:
             block = np.rint(block)
-        dst[tuple(slice(a, b) for a, b in zip(start, stop))] = block.astype(dst.dtype)
+        return block.astype(dst.dtype)
+
+    for_each_chunk(dst, None, fill)
 
 
 def build_pyramid(path, labels=False):

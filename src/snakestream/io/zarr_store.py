@@ -1,7 +1,12 @@
 """Zarr v2/v3 (and OME-Zarr) volumes: opening, writing, and outputs written in place.
 
 Inputs are opened with :func:`open_dataset` (through
-:func:`~snakestream.io.volumes.open_volume`); whole volumes are written with
+:func:`~snakestream.io.volumes.open_volume`): zarr-python finds the array and its
+metadata (groups, OME-Zarr 'multiscales', v2 ``.zattrs`` or v3 ``zarr.json``), and
+regions are read through tensorstore (less than half zarr-python's CPU on the same
+chunks, ``benchmarks/read_bench.py``); an array whose codecs tensorstore does
+not read (v2 filters, an LZ4 compressor, numcodecs codecs in v3, ...) is read by
+zarr-python instead. Whole volumes are written with
 :func:`write_dataset` (through :func:`~snakestream.io.volumes.write_volume`).
 The pipeline's own outputs that jobs fill chunk by chunk are created with
 :func:`create_zarr` and reopened with :func:`open_zarr_array`. Compression is
@@ -14,8 +19,10 @@ import os
 import numpy as np
 
 from snakestream.errors import InputError
-from snakestream.io.datasets import Opened, ancestors, no_dataset, pick_dataset, require_exists
+from snakestream.io.datasets import (Opened, ancestors, label, no_dataset, pick_dataset,
+                                     require_exists)
 from snakestream.io.metadata import check_spacing, hierarchy_spacing
+from snakestream.io.tensorstore_arrays import failed_file, file_spec, open_array, read_region
 
 __all__ = ["create_zarr", "open_dataset", "open_zarr_array", "write_dataset"]
 
@@ -57,13 +64,42 @@ def open_dataset(path, dataset):
         array = root[name]
         groups = [(dict((root[g] if g else root).attrs), rel) for g, rel in ancestors(name)]
     found = hierarchy_spacing(dict(array.attrs), groups)
+    driver = _tensorstore_driver(_array_dir(path, name), array.metadata.zarr_format)
     return Opened(name, array.shape, np.dtype(array.dtype), array.chunks, found,
-                  functools.partial(_read_zarr, path, name))
+                  functools.partial(_read_zarr, path, name, driver))
 
 
-def _read_zarr(path, name, slices):
-    node = _zarr_node(path)
-    return (node if name is None else node[name])[slices]
+def _array_dir(path, name):
+    return os.path.join(path, *name.split("/")) if name else path
+
+
+def _tensorstore_driver(folder, zarr_format):
+    """"zarr" or "zarr3" if tensorstore opens the array in `folder`, else None (zarr-python)."""
+    driver = "zarr3" if zarr_format == 3 else "zarr"
+    try:
+        open_array(file_spec(folder, driver), read=True)
+    except ValueError:  # a codec or filter tensorstore does not have
+        return None
+    return driver
+
+
+def _read_zarr(path, name, driver, slices):
+    """Region `slices` of array `name` (None: root) in store `path`, read by tensorstore.
+
+    `driver` is tensorstore's ("zarr", "zarr3"), or None to read with zarr-python (codecs
+    tensorstore does not have). Only the chunks the region touches are read; the store
+    is opened for this read only.
+    """
+    if driver is None:
+        node = _zarr_node(path)
+        return (node if name is None else node[name])[slices]
+    try:
+        return read_region(open_array(file_spec(_array_dir(path, name), driver), read=True),
+                           slices)
+    except ValueError as exc:
+        file, reason = failed_file(exc, label(path, name))
+        raise InputError(file, f"corrupt Zarr chunk ({reason}).",
+                         "re-create the Zarr array") from exc
 
 
 def _zarr_compressor(zarr_format):

@@ -8,10 +8,11 @@ vectors in ``block_field.nrrd`` are in x, y, z order (ITK's convention).
 
 import numpy as np
 import nrrd
-import SimpleITK as sitk
 
-from snakestream.fields import transform as tf
-from snakestream.register.block_stage import _global_step, read_block_images
+from snakestream.fields.transform import displacement_on_grid
+from snakestream.register.block_stage import global_step, read_block_images
+from snakestream.register.similarity import resample
+from snakestream.register.sitk_transforms import composite
 
 
 def write_nrrd(path, array, spacing, origin, vector=False):
@@ -29,33 +30,44 @@ def write_nrrd(path, array, spacing, origin, vector=False):
     nrrd.write(str(path), np.ascontiguousarray(array), header, index_order="C")
 
 
-def resample_block(fix, mov, transforms):
-    """Moving crop resampled onto the fixed crop through a composite transform."""
-    out = sitk.Resample(mov.to_sitk(), fix.to_sitk(), tf.composite(transforms),
-                        sitk.sitkLinear, 0.0)
-    return sitk.GetArrayFromImage(out)
-
-
-def debug_block(out_dir, row, results, fix_vol, mov_vol, affine, margin=None):
+def debug_block(out_dir, row, results, fix_vol, mov_vol, affine, *, margin=None):
     """Write fixed.nrrd, moving.nrrd (crop as the block saw it), moving_global.nrrd,
     moving_block.nrrd (after the block's transform) and block_field.nrrd to ``out_dir``.
 
-    Returns the list of written paths.
+    Parameters
+    ----------
+    out_dir : str
+        Existing folder.
+    row : mapping
+        The block's row of the block table.
+    results : list of StepResult
+        The block's own transforms (from its block file).
+    fix_vol, mov_vol : Volume
+        Fixed and moving volumes.
+    affine : (4, 4) array
+        Global fixed -> moving affine, µm.
+    margin : sequence of 3 float, optional
+        Moving crop margin, µm, as the block job used.
+
+    Returns
+    -------
+    list of str, the written paths.
     """
-    fix, mov, reason = read_block_images(row, fix_vol, mov_vol, affine, margin)
+    fix, mov, reason = read_block_images(row, fix_vol, mov_vol, affine, margin=margin)
     if fix is None:
         raise ValueError(f"block {row['id']} has nothing to show: {reason}")
-    glob = _global_step(affine).to_sitk()
+    glob = global_step(affine).to_sitk()
     own = [r.to_sitk() for r in results]
     files = {
         "fixed.nrrd": (fix.data, fix.spacing, fix.origin, False),
         "moving.nrrd": (mov.data, mov.spacing, mov.origin, False),
-        "moving_global.nrrd": (resample_block(fix, mov, [glob]), fix.spacing, fix.origin, False),
-        "moving_block.nrrd": (resample_block(fix, mov, [glob] + own), fix.spacing, fix.origin,
-                              False),
+        "moving_global.nrrd": (resample(fix, mov, composite([glob])), fix.spacing, fix.origin,
+                               False),
+        "moving_block.nrrd": (resample(fix, mov, composite([glob] + own)), fix.spacing,
+                              fix.origin, False),
     }
     start = np.round(fix.origin / fix.spacing).astype(int)
-    field = tf.displacement_on_grid(tf.composite(own), start, fix.data.shape, fix.spacing)
+    field = displacement_on_grid(composite(own), start, fix.data.shape, fix.spacing)
     files["block_field.nrrd"] = (field[..., ::-1], fix.spacing, fix.origin, True)
     paths = []
     for name, (data, spacing, origin, vector) in files.items():

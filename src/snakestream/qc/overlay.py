@@ -216,7 +216,7 @@ def affine_overlay(fix, mov, affines, labels=None, mode="max"):
     -------
     (H, W, 3) uint8.
     """
-    from snakestream.qc.metrics import resample_affine
+    from snakestream.register.similarity import resample_affine
 
     panels = [overlay_rgb(fix.data, resample_affine(fix, mov, a), fix.spacing, mode)
               for a in affines]

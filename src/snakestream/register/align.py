@@ -12,7 +12,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import SimpleITK as sitk
 
-from snakestream.fields import transform as tf
+from snakestream.grid.geometry import apply_affine, compose_affines
+from snakestream.io import downsample
+from snakestream.register import sitk_transforms as st
 from snakestream.register.bspline_fit import fit as sparse_fit
 from snakestream.register.steps import deform_engine
 
@@ -71,7 +73,7 @@ class StepResult:
 
     def to_sitk(self):
         """The step's transform as a SimpleITK transform."""
-        return tf.to_sitk(self.kind, self.fixed_parameters, self.parameters)
+        return st.to_sitk(self.kind, self.fixed_parameters, self.parameters)
 
 
 def _sitk_image(array, spacing, origin):
@@ -81,31 +83,41 @@ def _sitk_image(array, spacing, origin):
     return img
 
 
+def downsample_factors(spacing, alignment_spacing):
+    """Integer block-mean factors per axis toward ``alignment_spacing`` µm.
+
+    ``max(1, round(alignment_spacing / spacing))`` per axis (bigstream's rounding);
+    all 1 when ``alignment_spacing`` is None or 0.
+    """
+    if not alignment_spacing:
+        return np.ones(3, dtype=int)
+    return np.maximum(np.round(float(alignment_spacing) / np.asarray(spacing)), 1).astype(int)
+
+
 def block_mean(image, alignment_spacing):
     """Downsample an :class:`Image` by block averaging toward ``alignment_spacing`` µm.
 
-    The factor per axis is ``max(1, round(alignment_spacing / spacing))`` (bigstream's
-    choice); the origin moves to the centre of the first averaged block.
+    Parameters
+    ----------
+    image : Image
+        z, y, x data (and optional mask) with spacing and origin in µm.
+    alignment_spacing : float or None
+        Target voxel size, µm; the factors are :func:`downsample_factors`.
+
+    Returns
+    -------
+    Image with float32 data of shape ``ceil(shape / factors)`` (edge blocks average
+    the voxels that exist), a mask that is set wherever any voxel of its block was,
+    spacing ``spacing * factors`` and the origin moved to the centre of the first
+    block. ``image`` itself when every factor is 1.
     """
-    if not alignment_spacing:
-        return image
-    factors = np.maximum(np.round(alignment_spacing / image.spacing), 1).astype(int)
+    factors = downsample_factors(image.spacing, alignment_spacing)
     if np.all(factors == 1):
         return image
-    data = _reduce(image.data.astype(np.float32), factors, np.mean)
-    mask = None if image.mask is None else _reduce(image.mask, factors, np.max)
+    data = downsample.block_mean(image.data, factors)
+    mask = None if image.mask is None else downsample.block_max(image.mask, factors)
     origin = image.origin + (factors - 1) / 2 * image.spacing
     return Image(data, image.spacing * factors, origin, mask)
-
-
-def _reduce(array, factors, func):
-    pad = [(0, (-n) % f) for n, f in zip(array.shape, factors)]
-    if any(p[1] for p in pad):
-        array = np.pad(array, pad, mode="edge")
-    shape = []
-    for n, f in zip(array.shape, factors):
-        shape += [n // f, f]
-    return func(array.reshape(shape), axis=(1, 3, 5)).astype(array.dtype)
 
 
 def configure(params, seed=0, threads=1):
@@ -160,14 +172,14 @@ def initial_matrix(params, fix, mov, static):
     if isinstance(init, str):  # CENTER
         c_fix, c_mov = center_of_mass(fix), center_of_mass(mov)
         out = np.eye(4)
-        out[:3, 3] = tf.apply_affine(np.linalg.inv(static), c_mov[None])[0] - c_fix
+        out[:3, 3] = apply_affine(np.linalg.inv(static), c_mov[None])[0] - c_fix
         return out
     return np.asarray(init, dtype=float)
 
 
 def _optimizable(name, matrix, center):
     """Euler3D (rigid) or Affine SimpleITK transform starting at ``matrix``."""
-    start = tf.affine_to_sitk(matrix)
+    start = st.affine_to_sitk(matrix)
     start.SetCenter(center[::-1].tolist())
     start.SetTranslation((np.array(start.GetTranslation())
                           - np.array(center[::-1]) + np.array(start.GetMatrix()).reshape(3, 3)
@@ -201,10 +213,10 @@ def _bspline(fix_img, params):
 def static_affine(static):
     """Product of the affine members of a static transform list (4x4, z,y,x)."""
     mats = [np.asarray(s.parameters).reshape(4, 4) for s in static if s.kind == "affine"]
-    return tf.compose_affines(*mats)
+    return compose_affines(*mats)
 
 
-def run_step(name, params, fix, mov, static=(), seed=0, threads=1):
+def run_step(name, params, fix, mov, static=(), *, seed=0, threads=1):
     """Run one registration step; never raises for a registration failure.
 
     Parameters
@@ -229,7 +241,8 @@ def run_step(name, params, fix, mov, static=(), seed=0, threads=1):
     """
     t0 = time.perf_counter()
     try:
-        result = _STEP_RUNNERS[name](name, params, fix, mov, list(static), seed, threads)
+        result = _STEP_RUNNERS[name](name, params, fix, mov, list(static), seed=seed,
+                                     threads=threads)
     except Exception as err:  # SimpleITK raises RuntimeError with long text
         result = _fallback(name, "error: " + str(err).strip().splitlines()[-1][:200])
     result.qc.setdefault("status", "ok")
@@ -263,7 +276,7 @@ def _prepare(params, fix, mov, static, seed, threads):
     irm = configure(params, seed, threads)
     _set_masks(irm, f.mask_sitk(), m.mask_sitk())
     if static:
-        irm.SetMovingInitialTransform(tf.composite([s.to_sitk() for s in static]))
+        irm.SetMovingInitialTransform(st.composite([s.to_sitk() for s in static]))
     return irm, f, m
 
 
@@ -290,7 +303,7 @@ def _execute(irm, f_img, m_img):
             "stop": irm.GetOptimizerStopConditionDescription().strip()[:200]}
 
 
-def _run_linear(name, params, fix, mov, static, seed, threads):
+def _run_linear(name, params, fix, mov, static, *, seed, threads):
     irm, f, m = _prepare(params, fix, mov, static, seed, threads)
     start = initial_matrix(params, f, m, static_affine(static))
     opt = _optimizable(name, start, f.center())
@@ -299,14 +312,14 @@ def _run_linear(name, params, fix, mov, static, seed, threads):
     qc = _execute(irm, f.to_sitk(), m.to_sitk())
     if not qc["metric_after"] < qc["metric_before"]:
         return _fallback(name, "metric did not improve; kept the starting transform", qc, start)
-    return StepResult(name, "affine", tf.sitk_to_affine(opt).ravel(), qc=qc)
+    return StepResult(name, "affine", st.sitk_to_affine(opt).ravel(), qc=qc)
 
 
-def _run_deform(name, params, fix, mov, static, seed, threads):
+def _run_deform(name, params, fix, mov, static, *, seed, threads):
     """B-spline step: the sparse engine where it applies (``engine: auto``), else ITK's."""
     engine, why_not = deform_engine(params, [s.kind for s in static])
     if engine == "itk":
-        result = _run_deform_itk(name, params, fix, mov, static, seed, threads)
+        result = _run_deform_itk(name, params, fix, mov, static, seed=seed, threads=threads)
         result.qc.update(engine="itk", **({"engine_reason": why_not} if why_not else {}))
         return result
     return _run_deform_sparse(name, params, fix, mov, static, seed)
@@ -321,7 +334,7 @@ def _run_deform_sparse(name, params, fix, mov, static, seed):
     return StepResult(name, "bspline", parameters, fixed_parameters, qc=qc)
 
 
-def _run_deform_itk(name, params, fix, mov, static, seed, threads):
+def _run_deform_itk(name, params, fix, mov, static, *, seed, threads):
     irm, f, m = _prepare(params, fix, mov, static, seed, threads)
     f_img = f.to_sitk()
     bspline = _bspline(f_img, params)
@@ -334,13 +347,13 @@ def _run_deform_itk(name, params, fix, mov, static, seed, threads):
                       np.array(bspline.GetFixedParameters()), qc=qc)
 
 
-def _run_feature(name, params, fix, mov, static, seed, threads):
+def _run_feature(name, params, fix, mov, static, *, seed, threads):
     from snakestream.register.feature_align import run_feature_step
 
     f, m = _step_images(params, fix, mov)
     prior = static_affine(static)
     qc = {}
-    total = run_feature_step(name, params, f, m, prior, seed, qc=qc)
+    total = run_feature_step(name, params, f, m, prior, seed=seed, qc=qc)
     if not qc["metric_after"] < qc["metric_before"]:
         return _fallback(name, "-NCC did not improve; kept the starting transform", qc)
     relative = np.linalg.inv(prior) @ total
@@ -351,10 +364,25 @@ _STEP_RUNNERS = {"rigid": _run_linear, "affine": _run_linear, "deform": _run_def
                  "ransac": _run_feature, "random": _run_feature}
 
 
-def run_steps(steps, fix, mov, static=(), seed=0, threads=1, log=print):
-    """Run a normalised step list; returns the list of new StepResults in order.
+def run_steps(steps, fix, mov, static=(), *, seed=0, threads=1, log=print):
+    """Run a normalised step list, each step starting from all earlier ones.
 
-    Each step starts from all earlier ones (bigstream's ``alignment_pipeline``).
+    Parameters
+    ----------
+    steps : list of (name, dict)
+        Normalised steps (:func:`~snakestream.register.steps.normalize_steps`).
+    fix, mov : Image
+        Fixed and moving images (z, y, x, spacing and origin in µm).
+    static : sequence of StepResult
+        Transforms the first step starts from (e.g. the global affine).
+    seed, threads
+        As in :func:`run_step`.
+    log : callable
+        Receives one line per step.
+
+    Returns
+    -------
+    list of StepResult, the new transforms in order (bigstream's ``alignment_pipeline``).
     """
     static, results = list(static), []
     for name, params in steps:

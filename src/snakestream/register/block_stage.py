@@ -10,7 +10,8 @@ from snakestream.grid.blocks import block_seed, region_slices
 from snakestream.io.volumes import require_finite
 
 
-def _global_step(affine):
+def global_step(affine):
+    """The global affine (4x4, fixed -> moving, µm) as the StepResult a block starts from."""
     return StepResult("global", "affine", np.asarray(affine, float).ravel())
 
 
@@ -18,12 +19,30 @@ def _has_signal(array):
     return array.size > 0 and float(array.max()) > float(array.min())
 
 
-def read_block_images(row, fix_vol, mov_vol, affine, margin=None,
+def read_block_images(row, fix_vol, mov_vol, affine, *, margin=None,
                       fix_mask_vol=None, mov_mask_vol=None):
     """Fixed and moving crops of one block as :class:`Image` records.
 
-    Returns ``(fix, mov, reason)``; ``reason`` is a text when the block has
-    nothing to align (no signal, no overlap, empty mask) and the images are None.
+    Parameters
+    ----------
+    row : mapping
+        The block's row of the block table (``id`` and its region z0..x1).
+    fix_vol, mov_vol : Volume
+        Fixed and moving volumes (z, y, x, spacing in µm).
+    affine : (4, 4) array
+        Global fixed -> moving affine (µm); it places the moving crop.
+    margin : sequence of 3 float, optional
+        Extra moving crop on each side, µm (default: ``crops.default_margin``).
+    fix_mask_vol, mov_mask_vol : Volume, optional
+        Masks, read on the crops' grids.
+
+    Returns
+    -------
+    fix, mov : Image or None
+        The crops, placed in physical space (origin = crop corner, µm).
+    reason : str
+        Why the block has nothing to align (no signal, no overlap, empty mask), in
+        which case the images are None; ``""`` otherwise.
     """
     fix_slices = region_slices(row)
     start = np.array([s.start for s in fix_slices])
@@ -62,23 +81,40 @@ def block_status(step_qcs):
     return "ok" if all(q.get("status") == "ok" for q in step_qcs) else "fallback"
 
 
-def align_block(row, steps, fix_vol, mov_vol, affine, margin=None,
+def align_block(row, steps, fix_vol, mov_vol, affine, *, margin=None,
                 fix_mask_vol=None, mov_mask_vol=None, threads=1, log=print):
-    """Register one block; returns ``(results, qc)`` ready for ``save_block``.
+    """Register one block on top of the global affine.
 
-    ``results`` are the block's own transforms (global affine excluded).
-    ``qc`` has id, status ('ok', 'fallback', 'skipped'), reason, per-step QC
-    and the seconds spent.
+    Parameters
+    ----------
+    row : mapping
+        The block's row of the block table.
+    steps : list of (name, dict)
+        Normalised block steps.
+    fix_vol, mov_vol : Volume
+        Fixed and moving volumes (z, y, x, spacing in µm).
+    affine : (4, 4) array
+        Global fixed -> moving affine, z, y, x, µm.
+    margin, fix_mask_vol, mov_mask_vol, threads, log
+        As in :func:`read_block_images` (the crops) and
+        :func:`~snakestream.register.align.run_steps` (threads, log).
+
+    Returns
+    -------
+    results : list of StepResult
+        The block's own transforms (global affine excluded), ready for ``save_block``.
+    qc : dict
+        id, status ('ok', 'fallback', 'skipped'), reason, per-step QC and the seconds spent.
     """
     t0 = time.perf_counter()
-    fix, mov, reason = read_block_images(row, fix_vol, mov_vol, affine, margin,
-                                         fix_mask_vol, mov_mask_vol)
+    fix, mov, reason = read_block_images(row, fix_vol, mov_vol, affine, margin=margin,
+                                         fix_mask_vol=fix_mask_vol, mov_mask_vol=mov_mask_vol)
     qc = {"id": row["id"], "steps": []}
     if fix is None:
         qc.update(status="skipped", reason=reason, seconds=round(time.perf_counter() - t0, 3))
         return [], qc
     qc["read_seconds"] = round(time.perf_counter() - t0, 3)
-    results = run_steps(steps, fix, mov, static=[_global_step(affine)],
+    results = run_steps(steps, fix, mov, static=[global_step(affine)],
                         seed=block_seed(row["id"]), threads=threads, log=log)
     qc["steps"] = [r.qc for r in results]
     qc["status"] = block_status(qc["steps"])

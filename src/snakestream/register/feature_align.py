@@ -63,7 +63,7 @@ def phase_start(fix, mov):
     return to_frames(local, fix.origin, mov.origin)
 
 
-def run_feature_step(name, params, fix, mov, prior, seed, qc=None):
+def run_feature_step(name, params, fix, mov, prior, *, seed, qc=None):
     """Total fixed -> moving affine found by a ``ransac`` or ``random`` step.
 
     Parameters

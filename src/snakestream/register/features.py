@@ -1,4 +1,4 @@
-"""Feature-based and search-based affine initialisation (issue 7).
+"""Feature-based and search-based affine initialisation: the ransac and random steps.
 
 Pure functions, no I/O. Everything works in physical units so that the fixed
 and moving volumes may have different (and anisotropic) spacings.
@@ -25,6 +25,8 @@ from scipy import fft as sfft
 from scipy import ndimage as ndi
 
 from snakestream.errors import AlignmentError
+from snakestream.grid.geometry import apply_affine
+from snakestream.register.similarity import ncc
 
 __all__ = [
     "detect_blobs",
@@ -57,11 +59,6 @@ def _check_affine(A):
     if A.shape != (4, 4):
         raise ValueError(f"an affine must be 4x4, got shape {A.shape}")
     return A
-
-
-def _apply(A, points):
-    """Map (N, 3) physical points (µm) through the 4x4 affine ``A``."""
-    return points @ A[:3, :3].T + A[:3, 3]
 
 
 def _centre_um(shape, spacing):
@@ -150,7 +147,7 @@ def _inside_border(points_um, shape, spacing, border_um):
     return np.all((points_um >= border_um) & (points_um <= upper), axis=1)
 
 
-def detect_blobs(image, spacing, radius_um, threshold=None, max_points=5000,
+def detect_blobs(image, spacing, radius_um, *, threshold=None, max_points=5000,
                  exclude_border_um=None, mask=None):
     """Detect bright blob-like features (nuclei, spots) at a physical scale.
 
@@ -218,7 +215,7 @@ def _normalise_rows(values):
     return np.divide(values, norm, out=np.zeros_like(values), where=norm > 0)
 
 
-def describe(image, spacing, points_um, radius_um, grid=7, linear=None, smooth=True):
+def describe(image, spacing, points_um, radius_um, *, grid=7, linear=None, smooth=True):
     """Intensity context of each point sampled on a fixed physical grid.
 
     Parameters
@@ -330,7 +327,7 @@ def _msac_costs(Xh, pm, B, threshold_um):
     return np.minimum(r2, threshold_um ** 2).sum(axis=1)
 
 
-def _best_sample_fit(pf, pm, threshold_um, iterations, rng, scale_range, chunk=512):
+def _best_sample_fit(pf, pm, threshold_um, iterations, rng, scale_range, *, chunk=512):
     """Best 4-point affine (4x4) by MSAC cost over ``iterations`` random samples."""
     samples = rng.integers(0, len(pf), size=(int(iterations), 4))
     Xh = np.hstack([pf, np.ones((len(pf), 1))])
@@ -354,7 +351,7 @@ def _best_sample_fit(pf, pm, threshold_um, iterations, rng, scale_range, chunk=5
 
 def _inliers(A, pf, pm, threshold_um):
     """(N,) bool: pairs whose residual |A pf - pm| is below threshold_um."""
-    return np.linalg.norm(_apply(A, pf) - pm, axis=1) < threshold_um
+    return np.linalg.norm(apply_affine(A, pf) - pm, axis=1) < threshold_um
 
 
 def _refit(A, pf, pm, threshold_um, rounds=5):
@@ -382,7 +379,7 @@ def _check_scale(A, scale_range, where):
             "the matches are probably wrong; check spacings, blob radius and overlap.")
 
 
-def ransac_affine(points_fix, points_mov, threshold_um, iterations=5000, seed=0,
+def ransac_affine(points_fix, points_mov, threshold_um, *, iterations=5000, seed=0,
                   min_inliers=12, scale_range=(0.5, 2.0), where="ransac"):
     """Robust affine from putative point pairs: 4-point RANSAC + LSQ refit.
 
@@ -435,7 +432,7 @@ def ransac_affine(points_fix, points_mov, threshold_um, iterations=5000, seed=0,
 # 5. the feature step
 # ---------------------------------------------------------------------------
 
-def _detect_or_raise(image, spacing, radius_um, nspots, mask, min_points, which, where):
+def _detect_or_raise(image, spacing, radius_um, *, nspots, mask, min_points, which, where):
     """detect_blobs, raising AlignmentError if fewer than ``min_points``."""
     points, _ = detect_blobs(image, spacing, radius_um, max_points=nspots, mask=mask)
     if len(points) < min_points:
@@ -445,7 +442,7 @@ def _detect_or_raise(image, spacing, radius_um, nspots, mask, min_points, which,
     return points
 
 
-def ransac_align(fix, mov, fix_spacing, mov_spacing, blob_radius_um,
+def ransac_align(fix, mov, fix_spacing, mov_spacing, blob_radius_um, *,
                  match_threshold=0.7, align_threshold_um=None, nspots=5000, seed=0,
                  where="ransac", initial=None, context_radius_um=None, grid=7,
                  fix_mask=None, mov_mask=None, iterations=5000, min_points=12,
@@ -505,17 +502,19 @@ def ransac_align(fix, mov, fix_spacing, mov_spacing, blob_radius_um,
     ctx = 3.0 * blob_radius_um if context_radius_um is None else float(context_radius_um)
     if align_threshold_um is None:
         align_threshold_um = max(blob_radius_um / 2.0, fs.max(), ms.max())
-    pf = _detect_or_raise(fix, fs, blob_radius_um, nspots, fix_mask, min_points, "fixed", where)
-    pm = _detect_or_raise(mov, ms, blob_radius_um, nspots, mov_mask, min_points, "moving", where)
-    df = describe(fix, fs, pf, ctx, grid)
-    dm = describe(mov, ms, pm, ctx, grid, linear=initial[:3, :3])
+    pf = _detect_or_raise(fix, fs, blob_radius_um, nspots=nspots, mask=fix_mask,
+                          min_points=min_points, which="fixed", where=where)
+    pm = _detect_or_raise(mov, ms, blob_radius_um, nspots=nspots, mask=mov_mask,
+                          min_points=min_points, which="moving", where=where)
+    df = describe(fix, fs, pf, ctx, grid=grid)
+    dm = describe(mov, ms, pm, ctx, grid=grid, linear=initial[:3, :3])
     i, j = match_mutual(df, dm, match_threshold)
     if len(i) < min_matches:
         raise AlignmentError(
             where, f"too few mutual matches ({len(i)} of {len(pf)}/{len(pm)} points, need {min_matches}).",
             "the images may not overlap; lower match_threshold or give an initial transform.")
-    A, _ = ransac_affine(pf[i], pm[j], align_threshold_um, iterations, seed,
-                         min_inliers, scale_range, where)
+    A, _ = ransac_affine(pf[i], pm[j], align_threshold_um, iterations=iterations, seed=seed,
+                         min_inliers=min_inliers, scale_range=scale_range, where=where)
     return A
 
 
@@ -561,7 +560,7 @@ def _random_parameters(rng, n, max_translation_um, max_rotation_rad, max_scale, 
     return t, angles, scales, shears
 
 
-def random_affine_search(fix, mov, fix_spacing, mov_spacing, score, iterations=500,
+def random_affine_search(fix, mov, fix_spacing, mov_spacing, score, *, iterations=500,
                          max_translation_um=None, max_rotation_rad=0.25, max_scale=0.1,
                          max_shear=0.05, seed=0, initial=None):
     """Bounded random search for a fixed->moving affine minimising ``score``.
@@ -627,7 +626,7 @@ def _sample_grid(shape, nsamples, rng):
     return np.sort(rng.choice(size, size=int(nsamples), replace=False))
 
 
-def ncc_score(fix, mov, fix_spacing, mov_spacing, nsamples=100_000, seed=0,
+def ncc_score(fix, mov, fix_spacing, mov_spacing, *, nsamples=100_000, seed=0,
               min_overlap=0.1, smooth_um=None):
     """Build ``score(A) = -NCC(fix, mov o A)`` for ``random_affine_search``.
 
@@ -667,23 +666,14 @@ def ncc_score(fix, mov, fix_spacing, mov_spacing, nsamples=100_000, seed=0,
     need = max(int(min_overlap * len(flat)), 16)
 
     def score(A):
-        coords = _apply(_check_affine(A), points) / ms
+        coords = apply_affine(_check_affine(A), points) / ms
         inside = np.all((coords >= 0) & (coords <= upper), axis=1)
         if inside.sum() < need:
             return 0.0
         m = ndi.map_coordinates(mov, coords[inside].T, order=1).astype(np.float64)
-        return -_ncc(values[inside], m)
+        return -ncc(values[inside], m)
 
     return score
-
-
-def _ncc(a, b):
-    """Normalised cross-correlation of two 1-D arrays (0.0 if either is flat)."""
-    a = a - a.mean()
-    b = b - b.mean()
-    # elementwise sums, not BLAS dot: avoids OpenBLAS thread start-up per call
-    denom = np.sqrt(np.sum(a * a) * np.sum(b * b))
-    return float(np.sum(a * b) / denom) if denom > 0 else 0.0
 
 
 # ---------------------------------------------------------------------------

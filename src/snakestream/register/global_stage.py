@@ -2,23 +2,29 @@
 
 import numpy as np
 
-from snakestream.qc import metrics as qcmod
-from snakestream.fields import transform as tf
-from snakestream.register.align import Image, run_steps
 from snakestream.errors import InputError
+from snakestream.grid.geometry import compose_affines, physical_grid
 from snakestream.io.downsample import read_downsampled
 from snakestream.io.volumes import require_finite
-
-
-def downsample_factors(spacing, alignment_spacing):
-    """Integer block-mean factors per axis toward ``alignment_spacing`` µm (bigstream's rounding)."""
-    if not alignment_spacing:
-        return np.ones(3, dtype=int)
-    return np.maximum(np.round(float(alignment_spacing) / np.asarray(spacing)), 1).astype(int)
+from snakestream.register.align import Image, downsample_factors, run_steps
+from snakestream.register.similarity import ncc_after_affine
 
 
 def downsample_volume(vol, alignment_spacing):
-    """A whole volume block-averaged toward ``alignment_spacing``, as an :class:`Image`."""
+    """A whole volume block-averaged toward ``alignment_spacing``.
+
+    Parameters
+    ----------
+    vol : Volume
+        z, y, x volume with spacing in µm.
+    alignment_spacing : float or None
+        Target voxel size, µm (factors as :func:`~snakestream.register.align.downsample_factors`).
+
+    Returns
+    -------
+    Image with float32 data, spacing ``vol.spacing * factors`` and its origin at the
+    centre of the first block (µm).
+    """
     factors = downsample_factors(vol.spacing, alignment_spacing)
     data = read_downsampled(vol, factors)
     require_finite(data, vol.path)
@@ -34,7 +40,7 @@ def mask_on_image(mask_vol, image):
     small = read_downsampled(mask_vol, factors) > 0.5
     small_spacing = mask_vol.spacing * factors
     small_origin = (factors - 1) / 2 * mask_vol.spacing
-    pts = tf.physical_grid((0, 0, 0), image.data.shape, image.spacing) + image.origin
+    pts = physical_grid((0, 0, 0), image.data.shape, image.spacing) + image.origin
     idx = ((pts.reshape(-1, 3) - small_origin) / small_spacing).T
     return map_coordinates(small.astype(np.uint8), idx, order=0, mode="nearest") \
         .reshape(image.data.shape).astype(bool)
@@ -56,13 +62,28 @@ def images_for(steps, vol, mask_vol):
     return out
 
 
-def global_align(steps, fix_vol, mov_vol, fix_mask_vol=None, mov_mask_vol=None,
+def global_align(steps, fix_vol, mov_vol, fix_mask_vol=None, mov_mask_vol=None, *,
                  threads=1, log=print):
-    """Run the global steps; returns (4x4 affine, list of per-step QC dicts).
+    """Run the global steps on whole volumes, each at its own ``alignment_spacing``.
 
-    Each step runs on images block-averaged to its own ``alignment_spacing``.
-    The QC adds the normalised cross-correlation before and after each step,
-    measured at that step's resolution.
+    Parameters
+    ----------
+    steps : list of (name, dict)
+        Normalised rigid/affine/ransac/random steps (:func:`~snakestream.register.steps.normalize_steps`).
+    fix_vol, mov_vol : Volume
+        Fixed and moving volumes (z, y, x, spacing in µm).
+    fix_mask_vol, mov_mask_vol : Volume, optional
+        Masks in the same physical frames (any resolution).
+    threads, log
+        As in :func:`~snakestream.register.align.run_steps`.
+
+    Returns
+    -------
+    affine : (4, 4) float64
+        Fixed -> moving physical affine, z, y, x, µm.
+    qcs : list of dict
+        Per-step QC, with the normalised cross-correlation before and after each
+        step (``ncc_before``, ``ncc_after``) measured at that step's resolution.
     """
     fixes = images_for(steps, fix_vol, fix_mask_vol)
     movs = images_for(steps, mov_vol, mov_mask_vol)
@@ -70,12 +91,12 @@ def global_align(steps, fix_vol, mov_vol, fix_mask_vol=None, mov_mask_vol=None,
     for name, params in steps:
         key = params.get("alignment_spacing")
         fix, mov = fixes[key], movs[key]
-        before = tf.compose_affines(*[s.parameters.reshape(4, 4) for s in static])
+        before = compose_affines(*[s.parameters.reshape(4, 4) for s in static])
         result = run_steps([(name, params)], fix, mov, static=static, threads=threads, log=log)[0]
         static.append(result)
-        after = tf.compose_affines(*[s.parameters.reshape(4, 4) for s in static])
-        result.qc["ncc_before"] = qcmod.ncc_after_affine(fix, mov, before)
-        result.qc["ncc_after"] = qcmod.ncc_after_affine(fix, mov, after)
+        after = compose_affines(*[s.parameters.reshape(4, 4) for s in static])
+        result.qc["ncc_before"] = ncc_after_affine(fix, mov, before)
+        result.qc["ncc_after"] = ncc_after_affine(fix, mov, after)
         qcs.append(result.qc)
-    affine = tf.compose_affines(*[s.parameters.reshape(4, 4) for s in static])
+    affine = compose_affines(*[s.parameters.reshape(4, 4) for s in static])
     return affine, qcs

@@ -287,10 +287,6 @@ def _int_list(value, where):
     return out
 
 
-def uses_mask(params, which):
-    """Whether a step asks for a mask: None means 'if one is configured'."""
-    return params.get(which) is not False
-
 # what the sparse B-spline engine (snakestream.register.bspline) covers
 SPARSE_OPTIMIZER_KEYS = {"learningRate", "minStep", "numberOfIterations", "relaxationFactor",
                          "gradientMagnitudeTolerance"}

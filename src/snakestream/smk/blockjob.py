@@ -29,8 +29,9 @@ def run(job):
         else:
             fix, mov = open_image(p.fixed), open_image(p.moving)
             affine = np.loadtxt(job.input.affine)
-            results, qc = align_block(row, p.steps, fix, mov, affine, p.margin,
-                                      open_mask(p.fixed, fix), open_mask(p.moving, mov),
+            results, qc = align_block(row, p.steps, fix, mov, affine, margin=p.margin,
+                                      fix_mask_vol=open_mask(p.fixed, fix),
+                                      mov_mask_vol=open_mask(p.moving, mov),
                                       threads=job.threads,
                                       log=lambda m: print(m, flush=True))
         qc["peak_mem_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

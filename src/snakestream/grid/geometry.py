@@ -1,0 +1,55 @@
+"""Coordinate geometry shared by every layer: affines on points, voxel grids in µm.
+
+Pure NumPy, no I/O. Points are ``(..., 3)`` arrays of physical coordinates in µm,
+z, y, x; voxel index ``i`` of a grid sits at ``i * spacing``. An affine is a 4x4
+matrix mapping fixed physical coordinates to moving ones.
+"""
+
+import numpy as np
+
+
+def apply_affine(affine, points):
+    """Map points through a 4x4 affine.
+
+    Parameters
+    ----------
+    affine : (4, 4) array
+        Fixed -> moving physical affine (µm, z, y, x).
+    points : (..., 3) array
+        Physical points, µm, z, y, x.
+
+    Returns
+    -------
+    (..., 3) float64 array ``A[:3, :3] @ x + A[:3, 3]`` for each point x.
+    """
+    affine = np.asarray(affine, dtype=float)
+    points = np.asarray(points, dtype=float)
+    return points @ affine[:3, :3].T + affine[:3, 3]
+
+
+def compose_affines(*matrices):
+    """Compose 4x4 affines so the result maps x -> M1 @ M2 @ ... @ x (identity if none)."""
+    out = np.eye(4)
+    for m in matrices:
+        out = out @ np.asarray(m, dtype=float)
+    return out
+
+
+def physical_grid(start, shape, spacing):
+    """Physical coordinates of a region of a voxel grid.
+
+    Parameters
+    ----------
+    start : sequence of 3 int
+        First voxel of the region, z, y, x.
+    shape : sequence of 3 int
+        Region size in voxels, z, y, x.
+    spacing : sequence of 3 float
+        Voxel size, µm, z, y, x.
+
+    Returns
+    -------
+    (Z, Y, X, 3) float64 array of µm coordinates (z, y, x) of every voxel.
+    """
+    axes = [(np.arange(n) + s) * sp for s, n, sp in zip(start, shape, spacing)]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
