@@ -5,7 +5,8 @@ import zarr
 
 from snakestream.register.align import StepResult
 from snakestream.fields.blockfile import save_block
-from snakestream.grid.blocks import block_relpath, build_table, overlap_voxels, ramp
+from snakestream.grid.blocks import block_relpath, ramp
+from snakestream.grid.layout import build_table, overlap_voxels
 from snakestream.fields.stitch import block_loader, n_slabs, write_field_slab
 
 

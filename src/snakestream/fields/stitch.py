@@ -15,15 +15,8 @@ import numpy as np
 
 from snakestream.fields import transform as tf
 from snakestream.fields.blockfile import block_transform, load_block
-from snakestream.grid.blocks import n_slabs, ramp  # noqa: F401 (n_slabs re-exported)
-
-
-def overlapping(table, start, stop):
-    """Rows of ``table`` whose (clipped) region intersects ``[start, stop)`` (z,y,x)."""
-    keep = np.ones(len(table), dtype=bool)
-    for k, ax in enumerate("zyx"):
-        keep &= (table[f"{ax}0"].to_numpy() < stop[k]) & (table[f"{ax}1"].to_numpy() > start[k])
-    return table[keep]
+from snakestream.grid.blocks import n_slabs, ramp, slab_bounds  # noqa: F401 (n_slabs, slab_bounds re-exported)
+from snakestream.grid.layout import field_box, rows_touching
 
 
 def block_weight(row, lo, hi, ovl, step=(1, 1, 1)):
@@ -103,12 +96,6 @@ def chunk_starts(lo, hi, chunks):
     return [np.array(s) for s in np.array(np.meshgrid(*axes, indexing="ij")).reshape(3, -1).T]
 
 
-def slab_bounds(shape, chunks, slab):
-    """z range ``[z0, z1)`` of gather/warp slab number ``slab`` (one chunk row thick)."""
-    z0 = int(slab) * int(chunks[0])
-    return z0, min(z0 + int(chunks[0]), int(shape[0]))
-
-
 def write_field_slab(out, table, slab, spacing, ovl, transform_of, step=(1, 1, 1)):
     """Blend every output chunk of one z slab into the zarr array ``out`` (Z,Y,X,3).
 
@@ -124,12 +111,11 @@ def write_field_slab(out, table, slab, spacing, ovl, transform_of, step=(1, 1, 1
 
     shape, chunks, step = out.shape[:3], out.chunks[:3], np.asarray(step, int)
     z0, z1 = slab_bounds(shape, chunks, slab)
-    rows = overlapping(table, (z0 * step[0], 0, 0), ((z1 - 1) * step[0] + 1,) +
-                       tuple(np.asarray(shape[1:]) * step[1:]))
+    rows = rows_touching(table, *field_box((z0, 0, 0), (z1,) + tuple(shape[1:]), step))
     count, jac = 0, []
     for start in chunk_starts((z0, 0, 0), (z1,) + tuple(shape[1:]), chunks):
         stop = np.minimum(start + chunks, shape)
-        near = overlapping(rows, start * step, (stop - 1) * step + 1)
+        near = rows_touching(rows, *field_box(start, stop, step))
         field, covered = blend_region(start, stop - start, near, spacing, ovl, transform_of,
                                       coverage=True, step=step)
         out[tuple(slice(a, b) for a, b in zip(start, stop))] = field
