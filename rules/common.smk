@@ -34,7 +34,7 @@ except SnakestreamError as err:
     raise WorkflowError(f"snakestream config error: {err}") from None
 
 OUT = CFG["output"].rstrip("/")
-BLOCKS = bool(CFG.get("blocks"))
+BLOCKS = CFG["blocks"] is not None  # None: no block stage
 BLOCKS_DIR = f"{OUT}/blocks"
 BLOCK_TABLE = f"{BLOCKS_DIR}/table.tsv"
 GLOBAL_AFFINE = f"{OUT}/global/affine.mat"
@@ -96,7 +96,7 @@ def block_job(wildcards):
     (the 'params' rerun trigger): changed block settings rerun the blocks. The job's
     threads come on the command line.
     """
-    blocks = CFG.get("blocks") or {}
+    blocks = CFG["blocks"]
     job = {
         "rule": "align_block",
         "input": {"table": BLOCK_TABLE, "affine": GLOBAL_AFFINE},
@@ -104,8 +104,8 @@ def block_job(wildcards):
         "log": [BLOCK_LOG.format(**wildcards)],
         "wildcards": dict(wildcards.items()),
         "params": {"fixed": CFG["fixed"], "moving": CFG["moving"],
-                   "steps": CFG.get("_block_steps"), "margin": blocks.get("moving_margin"),
-                   "on_failure": blocks.get("on_block_failure")},
+                   "steps": CFG["_block_steps"], "margin": blocks["moving_margin"],
+                   "on_failure": blocks["on_block_failure"]},
     }
     return json.dumps(job, sort_keys=True)
 

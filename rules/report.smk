@@ -28,7 +28,7 @@ rule report:
     params:
         fixed=CFG["fixed"],
         blocks=BLOCKS,
-        truth=CFG.get("truth"),
+        truth=CFG["truth"],
         output=OUT,
     resources:
         mem_mb=lambda wc, attempt: 2000 * attempt,

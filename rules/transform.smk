@@ -1,8 +1,8 @@
 # Stage 6: using the transform — extra channels and labels, OME-Zarr pyramids,
 # the inverse (moving -> fixed), point tables, and ITK exports.
 
-EXTRAS = {v["name"]: v for v in CFG.get("extra_volumes") or []}
-POINTS = {v["name"]: v for v in CFG.get("points") or []}
+EXTRAS = {v["name"]: v for v in CFG["extra_volumes"]}
+POINTS = {v["name"]: v for v in CFG["points"]}
 
 
 wildcard_constraints:
