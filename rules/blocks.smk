@@ -23,7 +23,7 @@ rule block_table:
 
 
 rule align_block:
-    # Jobs are made for the blocks the parse-time mask test keeps (LAYOUT.aligned);
+    # Jobs are made for the blocks the parse-time mask test keeps (LAYOUT.blocks.aligned);
     # asking for another block's file records it as skipped without reading pixels.
     # A shell rule, not script:, so that a job whose warm worker runs it
     # (src/snakestream/smk/worker.py, local runs) starts no more than a small client.

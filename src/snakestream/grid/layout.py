@@ -22,7 +22,7 @@ parses only load a small array.
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 import numpy as np
 
@@ -79,7 +79,7 @@ def field_box(start, stop, step):
     return np.asarray(start, int) * step, (np.asarray(stop, int) - 1) * step + 1
 
 
-@dataclass
+@dataclass(kw_only=True)
 class BlockGrid:
     """Overlapping blocks of the fixed grid, in grid order (z slowest).
 
@@ -157,8 +157,10 @@ class BlockGrid:
         else:
             fractions = np.ravel(foreground)
             aligned = is_aligned(fractions, threshold)
-        return cls(blocksize, ovl, ids, index, core_lo, core_hi, np.maximum(core_lo - ovl, 0),
-                   np.minimum(core_hi + ovl, shape), fractions, aligned, threshold)
+        return cls(blocksize=blocksize, overlap=ovl, ids=ids, index=index,
+                   core_lo=core_lo, core_hi=core_hi, lo=np.maximum(core_lo - ovl, 0),
+                   hi=np.minimum(core_hi + ovl, shape), foreground=fractions, aligned=aligned,
+                   threshold=threshold)
 
     def table(self):
         """The block table (:data:`snakestream.grid.blocks.COLUMNS`) as a DataFrame.
@@ -252,6 +254,7 @@ class Layout:
     spacing: np.ndarray
     chunks: tuple
     moving_dtype: str
+    _: KW_ONLY
     fixed_dtype: str = None
     moving_shape: tuple = None
     moving_spacing: np.ndarray = None
@@ -264,8 +267,9 @@ class Layout:
         fix, mov = open_image(cfg["fixed"]), open_image(cfg["moving"])
         chunks = tuple(min(int(c), int(n)) for c, n in zip(cfg["output_chunks"], fix.shape))
         layout = cls(tuple(int(n) for n in fix.shape), fix.spacing, chunks, str(mov.dtype),
-                     str(fix.dtype), tuple(int(n) for n in mov.shape), mov.spacing,
-                     tuple(int(f) for f in cfg["field_downsample"]))
+                     fixed_dtype=str(fix.dtype), moving_shape=tuple(int(n) for n in mov.shape),
+                     moving_spacing=mov.spacing,
+                     field_step=tuple(int(f) for f in cfg["field_downsample"]))
         blocks = cfg["blocks"]
         if blocks is not None:
             layout.blocks = fixed_block_grid(
