@@ -36,6 +36,13 @@ def region_slices(row, core=False):
     return tuple(slice(int(row[f"{p}{a}0"]), int(row[f"{p}{a}1"])) for a in "zyx")
 
 
+def table_bounds(table, core=False):
+    """Regions (or cores) of a block table's rows as ``(lo, hi)`` arrays (N x 3, z,y,x)."""
+    p = "c" if core else ""
+    return (table[[f"{p}{a}0" for a in "zyx"]].to_numpy(),
+            table[[f"{p}{a}1" for a in "zyx"]].to_numpy())
+
+
 def below_threshold_qc(row):
     """QC record of a block the table does not align: 'skipped', with the table's reason."""
     return {"id": row["id"], "status": "skipped", "reason": row["reason"], "steps": []}

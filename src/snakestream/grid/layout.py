@@ -27,7 +27,8 @@ from dataclasses import KW_ONLY, dataclass
 import numpy as np
 
 from snakestream.errors import ConfigError
-from snakestream.grid.blocks import COLUMNS, block_id, foreground_fractions, n_slabs, slab_bounds
+from snakestream.grid.blocks import (COLUMNS, block_id, foreground_fractions, n_slabs, slab_bounds,
+                                     table_bounds)
 from snakestream.grid.inputs import open_image, open_mask
 from snakestream.io.volumes import atomic_path
 
@@ -64,9 +65,7 @@ def touching(lo, hi, start, stop):
 
 def rows_touching(table, start, stop):
     """Rows of a block table whose (clipped) region intersects ``[start, stop)`` (z,y,x)."""
-    lo = table[["z0", "y0", "x0"]].to_numpy()
-    hi = table[["z1", "y1", "x1"]].to_numpy()
-    return table[touching(lo, hi, start, stop)]
+    return table[touching(*table_bounds(table), start, stop)]
 
 
 def field_box(start, stop, step):
