@@ -69,10 +69,10 @@ def rows_touching(table, start, stop):
 
 
 def field_box(start, stop, step):
-    """Fixed-voxel box ``[start, stop)`` spanned by field voxels ``[start, stop)`` (z,y,x).
+    """The fixed-voxel box ``(lo, hi)`` that field voxels ``[start, stop)`` (z,y,x) sit on.
 
-    Field voxel ``c`` sits on fixed voxel ``c * step``; a block touches a field
-    region when its fixed region meets this box.
+    Field voxel ``c`` sits on fixed voxel ``c * step``; a block touches a region of
+    the field grid when its fixed region meets this box.
     """
     step = np.asarray(step, int)
     return np.asarray(start, int) * step, (np.asarray(stop, int) - 1) * step + 1
