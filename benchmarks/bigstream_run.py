@@ -69,7 +69,7 @@ def pin_threads(threads=1):
 
 def load_inputs(cfg):
     """Fixed and moving voxels, their spacings and the fixed mask (numpy), via snakestream."""
-    from snakestream.smk.runtime import open_image, open_mask
+    from snakestream.grid.inputs import open_image, open_mask
 
     fix_vol, mov_vol = open_image(cfg["fixed"]), open_image(cfg["moving"])
     mask_vol = open_mask(cfg["fixed"], fix_vol)

@@ -37,7 +37,8 @@ from snakestream.register import align
 from snakestream.demo import scene as demo  # noqa: E402
 from snakestream.register.sitk_transforms import composite  # noqa: E402
 from snakestream.register.block_stage import read_block_images  # noqa: E402
-from snakestream.grid.blocks import block_regions, block_seed, region_slices  # noqa: E402
+from snakestream.grid.blocks import block_seed, region_slices  # noqa: E402
+from snakestream.grid.layout import build_table  # noqa: E402
 from snakestream.io.volumes import open_volume  # noqa: E402
 from snakestream.register.steps import normalize_steps  # noqa: E402
 
@@ -118,7 +119,7 @@ def ensure_data(data, out):
 
 def pick_blocks(truth, n):
     """``n`` interior blocks holding the most truth landmarks in their cores."""
-    rows = [r for r in block_regions(truth.fix_shape, BLOCKSIZE, OVERLAP)
+    rows = [r for r in build_table(truth.fix_shape, BLOCKSIZE, OVERLAP).to_dict("records")
             if all(r[f"{a}1"] - r[f"{a}0"] == 2 * b for a, b in zip("zyx", BLOCKSIZE))]
     def inside(r):
         lo = np.array([r["cz0"], r["cy0"], r["cx0"]]) * truth.fix_spacing

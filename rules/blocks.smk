@@ -9,9 +9,9 @@ rule block_table:
         f"{OUT}/blocks/table.tsv",
     params:
         fixed=CFG["fixed"],
-        blocksize=(CFG.get("blocks") or {}).get("blocksize"),
-        overlap=(CFG.get("blocks") or {}).get("overlap"),
-        threshold=(CFG.get("blocks") or {}).get("foreground_fraction"),
+        blocksize=CFG["blocks"]["blocksize"] if BLOCKS else None,
+        overlap=CFG["blocks"]["overlap"] if BLOCKS else None,
+        threshold=CFG["blocks"]["foreground_fraction"] if BLOCKS else None,
         cache=f"{OUT}/.cache",
     log:
         f"{OUT}/logs/block_table.log",
@@ -23,7 +23,7 @@ rule block_table:
 
 
 rule align_block:
-    # Jobs are made for the blocks the parse-time mask test keeps (LAYOUT.aligned);
+    # Jobs are made for the blocks the parse-time mask test keeps (LAYOUT.blocks.aligned);
     # asking for another block's file records it as skipped without reading pixels.
     # A shell rule, not script:, so that a job whose warm worker runs it
     # (src/snakestream/smk/worker.py, local runs) starts no more than a small client.
@@ -91,7 +91,7 @@ rule debug_block:
     params:
         fixed=CFG["fixed"],
         moving=CFG["moving"],
-        margin=(CFG.get("blocks") or {}).get("moving_margin"),
+        margin=CFG["blocks"]["moving_margin"] if BLOCKS else None,
     log:
         f"{OUT}/logs/debug/z{{bz}}_y{{by}}_x{{bx}}.log",
     benchmark:

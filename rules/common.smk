@@ -48,15 +48,15 @@ except SnakestreamError as err:
 
 # ---------------------------------------------------------------- paths
 OUT = CFG["output"].rstrip("/")
-BLOCKS = bool(CFG.get("blocks"))
+BLOCKS = CFG["blocks"] is not None  # None: no block stage
 BLOCKS_DIR = f"{OUT}/blocks"
 BLOCK_TABLE = f"{BLOCKS_DIR}/table.tsv"
 GLOBAL_AFFINE = f"{OUT}/global/affine.mat"
 FIELD = f"{OUT}/deform.zarr"
 BLOCK_FILE = f"{BLOCKS_DIR}/z{{bz}}/y{{by}}/z{{bz}}_y{{by}}_x{{bx}}.npz"
 BLOCK_LOG = f"{OUT}/logs/blocks/z{{bz}}/y{{by}}/z{{bz}}_y{{by}}_x{{bx}}.log"
-EXTRAS = {v["name"]: v for v in CFG.get("extra_volumes") or []}
-POINTS = {v["name"]: v for v in CFG.get("points") or []}
+EXTRAS = {v["name"]: v for v in CFG["extra_volumes"]}
+POINTS = {v["name"]: v for v in CFG["points"]}
 
 
 def warp_markers(folder, n_slabs):
@@ -129,10 +129,10 @@ def block_job(wildcards):
     (the 'params' rerun trigger): changed block settings rerun the blocks. The rule's
     command line adds the job's threads, input, output and log.
     """
-    blocks = CFG.get("blocks") or {}
+    blocks = CFG["blocks"]
     params = {"fixed": CFG["fixed"], "moving": CFG["moving"],
-              "steps": CFG.get("_block_steps"), "margin": blocks.get("moving_margin"),
-              "on_failure": blocks.get("on_block_failure")}
+              "steps": CFG["_block_steps"], "margin": blocks["moving_margin"],
+              "on_failure": blocks["on_block_failure"]}
     return json.dumps({"wildcards": dict(wildcards.items()), "params": params},
                       sort_keys=True)
 
@@ -155,7 +155,7 @@ def warp_inputs(wildcards):
 
 def extra_dtype(wildcards):
     """dtype of an extra volume (that of its store on the fixed grid)."""
-    from snakestream.smk.runtime import open_image
+    from snakestream.grid.inputs import open_image
 
     return str(open_image(EXTRAS[wildcards.name]).dtype)
 

@@ -33,8 +33,7 @@ rule gather_slab:
         f"{OUT}/gather/slab_{{slab}}.json",
     params:
         blocks_dir=BLOCKS_DIR,
-        blocksize=(CFG.get("blocks") or {}).get("blocksize"),
-        overlap=(CFG.get("blocks") or {}).get("overlap"),
+        overlap=LAYOUT.blocks.overlap.tolist() if BLOCKS else None,  # voxels per side
         step=LAYOUT.field_step,
     threads: CFG["threads"]["gather"]
     resources:

@@ -9,7 +9,7 @@ rule report:
     params:
         fixed=CFG["fixed"],
         blocks=BLOCKS,
-        truth=CFG.get("truth"),
+        truth=CFG["truth"],
         output=OUT,
     resources:
         mem_mb=report_mem_mb,

@@ -1,20 +1,20 @@
-"""Rule block_table: blocks from blocksize and overlap, with foreground -> table.tsv.
+"""Rule block_table: the layout's block grid, with the fixed mask's foreground -> table.tsv.
 
-The foreground fractions are the ones the workflow used at parse time to decide
-which blocks are jobs (same function, same cache).
+The grid and foreground fractions are the ones the workflow used at parse time to
+decide which blocks are jobs (same function, same cache).
 """
-from snakestream.grid.blocks import build_table, write_table
+from snakestream.grid.blocks import write_table
+from snakestream.grid.inputs import open_image
+from snakestream.grid.layout import fixed_block_grid
 from snakestream.io.atomic import atomic_path
-from snakestream.grid.layout import cached_foreground
-from snakestream.smk.runtime import open_image, open_mask, rule_context
+from snakestream.smk.runtime import rule_context
 
 with rule_context(snakemake):  # noqa: F821
     p = snakemake.params  # noqa: F821
     fix = open_image(p.fixed)
-    mask = open_mask(p.fixed, fix)
-    fractions = None if mask is None else cached_foreground(mask, fix.shape, fix.spacing,
-                                                            p.blocksize, p.cache)
-    table = build_table(fix.shape, p.blocksize, p.overlap, fractions, p.threshold)
+    grid = fixed_block_grid(fix, p.fixed, blocksize=p.blocksize, overlap=p.overlap,
+                            threshold=p.threshold, cache_dir=p.cache)
+    table = grid.table()
     print(f"{len(table)} blocks, {int(table.aligned.sum())} to align")
     with atomic_path(snakemake.output[0]) as tmp:  # noqa: F821
         write_table(table, tmp)

@@ -7,7 +7,8 @@ from snakestream.fields.blockfile import load_block
 from snakestream.grid.blocks import read_table
 from snakestream.qc.debug import debug_block
 from snakestream.io.atomic import atomic_path
-from snakestream.smk.runtime import open_image, rule_context
+from snakestream.grid.inputs import open_image
+from snakestream.smk.runtime import rule_context
 
 with rule_context(snakemake):  # noqa: F821
     p, w = snakemake.params, snakemake.wildcards  # noqa: F821

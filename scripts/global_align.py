@@ -6,7 +6,8 @@ import numpy as np
 from snakestream.register.global_stage import downsample_volume, global_align
 from snakestream.io.atomic import atomic_path
 from snakestream.qc.overlay import affine_overlay, write_png
-from snakestream.smk.runtime import open_image, open_mask, rule_context
+from snakestream.grid.inputs import open_image, open_mask
+from snakestream.smk.runtime import rule_context
 
 OVERLAY_PIXELS = 512  # about this many pixels along the longest axis of the overlay views
 

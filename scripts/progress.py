@@ -8,12 +8,10 @@ import os
 import sys
 import time
 
-import yaml
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
 
 from snakestream.fields.blockfile import load_block  # noqa: E402
-from snakestream.config import load_schema, validate  # noqa: E402
+from snakestream.config import load  # noqa: E402
 from snakestream.errors import BlockFileError  # noqa: E402
 from snakestream.grid.layout import Layout  # noqa: E402
 
@@ -32,8 +30,8 @@ def block_counts(out, layout):
     done = sum(counts.values())
     failed = _failed_blocks(out)
     counts["failed"] = len(failed)
-    counts["left"] = max(int(layout.aligned.sum()) - done, 0)
-    counts["below threshold"] = int((~layout.aligned).sum())
+    counts["left"] = max(int(layout.blocks.aligned.sum()) - done, 0)
+    counts["below threshold"] = int((~layout.blocks.aligned).sum())
     return counts, failed
 
 
@@ -55,9 +53,9 @@ def report(cfg):
     out = cfg["output"].rstrip("/")
     layout = Layout.from_config(cfg)
     lines = []
-    if layout.ids is not None:
+    if layout.blocks is not None:
         counts, failed = block_counts(out, layout)
-        lines.append(f"blocks: {len(layout.ids)} total | " +
+        lines.append(f"blocks: {len(layout.blocks.ids)} total | " +
                      " | ".join(f"{k} {v}" for k, v in counts.items()))
         if failed:
             lines.append("failed: " + " ".join(failed[:20]) + (" ..." if len(failed) > 20 else ""))
@@ -72,9 +70,7 @@ def main(argv=None):
     parser.add_argument("--configfile", required=True)
     parser.add_argument("--watch", type=float, default=0, help="repeat every N seconds")
     args = parser.parse_args(argv)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    with open(args.configfile) as fh:
-        cfg = validate(yaml.safe_load(fh), load_schema(os.path.join(root, "config/schema.yaml")))
+    cfg = load(args.configfile)
     while True:
         print(time.strftime("%H:%M:%S"), report(cfg), sep="\n", flush=True)
         if not args.watch:

@@ -12,7 +12,8 @@ from snakestream.io.zarr_store import open_zarr_array
 from snakestream.fields.jacobian import merge_jacobian_stats
 from snakestream.qc.metrics import stage_tre
 from snakestream.qc.block_qc import status_counts
-from snakestream.smk.runtime import open_image, rule_context
+from snakestream.grid.inputs import open_image
+from snakestream.smk.runtime import rule_context
 
 MAX_PIXELS = 256  # longest axis of the report's overlay views
 

@@ -6,7 +6,8 @@ import numpy as np
 from snakestream.fields.inverse import warp_fixed_slab
 from snakestream.io.atomic import write_json
 from snakestream.io.zarr_store import open_zarr_array
-from snakestream.smk.runtime import open_image, rule_context
+from snakestream.grid.inputs import open_image
+from snakestream.smk.runtime import rule_context
 
 with rule_context(snakemake):  # noqa: F821
     p, slab, t0 = snakemake.params, int(snakemake.wildcards.slab), time.perf_counter()  # noqa: F821

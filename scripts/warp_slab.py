@@ -7,7 +7,8 @@ import numpy as np
 
 from snakestream.io.atomic import write_json
 from snakestream.io.zarr_store import open_zarr_array
-from snakestream.smk.runtime import open_image, rule_context
+from snakestream.grid.inputs import open_image
+from snakestream.smk.runtime import rule_context
 from snakestream.fields.warp import warp_slab
 
 with rule_context(snakemake):  # noqa: F821

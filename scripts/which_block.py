@@ -7,12 +7,10 @@ import argparse
 import os
 import sys
 
-import yaml
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
 
 from snakestream.grid.blocks import block_relpath, read_table  # noqa: E402
-from snakestream.config import load_schema, validate  # noqa: E402
+from snakestream.config import load  # noqa: E402
 from snakestream.grid.layout import Layout  # noqa: E402
 from snakestream.grid.locate import blocks_at, voxel_of  # noqa: E402
 
@@ -24,9 +22,7 @@ def main(argv=None):
     where.add_argument("--voxel", nargs=3, type=int, metavar=("Z", "Y", "X"))
     where.add_argument("--um", nargs=3, type=float, metavar=("Z", "Y", "X"))
     args = parser.parse_args(argv)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    with open(args.configfile) as fh:
-        cfg = validate(yaml.safe_load(fh), load_schema(os.path.join(root, "config/schema.yaml")))
+    cfg = load(args.configfile)
     out = cfg["output"].rstrip("/")
     voxel = args.voxel or voxel_of(args.um, Layout.from_config(cfg).spacing).tolist()
     hits = blocks_at(read_table(f"{out}/blocks/table.tsv"), voxel)

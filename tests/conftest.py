@@ -52,15 +52,6 @@ def write_config(path, cfg):
     return str(path)
 
 
-def validated_config(path):
-    """A config file read, validated against config/schema.yaml and given its defaults,
-    as the workflow sees it."""
-    from snakestream.config import load_schema, validate
-
-    with open(path) as fh:
-        return validate(yaml.safe_load(fh), load_schema(ROOT / "config" / "schema.yaml"))
-
-
 @pytest.fixture(scope="session")
 def demo_data(tmp_path_factory):
     """``demo_data(name, shape, seed)``: a new folder with the demo pair in ``data/``

@@ -23,7 +23,8 @@ import pytest
 import yaml
 import zarr
 
-from conftest import ROOT, demo_config, run_snakemake, validated_config, write_config
+from conftest import ROOT, demo_config, run_snakemake, write_config
+from snakestream.config import load
 from snakestream.fields.blockfile import load_block
 from snakestream.grid.blocks import read_table
 from snakestream.smk.resources import block_mem_mb, block_runtime_min
@@ -84,7 +85,7 @@ def demo(demo_data):
     cfg_path = write_config(root / "local.yaml", _config(root / "data", root / "local"))
     _check(_snakemake("--profile", "profiles/local", "--cores", "2", "--configfile", cfg_path,
                       "--directory", str(root / "work_local"), env=_env()))
-    cfg = validated_config(cfg_path)
+    cfg = load(cfg_path)
     table = read_table(root / "local" / "blocks" / "table.tsv")
     assert table["aligned"].astype(bool).sum() >= 3, "too few aligned blocks to compare runs"
     # block jobs: the aligned blocks (the others are decided at parse time, not jobs)
@@ -305,7 +306,7 @@ def test_profiles_keep_site_settings_out_of_code():
 
 def _talk_config():
     """config/config.yaml: the bigstream talk's settings, 24x48x48 blocks."""
-    return validated_config(ROOT / "config" / "config.yaml")
+    return load(ROOT / "config" / "config.yaml")
 
 
 def _with_block_steps(cfg, change):

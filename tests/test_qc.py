@@ -2,7 +2,7 @@
 import numpy as np
 import pandas as pd
 
-from snakestream.grid.blocks import build_table
+from snakestream.grid.layout import build_table
 from snakestream.grid.locate import blocks_at
 from snakestream.fields.jacobian import jacobian_det, jacobian_stats, merge_jacobian_stats
 from snakestream.qc.report import page, svg_block_map, svg_histogram

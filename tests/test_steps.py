@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from snakestream.config import load_schema, validate
+from snakestream.config import load, load_schema, validate
 from snakestream.errors import ConfigError
 from snakestream.register.steps import normalize_steps
 
@@ -128,3 +128,38 @@ def test_deform_in_global_steps_is_refused():
     cfg = _config(global_steps=[["deform", {"control_point_spacing": 3.0}]])
     with pytest.raises(ConfigError, match="global_steps"):
         validate(cfg, SCHEMA)
+
+
+def test_defaults_reach_nested_and_null_objects():
+    """Only the schema holds defaults; a partial or null object gets all of its own."""
+    cfg = _config(threads=None, exports=None, extra_volumes=[{"name": "red", "path": "r.h5"}])
+    del cfg["output_chunks"]
+    cfg["blocks"] = {"blocksize": [8, 8, 8], "steps": cfg["blocks"]["steps"], "overlap": 0.25}
+    out = validate(cfg, SCHEMA)
+    assert out["threads"] == {"global": 1, "gather": 1, "warp": 1}
+    assert out["exports"] == {"itk": True, "itk_total_field": False}
+    assert out["output_chunks"] == [64, 128, 128] and out["points"] == []
+    assert out["extra_volumes"][0]["interpolation"] == "linear"
+    assert {k: v for k, v in out["blocks"].items() if k != "steps"} == {
+        "blocksize": [8, 8, 8], "overlap": 0.25, "foreground_fraction": 0.5,
+        "moving_margin": None, "on_block_failure": "fallback"}
+    assert cfg["threads"] is None and "foreground_fraction" not in cfg["blocks"]  # not edited
+
+
+def test_a_config_without_blocks_has_no_block_stage():
+    absent = _config()
+    del absent["blocks"]
+    for cfg in (absent, _config(blocks=None)):
+        out = validate(cfg, SCHEMA)
+        assert out["blocks"] is None and "_block_steps" not in out
+
+
+def test_load_reads_validates_and_fills_a_config_file(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(_config(warp=None)))
+    cfg = load(path)
+    assert cfg["warp"] == {"order": 1} and cfg["threads"]["gather"] == 1
+    assert [s[0] for s in cfg["_block_steps"]] == ["affine", "deform"]
+    path.write_text(yaml.safe_dump(_config(blocksizes=[1, 2, 3])))
+    with pytest.raises(ConfigError, match="unknown key.*'blocksizes'"):
+        load(path)

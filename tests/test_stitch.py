@@ -5,7 +5,8 @@ import zarr
 
 from snakestream.register.align import StepResult
 from snakestream.fields.blockfile import save_block
-from snakestream.grid.blocks import block_relpath, build_table, overlap_voxels, ramp
+from snakestream.grid.blocks import block_relpath, ramp
+from snakestream.grid.layout import BlockGrid, Layout, build_table, overlap_voxels
 from snakestream.fields.stitch import block_loader, n_slabs, write_field_slab
 
 
@@ -99,6 +100,25 @@ def test_coarse_field_grid_samples_the_same_blend(tmp_path):
         write_field_slab(out, table, slab, spacing, overlap_voxels(blocksize, overlap), loader,
                          step=step)
     assert np.abs(out[...] - full[::2, ::2, ::3]).max() < 1e-5
+
+
+def test_a_gather_slab_reads_only_its_inputs_and_every_block_is_one(tmp_path):
+    """The layout's blocks of a gather slab (its DAG inputs) cover what the slab blends."""
+    shape, blocksize, chunks, step = (30, 50, 44), (10, 16, 16), (7, 20, 16), (2, 2, 3)
+    layout = Layout(shape, np.ones(3), chunks, "uint8", field_step=step)
+    layout.blocks = BlockGrid.build(shape, blocksize, 0.5)
+    table = layout.blocks.table()
+    path_of = _write_blocks(tmp_path, table, lambda row: _translation([0.5, 0, 0]))
+    out = zarr.open_array(str(tmp_path / "field.zarr"), mode="w", dtype="float32",
+                          shape=layout.field_shape + (3,), chunks=layout.field_chunks + (3,))
+    loader, read, inputs = block_loader(path_of), [], set()
+    for slab in range(layout.n_field_slabs):
+        read.clear()
+        write_field_slab(out, table, slab, np.ones(3), layout.blocks.overlap,
+                         lambda bid: read.append(bid) or loader(bid), step=step)
+        assert read and set(read) <= set(layout.blocks_in_field_slab(slab))
+        inputs |= set(layout.blocks_in_field_slab(slab))
+    assert inputs == set(table.id)
 
 
 class _ArrayVolume:

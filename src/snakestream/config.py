@@ -1,4 +1,14 @@
-"""Load and check a run configuration: one clear line per bad key."""
+"""Load and check a run configuration: one clear line per bad key.
+
+The defaults live in config/schema.yaml only; :func:`validate` fills them in,
+through nested objects and arrays of objects. After it, every key the schema
+knows can be indexed directly (``cfg["blocks"]["foreground_fraction"]``,
+``cfg["threads"]["gather"]``), and ``cfg["blocks"]`` is either None (no block
+stage) or a complete dict.
+"""
+
+import copy
+import os
 
 import jsonschema
 import yaml
@@ -6,7 +16,8 @@ import yaml
 from snakestream.errors import ConfigError
 from snakestream.register.steps import REGISTRATION_STEPS, FEATURE_STEPS, normalize_steps
 
-DEFAULT_CHUNKS = [64, 128, 128]
+SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                           os.pardir, os.pardir, "config", "schema.yaml")
 
 
 def _location(error):
@@ -33,49 +44,110 @@ def check_schema(config, schema):
         raise ConfigError("config", "\n".join(lines) if len(lines) > 1 else lines[0])
 
 
-def fill_defaults(config, schema):
-    """Fill schema defaults of nested objects that are present (in place)."""
+def _resolve(sub, schema):
+    """A property's schema, following a local ``$ref`` into ``schema``'s definitions."""
+    if "$ref" in sub:
+        return schema["definitions"][sub["$ref"].split("/")[-1]]
+    return sub
+
+
+def _fills_itself(sub):
+    """Whether a missing or null object is its defaults: an object that requires no key."""
+    types = sub.get("type")
+    types = types if isinstance(types, list) else [types]
+    return "object" in types and "properties" in sub and not sub.get("required")
+
+
+def fill_defaults(config, schema, root=None):
+    """Fill the schema's defaults into ``config`` (in place) and return it.
+
+    A missing key gets its ``default``. A missing or null object whose schema
+    requires no key becomes its defaults (``threads: null`` gets every
+    ``threads`` default); one that requires keys (``blocks``) keeps its default
+    (None) or null. Defaults reach objects nested at any depth and the objects
+    in arrays (``extra_volumes``, ``points``).
+
+    Parameters
+    ----------
+    config : dict
+        A config that passed :func:`check_schema`.
+    schema : dict
+        The (sub)schema ``config`` follows.
+    root : dict, optional
+        The whole schema, for ``$ref``; ``schema`` itself by default.
+    """
+    root = schema if root is None else root
     for key, sub in schema.get("properties", {}).items():
-        if "default" in sub and key not in config:
-            config[key] = sub["default"]
-        if isinstance(config.get(key), dict):
-            target = sub
-            if "$ref" in sub:
-                target = schema["definitions"][sub["$ref"].split("/")[-1]]
-            fill_defaults(config[key], target)
+        sub = _resolve(sub, root)
+        if key not in config and "default" in sub:
+            config[key] = copy.deepcopy(sub["default"])
+        if config.get(key) is None and _fills_itself(sub):
+            config[key] = {}
+        value = config.get(key)
+        if isinstance(value, dict):
+            fill_defaults(value, sub, root)
+        elif isinstance(value, list) and isinstance(sub.get("items"), dict):
+            items = _resolve(sub["items"], root)
+            for item in value:
+                if isinstance(item, dict):
+                    fill_defaults(item, items, root)
     return config
 
 
-def load_schema(path):
+def load_schema(path=SCHEMA_PATH):
+    """The config schema (config/schema.yaml by default) as a dict."""
     with open(path) as fh:
         return yaml.safe_load(fh)
 
 
-def validate(config, schema):
-    """Check a config dict and return it with defaults and normalised steps.
+def validate(config, schema=None):
+    """Check a config dict and return a copy with defaults and normalised steps.
 
-    Adds ``_global_steps`` and ``_block_steps`` (normalised lists) so rules can
-    pass exactly the settings each stage uses.
+    Adds ``_global_steps`` and ``_block_steps`` (normalised lists; the latter
+    only with blocks) so rules can pass exactly the settings each stage uses.
+
+    Parameters
+    ----------
+    config : dict
+        The run configuration as read from YAML (not modified).
+    schema : dict, optional
+        The schema (:func:`load_schema`); config/schema.yaml by default.
+
+    Returns
+    -------
+    dict
+        The validated config, every schema default filled in.
     """
-    config = dict(config)
+    schema = load_schema() if schema is None else schema
+    config = copy.deepcopy(config)
     check_schema(config, schema)
     fill_defaults(config, schema)
-    config.setdefault("threads", {})
-    for key, value in {"global": 1, "gather": 1, "warp": 1}.items():
-        config["threads"].setdefault(key, value)
-    config.setdefault("output_chunks", DEFAULT_CHUNKS)
-    config.setdefault("warp", {}).setdefault("order", 1)
-    config.setdefault("exports", {}).setdefault("itk", True)
-    config["exports"].setdefault("itk_total_field", False)
-    for item in config.get("extra_volumes") or []:
-        item.setdefault("interpolation", "linear")
-    for item in config.get("points") or []:
-        item.setdefault("units", "um")
-        item.setdefault("direction", "fixed_to_moving")
     config["_global_steps"] = normalize_steps(
         config["global_steps"], "global_steps", FEATURE_STEPS + ("rigid", "affine"))
-    blocks = config.get("blocks")
-    if blocks:
+    if config["blocks"] is not None:
         config["_block_steps"] = normalize_steps(
-            blocks["steps"], "blocks.steps", FEATURE_STEPS + REGISTRATION_STEPS)
+            config["blocks"]["steps"], "blocks.steps", FEATURE_STEPS + REGISTRATION_STEPS)
     return config
+
+
+def load(path, schema=None):
+    """Read a YAML config file and :func:`validate` it: what scripts outside Snakemake use.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The YAML file given to ``snakemake --configfile``.
+    schema : dict, optional
+        The schema; config/schema.yaml by default.
+
+    Returns
+    -------
+    dict
+        The validated config with every default filled in.
+    """
+    with open(path) as fh:
+        config = yaml.safe_load(fh)
+    if not isinstance(config, dict):
+        raise ConfigError("config", f"{path} holds no mapping of settings.",
+                          "see config/config.yaml for a template.")
+    return validate(config, schema)

@@ -17,15 +17,8 @@ from snakestream.fields.blockfile import block_transform, load_block
 from snakestream.fields.jacobian import jacobian_det, jacobian_stats, merge_jacobian_stats
 from snakestream.fields.transform import displacement_on_grid
 from snakestream.grid.blocks import n_slabs, ramp  # noqa: F401 (n_slabs re-exported)
+from snakestream.grid.layout import field_box, rows_touching
 from snakestream.io.chunks import for_each_chunk, slab_bounds
-
-
-def overlapping(table, start, stop):
-    """Rows of ``table`` whose (clipped) region intersects ``[start, stop)`` (z,y,x)."""
-    keep = np.ones(len(table), dtype=bool)
-    for k, ax in enumerate("zyx"):
-        keep &= (table[f"{ax}0"].to_numpy() < stop[k]) & (table[f"{ax}1"].to_numpy() > start[k])
-    return table[keep]
 
 
 def block_weight(row, lo, hi, ovl, step=(1, 1, 1)):
@@ -114,7 +107,7 @@ def block_loader(path_of, cache_size=256):
 
 
 def write_field_slab(out, table, slab, spacing, ovl, transform_of, *, step=(1, 1, 1)):
-    """Blend every output chunk of one z slab into the zarr array ``out``.
+    """Blend every output chunk of one z slab into the zarr array ``out`` (Z,Y,X,3).
 
     Memory is bounded by one chunk and the cached block transforms, whatever the
     volume size.
@@ -143,12 +136,11 @@ def write_field_slab(out, table, slab, spacing, ovl, transform_of, *, step=(1, 1
 
     shape, chunks, step = out.shape[:3], out.chunks[:3], np.asarray(step, int)
     z0, z1 = slab_bounds(shape, chunks, slab)
-    rows = overlapping(table, (z0 * step[0], 0, 0), ((z1 - 1) * step[0] + 1,) +
-                       tuple(np.asarray(shape[1:]) * step[1:]))
+    rows = rows_touching(table, *field_box((z0, 0, 0), (z1,) + tuple(shape[1:]), step))
     jac = []
 
     def fill(start, stop):
-        near = overlapping(rows, start * step, (stop - 1) * step + 1)
+        near = rows_touching(rows, *field_box(start, stop, step))
         field, covered = blend_region(start, stop - start, near, spacing, ovl, transform_of,
                                       coverage=True, step=step)
         inner = binary_erosion(covered, np.ones((3, 3, 3)), border_value=1)

@@ -1,16 +1,14 @@
-"""The block index table: overlapping blocks of the fixed image.
+"""Block ids, block files, the block table on disk, and per-block numbers.
 
-``blocksize`` is the core of a block in fixed voxels (z,y,x); ``overlap`` is a
-fraction of it added on *each* side (bigstream's meaning), so with overlap 0.5
-a block's region is twice its core and neighbours' regions cover a skipped
-block completely. Regions are clipped to the image; cores tile it exactly.
+The block grid itself (cores, regions, overlap, which blocks are aligned) is
+computed by :class:`snakestream.grid.layout.BlockGrid`; this module names its
+blocks, stores its table as TSV and reads one row back cheaply (block jobs do),
+and measures each core's mask foreground.
 """
 
 import zlib
 
 import numpy as np
-
-from snakestream.errors import ConfigError
 
 COLUMNS = ["id", "iz", "iy", "ix", "z0", "z1", "y0", "y1", "x0", "x1",
            "cz0", "cz1", "cy0", "cy1", "cx0", "cx1", "foreground", "aligned", "reason"]
@@ -32,80 +30,22 @@ def block_seed(bid):
     return zlib.crc32(bid.encode()) & 0x7FFFFFFF
 
 
-def overlap_voxels(blocksize, overlap):
-    """Voxels added on each side of the core, per axis."""
-    if not 0 <= float(overlap) < 1:
-        raise ConfigError("blocks.overlap", f"{overlap!r} must be a fraction in [0, 1).",
-                          "bigstream's usual value is 0.5.")
-    return np.round(np.asarray(blocksize) * float(overlap)).astype(int)
-
-
-def grid_shape(shape, blocksize):
-    """Number of blocks per axis (z,y,x)."""
-    return tuple(int(np.ceil(n / b)) for n, b in zip(shape, blocksize))
-
-
-def block_regions(shape, blocksize, overlap):
-    """All blocks as dicts with grid index, clipped region and core (voxels, z,y,x)."""
-    shape, blocksize = np.asarray(shape, int), np.asarray(blocksize, int)
-    if blocksize.shape != (3,) or np.any(blocksize < 1):
-        raise ConfigError("blocks.blocksize", f"{blocksize.tolist()} must be 3 positive voxel counts.")
-    ovl = overlap_voxels(blocksize, overlap)
-    rows = []
-    for idx in np.ndindex(*grid_shape(shape, blocksize)):
-        core0 = np.asarray(idx) * blocksize
-        core1 = np.minimum(core0 + blocksize, shape)
-        lo, hi = np.maximum(core0 - ovl, 0), np.minimum(core1 + ovl, shape)
-        row = {"id": block_id(*idx), "iz": idx[0], "iy": idx[1], "ix": idx[2]}
-        for k, ax in enumerate("zyx"):
-            row.update({f"{ax}0": int(lo[k]), f"{ax}1": int(hi[k]),
-                        f"c{ax}0": int(core0[k]), f"c{ax}1": int(core1[k])})
-        rows.append(row)
-    return rows
-
-
 def region_slices(row, core=False):
     """Tuple of z,y,x slices of a table row's region (or core)."""
     p = "c" if core else ""
     return tuple(slice(int(row[f"{p}{a}0"]), int(row[f"{p}{a}1"])) for a in "zyx")
 
 
-def build_table(shape, blocksize, overlap, foreground=None, threshold=0.5):
-    """The block table as a DataFrame.
-
-    Parameters
-    ----------
-    shape : sequence of 3 int
-        Fixed image shape (z,y,x).
-    blocksize, overlap : see module docstring.
-    foreground : array or None
-        Fraction of each block core inside the fixed mask, in grid order
-        (:func:`foreground_fractions`). Without it every block counts as foreground.
-    threshold : float
-        Blocks with a smaller foreground fraction are not aligned (bigstream's
-        ``foreground_percentage``, default 0.5).
-    """
-    rows = block_regions(shape, blocksize, overlap)
-    fractions = np.ones(len(rows)) if foreground is None else np.ravel(foreground)
-    aligned = is_aligned(fractions, threshold)
-    for row, frac, ok in zip(rows, fractions, aligned):
-        row["foreground"] = round(float(frac), 4)
-        row["aligned"] = bool(ok)
-        row["reason"] = "" if ok else f"foreground {frac:.3f} < {threshold}"
-    import pandas as pd
-
-    return pd.DataFrame(rows, columns=COLUMNS)
+def table_bounds(table, core=False):
+    """Regions (or cores) of a block table's rows as ``(lo, hi)`` arrays (N x 3, z,y,x)."""
+    p = "c" if core else ""
+    return (table[[f"{p}{a}0" for a in "zyx"]].to_numpy(),
+            table[[f"{p}{a}1" for a in "zyx"]].to_numpy())
 
 
 def below_threshold_qc(row):
     """QC record of a block the table does not align: 'skipped', with the table's reason."""
     return {"id": row["id"], "status": "skipped", "reason": row["reason"], "steps": []}
-
-
-def is_aligned(fractions, threshold):
-    """Which blocks are registered: foreground fraction >= threshold and > 0."""
-    fractions = np.asarray(fractions, float)
-    return (fractions >= threshold) & (fractions > 0)
 
 
 def nearest_voxel(index, spacing, other_spacing, n_other):

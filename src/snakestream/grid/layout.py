@@ -1,24 +1,230 @@
 """The run's layout, computed at parse time from image metadata and the fixed mask.
 
-Every Snakemake process (the main one and each cluster job) builds this, so it
+The one place where the grids of a run are computed: the fixed grid and its output
+chunks and slabs, deform.zarr's grid, and the block grid (:class:`BlockGrid`: blocks,
+their cores and clipped regions, the overlap in voxels, which blocks are aligned and
+which touch a slab). The block table on disk is :meth:`BlockGrid.table`.
+
+``blocksize`` is the core of a block in fixed voxels (z,y,x); ``overlap`` is a
+fraction of it added on *each* side (bigstream's meaning), so with overlap 0.5
+a block's region is twice its core and neighbours' regions cover a skipped
+block completely. Regions are clipped to the image; cores tile it exactly.
+
+Every Snakemake process (the main one and each cluster job) builds the layout, so it
 must stay cheap: it opens the volumes' metadata, never the images' pixels, and
-keeps the block grid as NumPy arrays (50,000 blocks take a few milliseconds).
+keeps the block grid as NumPy arrays (50,000 blocks take about 0.1 s, mostly their ids).
 With a fixed mask, each block's foreground fraction decides whether the block is
-a job at all; the fractions are computed once (one streaming pass over the mask)
-and cached under ``<output>/.cache``, so later parses only load a small array.
+a job at all; the fractions are computed once (one streaming pass over the mask,
+the only pixels read at parse time) and cached under ``<output>/.cache``, so later
+parses only load a small array.
 """
 
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 import numpy as np
 
-from snakestream.grid.blocks import block_id, foreground_fractions, grid_shape, is_aligned, n_slabs, overlap_voxels
+from snakestream.errors import ConfigError
+from snakestream.grid.blocks import COLUMNS, block_id, foreground_fractions, n_slabs, table_bounds
+from snakestream.grid.inputs import open_image, open_mask
 from snakestream.io.atomic import atomic_path
-from snakestream.io.volumes import open_volume
+from snakestream.io.chunks import slab_bounds
 
+
+def overlap_voxels(blocksize, overlap):
+    """Voxels added on each side of the core, per axis (int array, z,y,x)."""
+    if not 0 <= float(overlap) < 1:
+        raise ConfigError("blocks.overlap", f"{overlap!r} must be a fraction in [0, 1).",
+                          "bigstream's usual value is 0.5.")
+    return np.round(np.asarray(blocksize) * float(overlap)).astype(int)
+
+
+def region_shape(blocksize, overlap):
+    """Shape (voxels, z,y,x) of a block's unclipped region: the core plus overlap on both sides."""
+    return np.asarray(blocksize, int) + 2 * overlap_voxels(blocksize, overlap)
+
+
+def grid_shape(shape, blocksize):
+    """Number of blocks per axis (z,y,x)."""
+    return tuple(int(np.ceil(n / b)) for n, b in zip(shape, blocksize))
+
+
+def is_aligned(fractions, threshold):
+    """Which blocks are registered: foreground fraction >= threshold and > 0."""
+    fractions = np.asarray(fractions, float)
+    return (fractions >= threshold) & (fractions > 0)
+
+
+def touching(lo, hi, start, stop):
+    """Which regions ``[lo, hi)`` (N x 3 voxels, z,y,x) intersect the box ``[start, stop)``."""
+    lo, hi = np.asarray(lo).reshape(-1, 3), np.asarray(hi).reshape(-1, 3)
+    return np.all((lo < np.asarray(stop)) & (hi > np.asarray(start)), axis=1)
+
+
+def rows_touching(table, start, stop):
+    """Rows of a block table whose (clipped) region intersects ``[start, stop)`` (z,y,x)."""
+    return table[touching(*table_bounds(table), start, stop)]
+
+
+def field_box(start, stop, step):
+    """The fixed-voxel box ``(lo, hi)`` that field voxels ``[start, stop)`` (z,y,x) sit on.
+
+    Field voxel ``c`` sits on fixed voxel ``c * step``; a block touches a region of
+    the field grid when its fixed region meets this box.
+    """
+    step = np.asarray(step, int)
+    return np.asarray(start, int) * step, (np.asarray(stop, int) - 1) * step + 1
+
+
+@dataclass(kw_only=True)
+class BlockGrid:
+    """Overlapping blocks of the fixed grid, in grid order (z slowest).
+
+    Attributes
+    ----------
+    blocksize : np.ndarray
+        Block core size, fixed voxels (3,) z,y,x.
+    overlap : np.ndarray
+        Voxels added on each side of a core (3,) z,y,x.
+    ids : np.ndarray of str
+        Block ids (N,), :func:`snakestream.grid.blocks.block_id`.
+    index : np.ndarray
+        Grid indices (N, 3) iz,iy,ix.
+    core_lo, core_hi : np.ndarray
+        Cores ``[core_lo, core_hi)`` (N, 3), fixed voxels; they tile the image.
+    lo, hi : np.ndarray
+        Regions ``[lo, hi)`` (N, 3), fixed voxels: cores grown by ``overlap``, clipped.
+    foreground : np.ndarray
+        Fraction of each core inside the fixed mask (N,); 1 without a mask.
+    aligned : np.ndarray of bool
+        Whether each block is registered (a job) or below ``threshold``.
+    threshold : float or None
+        The foreground fraction below which a block is not aligned.
+    """
+
+    blocksize: np.ndarray
+    overlap: np.ndarray
+    ids: np.ndarray
+    index: np.ndarray
+    core_lo: np.ndarray
+    core_hi: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    foreground: np.ndarray
+    aligned: np.ndarray
+    threshold: float = None
+
+    @classmethod
+    def build(cls, shape, blocksize, overlap, *, foreground=None, threshold=None):
+        """The block grid of a fixed image.
+
+        Parameters
+        ----------
+        shape : sequence of 3 int
+            Fixed image shape (z,y,x).
+        blocksize : sequence of 3 int
+            Block core in fixed voxels (z,y,x).
+        overlap : float
+            Fraction of the core added on each side, in [0, 1).
+        foreground : array or None
+            Fraction of each core inside the fixed mask, in grid order or the grid's
+            shape (:func:`snakestream.grid.blocks.foreground_fractions`). Without it
+            every block counts as foreground.
+        threshold : float or None
+            Blocks with a smaller foreground fraction are not aligned (bigstream's
+            ``foreground_percentage``); required with ``foreground``.
+
+        Returns
+        -------
+        BlockGrid
+        """
+        shape, blocksize = np.asarray(shape, int), np.asarray(blocksize, int)
+        if blocksize.shape != (3,) or np.any(blocksize < 1):
+            raise ConfigError("blocks.blocksize",
+                              f"{blocksize.tolist()} must be 3 positive voxel counts.")
+        ovl = overlap_voxels(blocksize, overlap)
+        index = np.indices(grid_shape(shape, blocksize)).reshape(3, -1).T
+        core_lo = index * blocksize
+        core_hi = np.minimum(core_lo + blocksize, shape)
+        ids = np.array([block_id(*i) for i in index.tolist()])  # Python ints format faster
+        if foreground is None:
+            fractions, aligned = np.ones(len(ids)), np.ones(len(ids), bool)
+        elif threshold is None:
+            raise ValueError("a foreground threshold is needed with foreground fractions")
+        else:
+            fractions = np.ravel(foreground)
+            aligned = is_aligned(fractions, threshold)
+        return cls(blocksize=blocksize, overlap=ovl, ids=ids, index=index,
+                   core_lo=core_lo, core_hi=core_hi, lo=np.maximum(core_lo - ovl, 0),
+                   hi=np.minimum(core_hi + ovl, shape), foreground=fractions, aligned=aligned,
+                   threshold=threshold)
+
+    def table(self):
+        """The block table (:data:`snakestream.grid.blocks.COLUMNS`) as a DataFrame.
+
+        One row per block: id, grid index, region and core (fixed voxels, z,y,x),
+        foreground (rounded to 4 digits), aligned, and why a block is not aligned.
+        """
+        import pandas as pd  # imported here: parse time does not need it
+
+        columns = {"id": self.ids.tolist()}
+        for k, ax in enumerate("zyx"):
+            columns[f"i{ax}"] = self.index[:, k]
+        for k, ax in enumerate("zyx"):
+            columns.update({f"{ax}0": self.lo[:, k], f"{ax}1": self.hi[:, k],
+                            f"c{ax}0": self.core_lo[:, k], f"c{ax}1": self.core_hi[:, k]})
+        columns["foreground"] = [round(float(f), 4) for f in self.foreground]
+        columns["aligned"] = self.aligned.astype(bool)
+        columns["reason"] = ["" if ok else f"foreground {f:.3f} < {self.threshold}"
+                             for f, ok in zip(self.foreground, self.aligned)]
+        return pd.DataFrame(columns, columns=COLUMNS)
+
+    def aligned_touching(self, start, stop):
+        """Ids of aligned blocks whose region intersects ``[start, stop)`` (fixed voxels)."""
+        return self.ids[touching(self.lo, self.hi, start, stop) & self.aligned].tolist()
+
+    def aligned_in_row(self, iz):
+        """Ids of aligned blocks (the ones that are jobs) in grid row ``iz`` (z index)."""
+        return self.ids[(self.index[:, 0] == iz) & self.aligned].tolist()
+
+    @property
+    def rows(self):
+        """Grid z indices present."""
+        return sorted(set(self.index[:, 0].tolist()))
+
+
+def build_table(shape, blocksize, overlap, foreground=None, threshold=None):
+    """The block table of a fixed image shape: ``BlockGrid.build(...).table()``."""
+    return BlockGrid.build(shape, blocksize, overlap, foreground=foreground,
+                           threshold=threshold).table()
+
+
+def fixed_block_grid(fix_vol, fixed, *, blocksize, overlap, threshold, cache_dir):
+    """The block grid of the fixed volume, its mask deciding which blocks are aligned.
+
+    Parameters
+    ----------
+    fix_vol : snakestream.io.volumes volume
+        The fixed image (its shape and spacing are used, no pixels).
+    fixed : dict
+        The config's ``fixed`` entry (its ``mask``, if any, is read once and cached).
+    blocksize, overlap, threshold
+        The config's ``blocks.blocksize``, ``blocks.overlap`` and
+        ``blocks.foreground_fraction``.
+    cache_dir : str
+        Folder of the foreground cache (:func:`cached_foreground`).
+
+    Returns
+    -------
+    BlockGrid
+    """
+    mask = open_mask(fixed, fix_vol)
+    foreground = None if mask is None else cached_foreground(
+        mask, fix_vol.shape, fix_vol.spacing, blocksize, cache_dir)
+    return BlockGrid.build(fix_vol.shape, blocksize, overlap, foreground=foreground,
+                           threshold=threshold)
 
 
 @dataclass
@@ -35,64 +241,41 @@ class Layout:
         Output chunk shape of deform.zarr / aligned.zarr (z,y,x).
     moving_dtype : str
         dtype of the moving image (that of aligned.zarr).
-    ids, index, lo, hi : arrays or None
-        Block ids, grid indices (N,3), and clipped regions [lo, hi) (N,3).
-    foreground, aligned : arrays or None
-        Per block: fraction of the core in the fixed mask (1 without a mask) and
-        whether it is registered (a job) or below the threshold.
+    fixed_dtype, moving_shape, moving_spacing
+        The fixed image's dtype, the moving image's shape (z,y,x) and spacing (µm).
+    field_step : tuple of int
+        deform.zarr stores every ``field_step``-th fixed voxel per axis (z,y,x).
+    blocks : BlockGrid or None
+        The block grid; None when the config has no block stage.
     """
 
     shape: tuple
     spacing: np.ndarray
     chunks: tuple
     moving_dtype: str
+    _: KW_ONLY
     fixed_dtype: str = None
     moving_shape: tuple = None
     moving_spacing: np.ndarray = None
     field_step: tuple = (1, 1, 1)
-    ids: np.ndarray = None
-    index: np.ndarray = None
-    lo: np.ndarray = None
-    hi: np.ndarray = None
-    foreground: np.ndarray = None
-    aligned: np.ndarray = None
+    blocks: BlockGrid = None
 
     @classmethod
     def from_config(cls, cfg):
-        """Layout of a validated config (opens both volumes' metadata)."""
-        fix = open_volume(cfg["fixed"]["path"], cfg["fixed"].get("dataset"),
-                          cfg["fixed"].get("spacing"))
-        mov = open_volume(cfg["moving"]["path"], cfg["moving"].get("dataset"),
-                          cfg["moving"].get("spacing"))
+        """Layout of a validated config (opens both volumes' metadata, and the fixed mask once)."""
+        fix, mov = open_image(cfg["fixed"]), open_image(cfg["moving"])
         chunks = tuple(min(int(c), int(n)) for c, n in zip(cfg["output_chunks"], fix.shape))
         layout = cls(tuple(int(n) for n in fix.shape), fix.spacing, chunks, str(mov.dtype),
-                     str(fix.dtype), tuple(int(n) for n in mov.shape), mov.spacing)
-        layout.field_step = tuple(int(f) for f in cfg.get("field_downsample", (1, 1, 1)))
-        if cfg.get("blocks"):
-            blocks = cfg["blocks"]
-            layout.add_blocks(blocks["blocksize"], blocks["overlap"])
-            from snakestream.smk.runtime import open_mask
-
-            mask = open_mask(cfg["fixed"], fix)
-            if mask is not None:
-                cache = os.path.join(cfg["output"], ".cache")
-                layout.foreground = cached_foreground(mask, layout.shape, layout.spacing,
-                                                      blocks["blocksize"], cache).ravel()
-            layout.aligned = is_aligned(layout.foreground, blocks.get("foreground_fraction", 0.5))
+                     fixed_dtype=str(fix.dtype), moving_shape=tuple(int(n) for n in mov.shape),
+                     moving_spacing=mov.spacing,
+                     field_step=tuple(int(f) for f in cfg["field_downsample"]))
+        blocks = cfg["blocks"]
+        if blocks is not None:
+            layout.blocks = fixed_block_grid(
+                fix, cfg["fixed"], blocksize=blocks["blocksize"], overlap=blocks["overlap"],
+                threshold=blocks["foreground_fraction"],
+                cache_dir=os.path.join(cfg["output"], ".cache"))
         return layout
-
-    def add_blocks(self, blocksize, overlap):
-        """Compute the block grid (same ids and regions as blocks.build_table)."""
-        blocksize = np.asarray(blocksize, int)
-        ovl = overlap_voxels(blocksize, overlap)
-        self.index = np.indices(grid_shape(self.shape, blocksize)).reshape(3, -1).T
-        core0 = self.index * blocksize
-        core1 = np.minimum(core0 + blocksize, self.shape)
-        self.lo = np.maximum(core0 - ovl, 0)
-        self.hi = np.minimum(core1 + ovl, self.shape)
-        self.ids = np.array([block_id(*i) for i in self.index])
-        self.foreground = np.ones(len(self.ids))
-        self.aligned = np.ones(len(self.ids), bool)
 
     @property
     def n_slabs(self):
@@ -122,19 +305,17 @@ class Layout:
 
     def field_slabs_for(self, slab):
         """Gather slabs a warp slab's field values come from (with one voxel to spare)."""
-        z0 = slab * self.chunks[0]
-        z1 = min(z0 + self.chunks[0], self.shape[0])
+        z0, z1 = slab_bounds(self.shape, self.chunks, slab)
         f0 = max(z0 // self.field_step[0] - 1, 0)
         f1 = min((z1 - 1) // self.field_step[0] + 2, self.field_shape[0])
         c = self.field_chunks[0]
         return list(range(f0 // c, (f1 - 1) // c + 1))
 
     def blocks_in_field_slab(self, slab):
-        """Ids of aligned blocks whose region overlaps gather slab ``slab`` of the field grid."""
-        f = self.field_step[0]
-        z0 = slab * self.field_chunks[0] * f
-        z1 = min((slab + 1) * self.field_chunks[0], self.field_shape[0]) * f
-        return self.ids[(self.lo[:, 0] < z1) & (self.hi[:, 0] > z0) & self.aligned].tolist()
+        """Ids of aligned blocks whose region touches gather slab ``slab`` of the field grid."""
+        z0, z1 = slab_bounds(self.field_shape, self.field_chunks, slab)
+        start, stop = field_box((z0, 0, 0), (z1,) + self.field_shape[1:], self.field_step)
+        return self.blocks.aligned_touching(start, stop)
 
     @property
     def moving_chunks(self):
@@ -148,12 +329,12 @@ class Layout:
 
     def blocks_in_row(self, iz):
         """Ids of aligned blocks (the ones that are jobs) in grid row ``iz`` (z index)."""
-        return self.ids[(self.index[:, 0] == iz) & self.aligned].tolist()
+        return self.blocks.aligned_in_row(iz)
 
     @property
     def block_rows(self):
         """Grid z indices present."""
-        return sorted(set(self.index[:, 0].tolist()))
+        return self.blocks.rows
 
 
 def _mtimes(path, dataset):

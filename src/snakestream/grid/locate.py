@@ -2,6 +2,9 @@
 
 import numpy as np
 
+from snakestream.grid.blocks import table_bounds
+from snakestream.grid.layout import touching
+
 
 def blocks_at(table, voxel):
     """Rows of the block table whose region contains ``voxel`` (z,y,x), core owner first.
@@ -10,11 +13,8 @@ def blocks_at(table, voxel):
     overlap reaches it follow.
     """
     v = np.asarray(voxel, int)
-    inside = np.ones(len(table), bool)
-    in_core = np.ones(len(table), bool)
-    for k, ax in enumerate("zyx"):
-        inside &= (table[f"{ax}0"].to_numpy() <= v[k]) & (v[k] < table[f"{ax}1"].to_numpy())
-        in_core &= (table[f"c{ax}0"].to_numpy() <= v[k]) & (v[k] < table[f"c{ax}1"].to_numpy())
+    inside = touching(*table_bounds(table), v, v + 1)
+    in_core = touching(*table_bounds(table, core=True), v, v + 1)
     hits = table[inside].assign(core=in_core[inside])
     return hits.sort_values("core", ascending=False)
 

@@ -13,7 +13,8 @@ from snakestream.fields.blockfile import save_block
 from snakestream.grid.blocks import below_threshold_qc, read_row
 from snakestream.errors import AlignmentError
 from snakestream.io.atomic import atomic_path
-from snakestream.smk.runtime import open_image, open_mask, rule_context
+from snakestream.grid.inputs import open_image, open_mask
+from snakestream.smk.runtime import rule_context
 from snakestream.smk import worker
 
 

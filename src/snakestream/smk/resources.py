@@ -21,6 +21,7 @@ import math
 
 import numpy as np
 
+from snakestream.grid.layout import region_shape
 from snakestream.register.steps import uses_sparse_engine
 
 BASE_MB = 400             # Python + SimpleITK + zarr once imported
@@ -50,9 +51,7 @@ REPORT_OVERVIEWS = 4
 
 def block_shape(cfg):
     """Shape (voxels, z,y,x) of a block's fixed region (core plus overlap on both sides)."""
-    blocks = cfg["blocks"]
-    size = np.asarray(blocks["blocksize"], float)
-    return size + 2 * np.round(size * blocks["overlap"])
+    return region_shape(cfg["blocks"]["blocksize"], cfg["blocks"]["overlap"])
 
 
 def block_voxels(cfg):
@@ -109,7 +108,7 @@ def step_seconds(name, params, voxels, spacing=None, shape=None):
 
 def block_mem_mb(cfg, attempt=1):
     """Memory request (MB) of one block job; grows with each retry."""
-    if not cfg.get("blocks"):
+    if cfg["blocks"] is None:
         return BASE_MB * attempt
     voxels = block_voxels(cfg) * (1 + MOVING_GROWTH)
     return int(math.ceil(BASE_MB + voxels * BYTES_PER_VOXEL / 1e6)) * attempt
@@ -117,7 +116,7 @@ def block_mem_mb(cfg, attempt=1):
 
 def block_runtime_min(cfg, attempt=1, spacing=None):
     """Wall-time request (minutes) of one block job from its size and steps."""
-    if not cfg.get("blocks"):
+    if cfg["blocks"] is None:
         return MIN_BLOCK_MINUTES * attempt
     shape = block_shape(cfg)
     seconds = sum(step_seconds(name, params, float(np.prod(shape)), spacing, shape)

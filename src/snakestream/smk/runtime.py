@@ -5,11 +5,6 @@ import os
 import sys
 import traceback
 
-import numpy as np
-
-from snakestream.errors import InputError
-from snakestream.io.volumes import open_volume
-
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                 "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "NUMEXPR_NUM_THREADS",
                 "BLOSC_NTHREADS")
@@ -55,41 +50,3 @@ def rule_context(snakemake, threads=None):
         except Exception:
             traceback.print_exc(file=log)
             raise
-
-
-def open_image(spec):
-    """Open the fixed or moving volume from its config mapping (path, dataset, spacing)."""
-    return open_volume(spec["path"], spec.get("dataset"), spec.get("spacing"))
-
-
-def open_mask(spec, image_vol):
-    """Open a config ``mask`` entry (path string or {path, dataset}) in ``image_vol``'s frame.
-
-    A mask without its own spacing metadata is taken to span the same physical
-    extent as its image. Returns None when no mask is configured.
-    """
-    mask = spec.get("mask")
-    if not mask:
-        return None
-    path, dataset = (mask, None) if isinstance(mask, str) else (mask["path"], mask.get("dataset"))
-    try:
-        vol = open_volume(path, dataset)
-    except InputError as err:
-        if "spacing" not in str(err):
-            raise
-        shape = np.asarray(open_volume(path, dataset, spacing=[1.0, 1.0, 1.0]).shape)
-        spacing = np.asarray(image_vol.shape) * image_vol.spacing / shape
-        return open_volume(path, dataset, spacing=spacing.tolist())
-    check_mask_extent(vol, image_vol)
-    return vol
-
-
-def check_mask_extent(mask_vol, image_vol):
-    """InputError unless a mask spans its image's physical extent (within one mask voxel)."""
-    mask_extent = np.asarray(mask_vol.shape) * mask_vol.spacing
-    image_extent = np.asarray(image_vol.shape) * image_vol.spacing
-    if np.any(np.abs(mask_extent - image_extent) > mask_vol.spacing + 1e-6):
-        raise InputError(mask_vol.path,
-                         f"mask covers {np.round(mask_extent, 2).tolist()} µm (z,y,x) but its "
-                         f"image {image_vol.path} covers {np.round(image_extent, 2).tolist()} µm.",
-                         "use the mask made for this image, or fix its spacing metadata.")
