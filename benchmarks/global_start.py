@@ -30,7 +30,8 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 from snakestream.register.global_stage import global_align  # noqa: E402
 from snakestream.io.volumes import open_volume, write_volume  # noqa: E402
 from snakestream.register.steps import normalize_steps  # noqa: E402
-from test_global_robust import apply, make_pair  # noqa: E402
+from snakestream.grid.geometry import apply_affine  # noqa: E402
+from test_global_robust import make_pair  # noqa: E402
 
 FIX_SHAPE = (64, 400, 400)
 FIX_SPACING = np.array([1.0, 0.5, 0.5])
@@ -55,7 +56,7 @@ CASES = {
 
 def tre_um(found, truth, landmarks):
     """Median and 95th percentile landmark error (µm)."""
-    d = np.linalg.norm(apply(found, landmarks) - apply(truth, landmarks), axis=1)
+    d = np.linalg.norm(apply_affine(found, landmarks) - apply_affine(truth, landmarks), axis=1)
     return float(np.median(d)), float(np.percentile(d, 95))
 
 

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from conftest import about_centre, rotation_z
 from snakestream.fields.transform import displacement_on_grid
 from snakestream.grid.geometry import compose_affines
 from snakestream.register.sitk_transforms import affine_to_sitk
@@ -36,11 +37,9 @@ def pulled(fix, matrix, gain=0.8, offset=0.1):
     return Image(sitk.GetArrayFromImage(out) * gain + offset, fix.spacing)
 
 
-def rotation_z(deg):
-    t = np.deg2rad(deg)
-    m = np.eye(4)
-    m[1:3, 1:3] = [[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]
-    return m
+def rotated(deg, translation):
+    """4x4 affine: rotation by ``deg`` about z through the origin, then ``translation`` (µm)."""
+    return about_centre(rotation_z(deg), np.asarray(translation, float), np.zeros(3))
 
 
 def assert_matrix_close(found, truth):
@@ -58,8 +57,7 @@ def fixed():
 
 
 def test_rigid_recovers_rotation_and_translation(fixed):
-    truth = rotation_z(5.0)
-    truth[:3, 3] = [1.2, -2.0, 1.5]
+    truth = rotated(5.0, [1.2, -2.0, 1.5])
     steps = normalize_steps([["rigid", {**STEP, "initial_condition": "CENTER"}]], "t")
     (result,) = run_steps(steps, fixed, pulled(fixed, truth), log=lambda m: None)
     assert result.qc["status"] == "ok"
@@ -67,9 +65,8 @@ def test_rigid_recovers_rotation_and_translation(fixed):
 
 
 def test_rigid_then_affine_recovers_scale_and_shear(fixed):
-    truth = rotation_z(3.0)
+    truth = rotated(3.0, [-1.0, 1.5, 2.0])
     truth[:3, :3] = truth[:3, :3] @ np.array([[1.03, 0, 0], [0, 0.98, 0.02], [0, 0, 1.02]])
-    truth[:3, 3] = [-1.0, 1.5, 2.0]
     steps = normalize_steps([["rigid", {**STEP, "initial_condition": "CENTER"}],
                              ["affine", STEP]], "t")
     results = run_steps(steps, fixed, pulled(fixed, truth), log=lambda m: None)
@@ -78,8 +75,7 @@ def test_rigid_then_affine_recovers_scale_and_shear(fixed):
 
 
 def test_global_stage_reads_volumes_and_downsamples(tmp_path, fixed):
-    truth = rotation_z(-4.0)
-    truth[:3, 3] = [0.8, 2.5, -1.5]
+    truth = rotated(-4.0, [0.8, 2.5, -1.5])
     write_volume(str(tmp_path / "fix.zarr"), fixed.data, SPACING, dataset="s0")
     write_volume(str(tmp_path / "mov.h5"), pulled(fixed, truth).data, SPACING, dataset="ch0")
     fix = open_volume(str(tmp_path / "fix.zarr"), "s0")
@@ -93,8 +89,7 @@ def test_global_stage_reads_volumes_and_downsamples(tmp_path, fixed):
 
 def test_moving_initial_transform_is_applied_after_the_step(fixed):
     """x -> static(new(x)): the step finds only what the static transform left."""
-    truth = rotation_z(4.0)
-    truth[:3, 3] = [0.5, 1.0, -1.0]
+    truth = rotated(4.0, [0.5, 1.0, -1.0])
     static = np.eye(4)
     static[:3, 3] = [0.5, 1.0, -1.0]
     steps = normalize_steps([["affine", STEP]], "t")

@@ -15,7 +15,6 @@ import json
 import math
 import os
 import shlex
-import subprocess
 import sys
 import warnings
 
@@ -24,12 +23,11 @@ import pytest
 import yaml
 import zarr
 
+from conftest import ROOT, demo_config, run_snakemake, write_config
+from snakestream.config import load
 from snakestream.fields.blockfile import load_block
 from snakestream.grid.blocks import read_table
-from snakestream.config import load_schema, validate
-from snakestream.demo.scene import make_demo
 from snakestream.smk.resources import block_mem_mb, block_runtime_min
-from workflow import ROOT, demo_config, write_config
 
 FAKE_BIN = os.path.join(ROOT, "tests", "fake_schedulers")
 sys.path.insert(0, FAKE_BIN)
@@ -71,10 +69,9 @@ def _env(state=None):
     return env
 
 
-def _snakemake(*args, env, timeout=600):
+def _snakemake(*args, env):
     """``snakemake ARGS`` run from the repository root, as the README tells users."""
-    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return run_snakemake(*args, cwd=ROOT, env=env, timeout=600)
 
 
 def _check(proc):
@@ -82,15 +79,13 @@ def _check(proc):
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
+def demo(demo_data):
     """Demo data, the validated config and a local reference run."""
-    root = tmp_path_factory.mktemp("cluster")
-    make_demo(root / "data", shape=SHAPE, spacing=(0.8, 0.4, 0.4), seed=5)
+    root = demo_data("cluster", SHAPE, seed=5)
     cfg_path = write_config(root / "local.yaml", _config(root / "data", root / "local"))
     _check(_snakemake("--profile", "profiles/local", "--cores", "2", "--configfile", cfg_path,
                       "--directory", str(root / "work_local"), env=_env()))
-    with open(cfg_path) as fh:
-        cfg = validate(yaml.safe_load(fh), load_schema(os.path.join(ROOT, "config", "schema.yaml")))
+    cfg = load(cfg_path)
     table = read_table(root / "local" / "blocks" / "table.tsv")
     assert table["aligned"].astype(bool).sum() >= 3, "too few aligned blocks to compare runs"
     # block jobs: the aligned blocks (the others are decided at parse time, not jobs)
@@ -124,6 +119,7 @@ def _job(command):
 
 
 def _run_profile(demo, scheduler):
+    """Run the demo through profiles/SCHEDULER; (stand-in scheduler's state folder, output)."""
     root = demo["root"]
     state = root / f"state_{scheduler}"
     cfg_path = write_config(root / f"{scheduler}.yaml",
@@ -199,15 +195,45 @@ def _assert_other_jobs(demo, others):
     assert {rule: others.get(rule) for rule in expected} == expected
 
 
-def test_lsf_profile_end_to_end(demo):
-    state, out = _run_profile(demo, "lsf")
-    cfg = demo["cfg"]
-    mem, minutes = block_mem_mb(cfg), block_runtime_min(cfg)
-
+def _sorted_submissions(demo, submitted):
+    """(block batches, {rule: submissions}) of :func:`_submitted`'s submissions,
+    checked: every block once in full batches; global, gather and warp on their own."""
     batches, others = [], {}
-    for call in _calls(state, "bsub"):
-        opts, command = parse_bsub(call["argv"])
-        rules, targets, cores, _ = _job(command)
+    for _, rules, targets, _, _ in submitted:
+        if rules == {"align_block"}:
+            batches.append(targets)
+        else:
+            (rule,) = rules
+            others[rule] = others.get(rule, 0) + 1
+    _assert_batches(demo, batches)
+    _assert_other_jobs(demo, others)
+    return batches, others
+
+
+def _block_resources(demo):
+    """(MB, minutes) one block job asks for under the demo's config."""
+    return block_mem_mb(demo["cfg"]), block_runtime_min(demo["cfg"])
+
+
+def _submitted(demo, scheduler, tool, parse):
+    """Run the demo through profiles/SCHEDULER: (state folder, output folder, one
+    (options, rules, targets, --cores, --jobs) per ``tool`` call), ``parse(argv)``
+    giving a call's (options, spawned Snakemake command)."""
+    state, out = _run_profile(demo, scheduler)
+    calls = [parse(call["argv"]) for call in _calls(state, tool)]
+    return state, out, [(opts, *_job(command)) for opts, command in calls]
+
+
+def _parse_sbatch(argv):
+    opts, _ = parse_slurm_options(argv)
+    return opts, opts["--wrap"]
+
+
+def test_lsf_profile_end_to_end(demo):
+    state, out, submitted = _submitted(demo, "lsf", "bsub", parse_bsub)
+    mem, minutes = _block_resources(demo)
+
+    for opts, rules, targets, cores, _ in submitted:
         assert opts["-n"] == ["1"], "every LSF job asks for one slot"
         assert cores == ["1"], "the spawned Snakemake runs on one core"
         assert opts["-q"] == ["short"] and opts["-P"] == ["snakestream_test"]
@@ -216,41 +242,27 @@ def test_lsf_profile_end_to_end(demo):
         rusage = [r for r in opts["-R"] if r.startswith("rusage[mem=")]
         requested_mb = float(rusage[0][len("rusage[mem="):-1])
         if rules == {"align_block"}:
-            batches.append(targets)
             assert requested_mb == mem, "a batch asks for one block's memory"
             assert int(opts["-W"][0]) == minutes * len(targets), "runtime = sum over the batch"
-        else:
-            (rule,) = rules
-            others[rule] = others.get(rule, 0) + 1
-    _assert_batches(demo, batches)
-    _assert_other_jobs(demo, others)
+    batches, _ = _sorted_submissions(demo, submitted)
     assert _calls(state, "bjobs"), "job states were polled with bjobs"
     _assert_members_one_at_a_time(out, batches)
     _assert_same_result(demo, out)
 
 
 def test_slurm_profile_end_to_end(demo):
-    state, out = _run_profile(demo, "slurm")
-    cfg = demo["cfg"]
-    mem, minutes = block_mem_mb(cfg), block_runtime_min(cfg)
+    state, out, submitted = _submitted(demo, "slurm", "sbatch", _parse_sbatch)
+    mem, minutes = _block_resources(demo)
 
-    batches, others = [], {}
-    for call in _calls(state, "sbatch"):
-        opts, _ = parse_slurm_options(call["argv"])
-        rules, targets, cores, jobs = _job(opts["--wrap"])
+    for opts, rules, targets, cores, jobs in submitted:
         assert opts["--cpus-per-task"] == "1" and opts["--ntasks"] == "1"
         assert cores == ["1"] and jobs == ["1"], "members run one at a time in the allocation"
         assert opts["-A"] == "testlab" and opts["-p"] == "short"
         assert opts["--nice"] == "10", "slurm_extra reaches sbatch"
         if rules == {"align_block"}:
-            batches.append(targets)
             assert int(opts["--mem"]) == mem, "a batch asks for one block's memory"
             assert int(opts["-t"]) == minutes * len(targets), "runtime = sum over the batch"
-        else:
-            (rule,) = rules
-            others[rule] = others.get(rule, 0) + 1
-    _assert_batches(demo, batches)
-    _assert_other_jobs(demo, others)
+    batches, others = _sorted_submissions(demo, submitted)
     # Inside an allocation, each job step is one srun bound to one CPU.
     steps = [parse_slurm_options(c["argv"], stop_at_positional=True) for c in _calls(state, "srun")]
     assert all(o["--cpus-per-task"] == "1" for o, _ in steps)
@@ -294,15 +306,17 @@ def test_profiles_keep_site_settings_out_of_code():
 
 def _talk_config():
     """config/config.yaml: the bigstream talk's settings, 24x48x48 blocks."""
-    with open(os.path.join(ROOT, "config", "config.yaml")) as fh:
-        return validate(yaml.safe_load(fh), load_schema(os.path.join(ROOT, "config", "schema.yaml")))
+    return load(ROOT / "config" / "config.yaml")
+
+
+def _with_block_steps(cfg, change):
+    """``cfg`` with each block step's parameters replaced by ``change(name, params)``."""
+    return {**cfg, "_block_steps": [[name, change(name, p)] for name, p in cfg["_block_steps"]]}
 
 
 def _scaled_iterations(cfg, factor):
-    steps = [[name, {**p, "optimizer_args": {**p["optimizer_args"], "numberOfIterations":
-                                             factor * p["optimizer_args"]["numberOfIterations"]}}]
-             for name, p in cfg["_block_steps"]]
-    return {**cfg, "_block_steps": steps}
+    return _with_block_steps(cfg, lambda _, p: {**p, "optimizer_args": {
+        **p["optimizer_args"], "numberOfIterations": factor * p["optimizer_args"]["numberOfIterations"]}})
 
 
 def test_block_resources_follow_blocksize_steps_and_attempt():
@@ -320,9 +334,7 @@ def test_block_resources_follow_blocksize_steps_and_attempt():
 
 
 def _with_deform(cfg, **change):
-    steps = [[name, {**p, **change} if name == "deform" else p]
-             for name, p in cfg["_block_steps"]]
-    return {**cfg, "_block_steps": steps}
+    return _with_block_steps(cfg, lambda name, p: {**p, **change} if name == "deform" else p)
 
 
 def test_deform_runtime_scales_with_the_mesh_only_on_simpleitk():

@@ -1,23 +1,19 @@
-"""Every bad input named in DEVELOPERS.md ends in one clear line naming the file and the fix."""
-import copy
-
+"""Every bad input ends in one clear line naming the file and the fix (the convention of
+src/snakestream/errors.py: ``where: problem. Fix: what to do``)."""
 import numpy as np
 import pytest
 
+from conftest import DEMO_SPACING, demo_config, snakemake, write_config
 from snakestream.fields.blockfile import load_block
-from snakestream.demo.scene import make_demo
 from snakestream.errors import BlockFileError
 from snakestream.io.volumes import write_volume
-from workflow import demo_config, snakemake, write_config
 
 SHAPE = (24, 80, 80)
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("errors")
-    make_demo(root / "data", shape=SHAPE, spacing=(0.8, 0.4, 0.4), seed=2)
-    return root
+def data(demo_data):
+    return demo_data("errors", SHAPE, seed=2)
 
 
 def _fails(root, name, cfg, *args):
@@ -51,30 +47,38 @@ def test_unknown_config_key_is_named(data):
     _one_line_with(_fails(data, "key", cfg, "-n"), "learning_rate", "unknown key")
 
 
+def _with_fixed_mask(data, out, name, mask):
+    """The demo config writing to ``out`` with ``mask`` (written to ``name``) as the
+    fixed mask."""
+    write_volume(str(data / name), mask, DEMO_SPACING, dataset="s0")
+    cfg = demo_config(data / "data", data / out)
+    cfg["fixed"]["mask"] = {"path": str(data / name), "dataset": "s0"}
+    return cfg
+
+
 def test_mismatched_mask_dimensions(data):
-    write_volume(str(data / "small_mask.zarr"), np.ones((12, 40, 41), np.uint8),
-                 (0.8, 0.4, 0.4), dataset="s0")
-    cfg = demo_config(data / "data", data / "out")
-    cfg["fixed"]["mask"] = {"path": str(data / "small_mask.zarr"), "dataset": "s0"}
+    cfg = _with_fixed_mask(data, "out", "small_mask.zarr", np.ones((12, 40, 41), np.uint8))
     _one_line_with(_fails(data, "mask_dims", cfg), "small_mask.zarr", "mask covers", "Fix:")
 
 
 def test_2d_image(data):
-    write_volume(str(data / "flat.zarr"), np.ones((3, 80, 80), np.uint16), (0.8, 0.4, 0.4),
-                 dataset="s0")
     import zarr
 
-    zarr.open_array(str(data / "flat2d.zarr"), mode="w", shape=(80, 80), dtype="uint16")
+    flat = data / "flat2d.zarr"
+    zarr.open_array(str(flat), mode="w", shape=(80, 80), dtype="uint16")
     cfg = demo_config(data / "data", data / "out")
-    cfg["moving"] = {"path": str(data / "flat2d.zarr"), "dataset": None,
+    cfg["moving"] = {"path": str(flat), "dataset": None,
                      "spacing": [0.8, 0.4, 0.4], "mask": None}
-    _one_line_with(_fails(data, "flat", cfg, "-n"), "flat2d.zarr", "3")
+    line = _one_line_with(_fails(data, "flat", cfg, "-n"), "flat2d.zarr", "3")
+    # the file, what is wrong with it, and the fix
+    assert (f"{flat}: data has shape (80, 80) (2-D); a 3-D (z, y, x) volume is needed. "
+            "Fix: point `dataset` at a 3-D array or save one channel as a 3-D volume") in line
 
 
 def test_nan_in_moving_image(data):
     mov = np.random.default_rng(0).random(SHAPE).astype(np.float32)
     mov[3, 4, 5] = np.nan
-    write_volume(str(data / "nan.h5"), mov, (0.8, 0.4, 0.4), dataset="ch0")
+    write_volume(str(data / "nan.h5"), mov, DEMO_SPACING, dataset="ch0")
     cfg = demo_config(data / "data", data / "nan_out")
     cfg["moving"] = {"path": str(data / "nan.h5"), "dataset": "ch0", "spacing": None,
                      "mask": None}
@@ -82,10 +86,7 @@ def test_nan_in_moving_image(data):
 
 
 def test_empty_mask(data):
-    write_volume(str(data / "empty_mask.zarr"), np.zeros(SHAPE, np.uint8), (0.8, 0.4, 0.4),
-                 dataset="s0")
-    cfg = demo_config(data / "data", data / "empty_out")
-    cfg["fixed"]["mask"] = {"path": str(data / "empty_mask.zarr"), "dataset": "s0"}
+    cfg = _with_fixed_mask(data, "empty_out", "empty_mask.zarr", np.zeros(SHAPE, np.uint8))
     _one_line_with(_fails(data, "empty", cfg), "empty_mask.zarr", "empty", "Fix:")
 
 

@@ -5,17 +5,15 @@ and a moving volume rendered by pull sampling through a known fixed->moving
 affine on a grid with a DIFFERENT spacing, so that moving(A @ x) ~ fixed(x).
 """
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from snakestream.register import features as F  # noqa: E402
-from snakestream.errors import AlignmentError  # noqa: E402
+from conftest import about_centre, box_corners, extent, render_blobs, rotation_z
+from snakestream.errors import AlignmentError
+from snakestream.grid.geometry import apply_affine
+from snakestream.qc.metrics import tre
+from snakestream.register import features as F
 
 FIX_SPACING = np.array([1.0, 0.5, 0.5])
 MOV_SPACING = np.array([1.2, 0.6, 0.6])
@@ -27,31 +25,6 @@ BLOB_RADIUS = 2.5
 # synthetic data
 # ---------------------------------------------------------------------------
 
-def extent(shape, spacing):
-    """Physical size (µm) between the first and last voxel centres."""
-    return (np.asarray(shape) - 1) * np.asarray(spacing)
-
-
-def rotation_z(degrees):
-    """Rotation about the z axis, acting on (z, y, x) vectors."""
-    t = np.deg2rad(degrees)
-    R = np.eye(3)
-    R[1:, 1:] = [[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]
-    return R
-
-
-def about_centre(L, translation, centre):
-    """4x4 affine x -> L (x - c) + c + t."""
-    A = np.eye(4)
-    A[:3, :3] = L
-    A[:3, 3] = centre + translation - L @ centre
-    return A
-
-
-def apply(A, points):
-    return points @ A[:3, :3].T + A[:3, 3]
-
-
 def make_blobs(seed, n=400, shape=FIX_SHAPE, spacing=FIX_SPACING):
     """Random blob centres (µm), sigmas (µm) and amplitudes."""
     rng = np.random.default_rng(seed)
@@ -61,14 +34,7 @@ def make_blobs(seed, n=400, shape=FIX_SHAPE, spacing=FIX_SPACING):
 
 def render(blobs, shape=FIX_SHAPE, spacing=FIX_SPACING):
     """Sum of isotropic gaussians evaluated exactly on the voxel grid."""
-    spacing = np.asarray(spacing)
-    out = np.zeros(shape, np.float32)
-    for c, s, a in zip(*blobs):
-        lo = np.maximum(np.floor((c - 4 * s) / spacing).astype(int), 0)
-        hi = np.minimum(np.ceil((c + 4 * s) / spacing).astype(int) + 1, shape)
-        g = [np.exp(-0.5 * ((np.arange(lo[d], hi[d]) * spacing[d] - c[d]) / s) ** 2) for d in range(3)]
-        out[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] += a * np.einsum("i,j,k->ijk", *g)
-    return out
+    return render_blobs(*blobs, shape, spacing)
 
 
 def pull(fixed, A, mov_shape, fix_spacing=FIX_SPACING, mov_spacing=MOV_SPACING):
@@ -88,9 +54,7 @@ def restyle(image, seed):
 
 def covering_shape(A, fix_shape=FIX_SHAPE):
     """Moving grid shape containing the image of the whole fixed box."""
-    ext = extent(fix_shape, FIX_SPACING)
-    corners = np.array(np.meshgrid(*[[0, e] for e in ext], indexing="ij")).reshape(3, -1).T
-    moved = apply(A, corners)
+    moved = apply_affine(A, box_corners(np.zeros(3), extent(fix_shape, FIX_SPACING)))
     assert moved.min() >= 0, "translation must keep the moved box at positive coordinates"
     return tuple(np.ceil(moved.max(axis=0) / MOV_SPACING).astype(int) + 2)
 
@@ -137,7 +101,7 @@ def test_descriptors_comparable_across_spacings(scene):
     A = scene["A"]
     pf, _ = F.detect_blobs(scene["fix"], FIX_SPACING, BLOB_RADIUS, exclude_border_um=10, max_points=50)
     df = F.describe(scene["fix"], FIX_SPACING, pf, 3 * BLOB_RADIUS)
-    dm = F.describe(scene["mov"], MOV_SPACING, apply(A, pf), 3 * BLOB_RADIUS, linear=A[:3, :3])
+    dm = F.describe(scene["mov"], MOV_SPACING, apply_affine(A, pf), 3 * BLOB_RADIUS, linear=A[:3, :3])
     assert df.shape == (len(pf), 343)
     np.testing.assert_allclose(np.linalg.norm(df, axis=1), 1, atol=1e-5)
     assert np.median(np.sum(df * dm, axis=1)) > 0.95
@@ -157,14 +121,14 @@ def test_ransac_affine_with_outliers():
     rng = np.random.default_rng(0)
     pf = rng.uniform(0, 100, (200, 3))
     A = about_centre(rotation_z(30) @ np.diag([1.1, 0.9, 1.0]), np.array([5.0, -20, 10]), np.full(3, 50.0))
-    pm = apply(A, pf) + rng.normal(0, 0.1, pf.shape)
+    pm = apply_affine(A, pf) + rng.normal(0, 0.1, pf.shape)
     bad = rng.random(200) < 0.6
     pm[bad] = rng.uniform(0, 100, (bad.sum(), 3))
     est, inliers = F.ransac_affine(pf, pm, threshold_um=1.0, seed=1)
     assert np.array_equal(inliers, ~bad)
-    assert np.abs(apply(est, pf) - apply(A, pf)).max() < 0.2
+    assert np.abs(apply_affine(est, pf) - apply_affine(A, pf)).max() < 0.2
     with pytest.raises(AlignmentError, match="implausibl"):
-        F.ransac_affine(pf, apply(about_centre(3 * np.eye(3), np.zeros(3), np.zeros(3)), pf), 1.0)
+        F.ransac_affine(pf, apply_affine(about_centre(3 * np.eye(3), np.zeros(3), np.zeros(3)), pf), 1.0)
 
 
 # ---------------------------------------------------------------------------
@@ -173,9 +137,9 @@ def test_ransac_affine_with_outliers():
 
 def test_ransac_align_recovers_affine(scene):
     est = F.ransac_align(scene["fix"], scene["mov"], FIX_SPACING, MOV_SPACING, BLOB_RADIUS)
-    tre = np.linalg.norm(apply(est, scene["centres"]) - apply(scene["A"], scene["centres"]), axis=1)
-    assert np.median(tre) < 0.5  # one fixed voxel in y/x
-    assert np.percentile(tre, 95) < 1.0
+    error = tre(apply_affine(est, scene["centres"]), apply_affine(scene["A"], scene["centres"]))
+    assert error["median"] < 0.5  # one fixed voxel in y/x
+    assert error["p95"] < 1.0
 
 
 def test_ransac_align_is_deterministic(scene):
@@ -191,8 +155,8 @@ def test_ransac_align_uses_initial_for_large_rotation():
     mov = restyle(pull(fix, A, covering_shape(A)), seed=5)
     initial = about_centre(rotation_z(35.0), np.zeros(3), fov / 2)
     est = F.ransac_align(fix, mov, FIX_SPACING, MOV_SPACING, BLOB_RADIUS, initial=initial, where="block 3")
-    tre = np.linalg.norm(apply(est, make_blobs(seed=4)[0]) - apply(A, make_blobs(seed=4)[0]), axis=1)
-    assert np.median(tre) < 0.5
+    centres = make_blobs(seed=4)[0]
+    assert tre(apply_affine(est, centres), apply_affine(A, centres))["median"] < 0.5
 
 
 def test_empty_image_raises_too_few_points(scene):

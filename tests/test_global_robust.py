@@ -22,7 +22,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from conftest import ROOT, about_centre, box_corners, extent, render_blobs, rotation_z
+from snakestream.grid.geometry import apply_affine
 from snakestream.qc import overlay
+from snakestream.qc.metrics import tre
+from snakestream.register.similarity import ncc
 from snakestream.register.align import Image, StepResult, run_step, run_steps
 from snakestream.register.block_stage import block_status
 from snakestream.grid.blocks import block_seed
@@ -30,7 +34,6 @@ from snakestream.register.global_stage import global_align
 from snakestream.io.volumes import open_volume, write_volume
 from snakestream.register.steps import normalize_steps
 
-ROOT = Path(__file__).resolve().parents[1]
 FIX_SHAPE = (40, 128, 128)
 FIX_SPACING = np.array([1.0, 0.5, 0.5])
 MOV_SPACING = np.array([1.25, 0.6, 0.6])
@@ -46,46 +49,6 @@ RANSAC = {"blob_radius": 2.5, "alignment_spacing": 1.0}
 # ---------------------------------------------------------------------------
 # generated pair
 # ---------------------------------------------------------------------------
-
-def extent(shape, spacing):
-    """Physical size (µm) between the first and last voxel centres."""
-    return (np.asarray(shape) - 1) * np.asarray(spacing)
-
-
-def rotation_z(degrees):
-    """Rotation about z acting on (z, y, x) vectors, (3, 3)."""
-    t = np.deg2rad(degrees)
-    r = np.eye(3)
-    r[1:, 1:] = [[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]
-    return r
-
-
-def about_centre(linear, translation, centre):
-    """4x4 affine x -> L (x - c) + c + t (µm)."""
-    a = np.eye(4)
-    a[:3, :3] = linear
-    a[:3, 3] = centre + translation - linear @ centre
-    return a
-
-
-def apply(a, points):
-    """(N, 3) µm points through a 4x4 affine."""
-    return points @ a[:3, :3].T + a[:3, 3]
-
-
-def render(centres, sigmas, amplitudes, shape, spacing):
-    """Isotropic gaussians (µm) evaluated exactly on a voxel grid, (Z, Y, X) float32."""
-    out = np.zeros(shape, np.float32)
-    for c, s, a in zip(centres, sigmas, amplitudes):
-        lo = np.maximum(np.floor((c - 4 * s) / spacing).astype(int), 0)
-        hi = np.minimum(np.ceil((c + 4 * s) / spacing).astype(int) + 1, shape)
-        if np.any(hi <= lo):
-            continue
-        g = [np.exp(-0.5 * ((np.arange(lo[d], hi[d]) * spacing[d] - c[d]) / s) ** 2)
-             for d in range(3)]
-        out[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] += a * np.einsum("i,j,k->ijk", *g)
-    return out
-
 
 def make_pair(seed=0, fix_shape=FIX_SHAPE, fix_spacing=FIX_SPACING, mov_spacing=MOV_SPACING,
               degrees=DEGREES, shift_fraction=SHIFT_FRACTION, density=1 / 400.0):
@@ -114,17 +77,15 @@ def make_pair(seed=0, fix_shape=FIX_SHAPE, fix_spacing=FIX_SPACING, mov_spacing=
     fov = extent(fix_shape, fs)
     truth = about_centre(rotation_z(degrees), np.asarray(shift_fraction) * fov, fov / 2)
     mov_shape = tuple(int(n) for n in np.round(fov / ms) + 1)
-    corners = np.array(np.meshgrid(*[[0, e] for e in extent(mov_shape, ms)],
-                                   indexing="ij")).reshape(3, -1).T
-    seen_by_mov = apply(np.linalg.inv(truth), corners)
+    seen_by_mov = apply_affine(np.linalg.inv(truth), box_corners(np.zeros(3), extent(mov_shape, ms)))
     lo = np.minimum(0, seen_by_mov.min(0)) - 5
     hi = np.maximum(fov, seen_by_mov.max(0)) + 5
     rng = np.random.default_rng(seed)
     n = int(np.prod(hi - lo) * density)
     centres = lo + rng.uniform(0, 1, (n, 3)) * (hi - lo)
     sigmas, amplitudes = rng.uniform(1.0, 1.8, n), rng.uniform(0.5, 1.5, n)
-    fix = render(centres, sigmas, amplitudes, fix_shape, fs)
-    mov = render(apply(truth, centres), sigmas, amplitudes, mov_shape, ms)
+    fix = render_blobs(centres, sigmas, amplitudes, fix_shape, fs)
+    mov = render_blobs(apply_affine(truth, centres), sigmas, amplitudes, mov_shape, ms)
     fix = fix + rng.normal(0, 0.05, fix.shape)
     mov = 0.6 * np.clip(mov, 0, None) ** 0.9 + 0.2 + rng.normal(0, 0.05, mov.shape)
     inside = np.all((centres >= 3) & (centres <= fov - 3), axis=1)
@@ -133,8 +94,7 @@ def make_pair(seed=0, fix_shape=FIX_SHAPE, fix_spacing=FIX_SPACING, mov_spacing=
 
 def median_tre(found, truth, landmarks):
     """Median distance (µm) between landmarks mapped by ``found`` and by ``truth``."""
-    return float(np.median(np.linalg.norm(apply(found, landmarks) - apply(truth, landmarks),
-                                          axis=1)))
+    return tre(apply_affine(found, landmarks), apply_affine(truth, landmarks))["median"]
 
 
 @pytest.fixture(scope="module")
@@ -239,9 +199,8 @@ def crops(pair, fix_start, fix_stop, margin_um=8.0):
     """A fixed block and the moving region covering it (through the truth), as Images."""
     fix = Image(pair.fix[tuple(slice(a, b) for a, b in zip(fix_start, fix_stop))], FIX_SPACING,
                 np.asarray(fix_start) * FIX_SPACING)
-    corners = np.array(np.meshgrid(*[[a, b - 1] for a, b in zip(fix_start, fix_stop)],
-                                   indexing="ij")).reshape(3, -1).T * FIX_SPACING
-    moved = apply(pair.truth, corners)
+    corners = box_corners(fix_start, np.asarray(fix_stop) - 1) * FIX_SPACING
+    moved = apply_affine(pair.truth, corners)
     lo = np.maximum(np.floor((moved.min(0) - margin_um) / MOV_SPACING), 0).astype(int)
     hi = np.minimum(np.ceil((moved.max(0) + margin_um) / MOV_SPACING) + 1,
                     pair.mov.shape).astype(int)
@@ -250,11 +209,23 @@ def crops(pair, fix_start, fix_stop, margin_um=8.0):
     return fix, mov
 
 
-def test_block_ransac_recovers_large_local_motion(pair):
+@pytest.fixture(scope="module")
+def block(pair):
+    """One fixed block, voxels (4, 24, 24) to (36, 104, 104), and its moving region."""
+    return crops(pair, (4, 24, 24), (36, 104, 104))
+
+
+def off_by(affine, shift_um):
+    """A copy of ``affine`` whose translation is off by ``shift_um`` (z, y, x)."""
+    out = affine.copy()
+    out[:3, 3] += shift_um
+    return out
+
+
+def test_block_ransac_recovers_large_local_motion(pair, block):
     """A block whose global affine is 6 µm (12 voxels) off is fixed by a block ransac step."""
-    fix, mov = crops(pair, (4, 24, 24), (36, 104, 104))
-    start = pair.truth.copy()
-    start[:3, 3] += [2.0, 6.0, -6.0]
+    fix, mov = block
+    start = off_by(pair.truth, [2.0, 6.0, -6.0])
     steps = normalize_steps([["ransac", {"blob_radius": 2.5}]], "blocks.steps")
     (result,) = run_steps(steps, fix, mov, static=[StepResult("global", "affine", start.ravel())],
                           seed=block_seed("0000_0001_0002"), log=lambda m: None)
@@ -266,8 +237,8 @@ def test_block_ransac_recovers_large_local_motion(pair):
     assert median_tre(total, pair.truth, pair.landmarks[inside]) < VOXEL
 
 
-def test_block_ransac_failure_becomes_a_recorded_fallback(pair):
-    fix, mov = crops(pair, (4, 24, 24), (36, 104, 104))
+def test_block_ransac_failure_becomes_a_recorded_fallback(pair, block):
+    fix, mov = block
     blank = Image(np.full_like(fix.data, 0.2), fix.spacing, fix.origin)
     steps = normalize_steps([["ransac", {"blob_radius": 2.5}], ["affine", AFFINE]], "blocks.steps")
     results = run_steps(steps, blank, mov, static=[StepResult("global", "affine",
@@ -280,10 +251,9 @@ def test_block_ransac_failure_becomes_a_recorded_fallback(pair):
     assert block_status([r.qc for r in results]) == "fallback"
 
 
-def test_block_random_search_is_seeded(pair):
-    fix, mov = crops(pair, (4, 24, 24), (36, 104, 104))
-    start = pair.truth.copy()
-    start[:3, 3] += [0.0, 2.0, -2.0]
+def test_block_random_search_is_seeded(pair, block):
+    fix, mov = block
+    start = off_by(pair.truth, [0.0, 2.0, -2.0])
     (name, params), = normalize_steps([["random", {
         "random_iterations": 60, "max_translation": 3.0, "max_rotation": 0.05,
         "alignment_spacing": 1.0}]], "blocks.steps")
@@ -323,8 +293,7 @@ def read_png(path):
 def agreement(rgb):
     """Correlation of the red and green channels over non-grey pixels."""
     grey = (rgb[..., 0] == rgb[..., 1]) & (rgb[..., 1] == rgb[..., 2])
-    r, g = rgb[~grey, 0].astype(float), rgb[~grey, 1].astype(float)
-    return float(np.corrcoef(r, g)[0, 1])
+    return ncc(rgb[~grey, 0], rgb[~grey, 1])
 
 
 def test_overlay_colours_and_layout():

@@ -44,6 +44,12 @@ def zarr_attrs_array(path, attrs, group_attrs=None, name=None, zarr_format=2):
     return data
 
 
+def assert_reads_back(vol, data):
+    """``vol`` has SPACING from its metadata and reads ``data`` back (a crop of it)."""
+    np.testing.assert_allclose(vol.spacing, SPACING)
+    np.testing.assert_array_equal(vol.read(CROP), data[CROP])
+
+
 def assert_error(excinfo, *parts):
     text = str(excinfo.value)
     assert "\n" not in text and "Fix:" in text
@@ -367,8 +373,7 @@ def test_nrrd_space_directions_gzip_written_by_pynrrd(tmp_path):
     nrrd.write(str(path), data, header, index_order="C")  # gzip by default
     vol = sio.open_volume(path)
     assert vol.shape == SHAPE
-    np.testing.assert_allclose(vol.spacing, SPACING)
-    np.testing.assert_array_equal(vol.read(CROP), data[CROP])
+    assert_reads_back(vol, data)
 
 
 def test_ome_tiff_physical_size(tmp_path):
@@ -379,9 +384,7 @@ def test_ome_tiff_physical_size(tmp_path):
     tifffile.imwrite(path, data, ome=True, metadata={
         "axes": "ZYX", "PhysicalSizeZ": 400, "PhysicalSizeZUnit": "nm",
         "PhysicalSizeY": 0.1625, "PhysicalSizeX": 0.2})
-    vol = sio.open_volume(path)
-    np.testing.assert_allclose(vol.spacing, SPACING)
-    np.testing.assert_array_equal(vol.read(CROP), data[CROP])
+    assert_reads_back(sio.open_volume(path), data)
 
 
 def test_hdf5_element_size_um_by_hand(tmp_path):
@@ -393,9 +396,8 @@ def test_hdf5_element_size_um_by_hand(tmp_path):
         fh.create_dataset("exported_data", data=data, chunks=CHUNKS).attrs["element_size_um"] = SPACING
         fh.create_dataset("other/thing", data=np.zeros(4))
     vol = sio.open_volume(path, "/exported_data")
-    np.testing.assert_allclose(vol.spacing, SPACING)
     assert vol.chunks == CHUNKS
-    np.testing.assert_array_equal(vol.read(CROP), data[CROP])
+    assert_reads_back(vol, data)
 
 
 # --------------------------------------------------------------------------- downsampling

@@ -1,24 +1,25 @@
 """The whole workflow end to end on a small generated pair with known truth."""
 import glob
 import os
-import subprocess
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 
+from conftest import DEMO_SPACING, demo_config, snakemake, write_config
 from snakestream.fields.blockfile import load_block
 from snakestream.grid.blocks import COLUMNS
-from snakestream.demo.scene import load_truth, make_demo
+from snakestream.demo.scene import load_truth
 from snakestream.io.volumes import open_volume, write_volume
 from snakestream.io.zarr_store import open_zarr_array
 from snakestream.qc.metrics import tre
 from snakestream.register.similarity import ncc
 from snakestream.fields.transform import transform_points
-from workflow import demo_config, snakemake, write_config
+from snakestream.smk import worker
 
 SHAPE = (32, 112, 112)
-SPACING = (0.8, 0.4, 0.4)
+SPACING = DEMO_SPACING
 
 
 def _add_transform_outputs(cfg, data):
@@ -43,10 +44,9 @@ def _add_transform_outputs(cfg, data):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(demo_data):
     """Generate a pair and run the full pipeline once (global + blocks + gather + warp)."""
-    root = tmp_path_factory.mktemp("pipeline")
-    make_demo(root / "data", shape=SHAPE, spacing=SPACING, seed=1)
+    root = demo_data("pipeline", SHAPE, seed=1)
     cfg = demo_config(root / "data", root / "out")
     for (_, step), iterations in zip(cfg["blocks"]["steps"], (80, 60)):  # CI time
         step["optimizer_args"]["numberOfIterations"] = iterations
@@ -55,7 +55,20 @@ def run(tmp_path_factory):
     proc = snakemake(cfg_path, root)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return {"root": root, "out": root / "out", "cfg": cfg, "cfg_path": cfg_path,
-            "truth": load_truth(str(root / "data" / "truth.npz"))}
+            "truth": load_truth(str(root / "data" / "truth.npz")), "pid": proc.pid}
+
+
+def _workers_started_by(pid):
+    """PIDs of live warm workers started by the Snakemake process ``pid``, and of the
+    children they fork for jobs: their command line (``worker.command``) ends with the
+    PID of the process the worker serves. Other runs' workers are not looked at."""
+    _, flag, code, _, _ = worker.command("SOCKET", pid)
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        argv = proc.info["cmdline"] or []
+        if argv[1:3] == [flag, code] and argv[-1] == str(pid):
+            found.append(proc.pid)
+    return found
 
 
 def _stage_tre(run):
@@ -98,8 +111,7 @@ def test_local_block_jobs_ran_in_the_warm_worker(run):
     files = glob.glob(str(out / "blocks" / "z*" / "y*" / "*.npz"))
     assert files and {load_block(f)[1]["process"] for f in files} == {"warm worker"}
     assert (out / "logs" / "warm_worker.log").read_text() == ""
-    assert not subprocess.run(["pgrep", "-f", "snakestream.smk.worker import main"],
-                              capture_output=True).stdout, "the worker outlived the run"
+    assert not _workers_started_by(run["pid"]), "the worker outlived the run"
 
 
 def test_block_stage_beats_global_and_half_a_voxel(run):

@@ -4,15 +4,14 @@ import glob
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
-from snakestream.demo.scene import make_demo
+from conftest import (demo_config, snakemake, start_snakemake, workflow_args, workflow_env,
+                      write_config)
 from snakestream.io.zarr_store import open_zarr_array
-from workflow import ROOT, SNAKEFILE, demo_config, snakemake, write_config
 
 SHAPE = (32, 112, 112)
 
@@ -22,11 +21,10 @@ def _blocks(out):
 
 
 def _start(cfg_path, workdir):
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "src"))
-    cmd = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "-d", str(workdir),
-           "--cores", "1", "--configfile", str(cfg_path)]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=env, start_new_session=True)
+    """The workflow on one core in its own process group (to be killed as a whole)."""
+    return start_snakemake(*workflow_args(cfg_path, workdir, cores=1), env=workflow_env(),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
 
 
 def _kill_after_blocks(proc, out, n, timeout=300):
@@ -48,10 +46,8 @@ def _config(data, out):
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("resume")
-    make_demo(root / "data", shape=SHAPE, spacing=(0.8, 0.4, 0.4), seed=3)
-    return root
+def data(demo_data):
+    return demo_data("resume", SHAPE, seed=3)
 
 
 def test_killed_run_resumes_only_unfinished_blocks_and_is_bit_identical(data):

@@ -77,18 +77,15 @@ def test_wide_workflow_keeps_snakemake_to_a_few_threads(tmp_path):
     # 150 ready jobs at once, a 60 s rate-limit window: unpatched, every finished job
     # leaves a timer thread sleeping out the window (~150 threads when `count` runs)
     import os
-    import subprocess
-    import sys
 
-    from workflow import ROOT
+    from conftest import ROOT, run_snakemake
 
     n = 150
     (tmp_path / "Snakefile").write_text(
         WIDE_SNAKEFILE.format(scripts=os.path.join(ROOT, "src"), n=n))
-    run = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--scheduler",
-                          "greedy", "--max-jobs-per-timespan", "1000/1m", "-d", str(tmp_path),
-                          "-s", str(tmp_path / "Snakefile")],
-                         capture_output=True, text=True, timeout=600)
+    run = run_snakemake("--cores", "2", "--scheduler", "greedy", "--max-jobs-per-timespan",
+                        "1000/1m", "-d", str(tmp_path), "-s", str(tmp_path / "Snakefile"),
+                        timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     threads = int((tmp_path / "threads.txt").read_text())
     assert threads < 20, f"{threads} threads in Snakemake's process"

@@ -4,11 +4,11 @@ import os
 import pytest
 import yaml
 
+from conftest import ROOT
 from snakestream.config import load, load_schema, validate
 from snakestream.errors import ConfigError
 from snakestream.register.steps import normalize_steps
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMA = load_schema(os.path.join(ROOT, "config", "schema.yaml"))
 
 

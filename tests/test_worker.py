@@ -8,11 +8,13 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 
+from conftest import ROOT
 from snakestream.smk import worker
 
-SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+SCRIPTS = os.path.join(ROOT, "src")
 
 TASKS = '''
 import json, os, sys, time
@@ -81,11 +83,9 @@ def _wait_for(predicate, seconds=10.0):
 
 def _gone(pid):
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE  # a zombie has ended too
+    except psutil.NoSuchProcess:
         return True
-    with open(f"/proc/{pid}/stat") as fh:  # a zombie has ended too
-        return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
 
 
 def test_job_attributes_read_like_snakemakes_object():

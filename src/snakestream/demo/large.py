@@ -33,7 +33,7 @@ def _blob_subset(scene, keep):
     return replace(scene, **{name: getattr(scene, name)[keep] for name in PER_BLOB})
 
 
-def _render_planes(scene, points, centres, radii, spacing, z0):
+def render_planes(scene, points, centres, radii, spacing, z0):
     """:func:`demo.render` of a slab whose first plane is ``z0`` (blobs near it only)."""
     lo, hi = z0 * spacing[0], (z0 + points.shape[0] - 1) * spacing[0]
     keep = (centres[:, 0] + radii >= lo) & (centres[:, 0] - radii <= hi)
@@ -42,7 +42,9 @@ def _render_planes(scene, points, centres, radii, spacing, z0):
     return demo.render(_blob_subset(scene, keep), points, centres[keep] - shift, radii, spacing)
 
 
-def _slab_points(z0, z1, shape, spacing):
+def slab_points(z0, z1, shape, spacing):
+    """(z1 - z0, Y, X, 3) physical points (µm, z, y, x) of planes [z0, z1) of a grid of
+    ``shape`` with ``spacing``."""
     points = demo.grid_points((z1 - z0,) + tuple(shape[1:]), spacing)
     points[..., 0] += z0 * spacing[0]
     return points
@@ -57,18 +59,18 @@ def _counts(values, seed, tag, z0, offset):
 def fixed_slab(scene, truth, seed, z0, z1):
     """Fixed counts of planes [z0, z1), uint16."""
     radii = demo.BLOB_CUTOFF_RADII * scene.radius_max
-    points = _slab_points(z0, z1, truth.fix_shape, truth.fix_spacing)
-    values = _render_planes(scene, points, scene.centres, radii, truth.fix_spacing, z0)
+    points = slab_points(z0, z1, truth.fix_shape, truth.fix_spacing)
+    values = render_planes(scene, points, scene.centres, radii, truth.fix_spacing, z0)
     return _counts(values, seed, 1, z0, demo.FIX_OFFSET)
 
 
 def moving_slab(scene, truth, seed, z0, z1):
     """Moving counts of planes [z0, z1) of the moving grid, uint16."""
-    points = _slab_points(z0, z1, truth.mov_shape, truth.mov_spacing)
+    points = slab_points(z0, z1, truth.mov_shape, truth.mov_spacing)
     pulled = truth.inverse(points.reshape(-1, 3), tol_um=1e-5).reshape(points.shape)
     stretch = np.linalg.norm(truth.affine[:3, :3], 2) * (1.0 + truth.lipschitz_bound())
     radii = demo.BLOB_CUTOFF_RADII * scene.radius_max * stretch + np.max(truth.mov_spacing)
-    values = _render_planes(scene, pulled, truth.transform(scene.centres), radii,
+    values = render_planes(scene, pulled, truth.transform(scene.centres), radii,
                             truth.mov_spacing, z0)
     values = demo.MOV_SCALE * np.clip(values, 0.0, None) ** demo.MOV_GAMMA
     return _counts(values, seed, 2, z0, demo.MOV_OFFSET)

@@ -1,0 +1,154 @@
+"""What the tests share: running the workflow on generated data, and affine geometry.
+
+Workflow runs
+    ``demo_config``/``write_config`` make a config for a generated demo pair;
+    ``snakemake`` runs the project's Snakefile on it; ``run_snakemake`` and
+    ``start_snakemake`` run any Snakemake command line (profiles, other Snakefiles);
+    the ``demo_data`` fixture writes a demo pair once per test module.
+Synthetic scenes
+    ``extent``, ``rotation_z``, ``about_centre`` and ``box_corners`` build the known
+    affines of the generated pairs (µm, z, y, x; a 4x4 affine maps fixed to moving
+    points); ``render_blobs`` draws their nuclei-like blobs.
+
+Test modules import the functions (``from conftest import snakemake``; ``tests/`` is on
+``sys.path`` through pyproject.toml's ``pythonpath``) and request the fixtures.
+"""
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEFILE = ROOT / "Snakefile"
+DEMO_SPACING = (0.8, 0.4, 0.4)  # µm, z, y, x: the demo pairs of the workflow tests
+
+
+# ---------------------------------------------------------------- configs
+
+
+def demo_config(data_dir, out_dir, **changes):
+    """config/demo.yaml pointed at ``data_dir``/``out_dir``, with top-level changes."""
+    with open(ROOT / "config" / "demo.yaml") as fh:
+        cfg = yaml.safe_load(fh)
+    cfg = copy.deepcopy(cfg)
+    cfg["fixed"]["path"] = os.path.join(data_dir, "fix.zarr")
+    cfg["fixed"]["mask"]["path"] = os.path.join(data_dir, "fix_mask.zarr")
+    cfg["moving"]["path"] = os.path.join(data_dir, "mov.h5")
+    cfg["truth"] = os.path.join(data_dir, "truth.npz")
+    cfg["output"] = str(out_dir)
+    cfg.update(changes)
+    return cfg
+
+
+def write_config(path, cfg):
+    """Write ``cfg`` as YAML to ``path``; returns the path as a string."""
+    with open(path, "w") as fh:
+        yaml.safe_dump(cfg, fh, sort_keys=False)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory):
+    """``demo_data(name, shape, seed)``: a new folder with the demo pair in ``data/``
+    (``make_demo`` at DEMO_SPACING); call it from a module-scoped fixture."""
+    from snakestream.demo.scene import make_demo
+
+    def make(name, shape, seed):
+        root = tmp_path_factory.mktemp(name)
+        make_demo(root / "data", shape=shape, spacing=DEMO_SPACING, seed=seed)
+        return root
+
+    return make
+
+
+# ---------------------------------------------------------------- running Snakemake
+
+
+def workflow_env():
+    """The environment of a workflow run: this checkout's library first."""
+    return dict(os.environ, PYTHONPATH=os.path.join(ROOT, "src"))
+
+
+def workflow_args(config_path, workdir, *args, cores=2):
+    """Snakemake arguments that run the project's Snakefile in ``workdir`` on a config."""
+    # targets and flags first: --configfile takes several values
+    return [*args, "-s", str(SNAKEFILE), "-d", str(workdir), "--cores", str(cores),
+            "--configfile", str(config_path)]
+
+
+def start_snakemake(*args, cwd=None, env=None, **popen):
+    """``python -m snakemake ARGS`` started in the background; returns the Popen."""
+    return subprocess.Popen([sys.executable, "-m", "snakemake", *args], cwd=cwd, env=env,
+                            **popen)
+
+
+def run_snakemake(*args, cwd=None, env=None, timeout=900):
+    """``python -m snakemake ARGS`` to the end; returns the CompletedProcess (text
+    stdout/stderr), with the Snakemake process's ``pid`` as an extra attribute."""
+    with start_snakemake(*args, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    done.pid = proc.pid
+    return done
+
+
+def snakemake(config_path, workdir, *args, cores=2):
+    """Run snakemake on the project's Snakefile; returns the CompletedProcess."""
+    return run_snakemake(*workflow_args(config_path, workdir, *args, cores=cores),
+                         env=workflow_env())
+
+
+# ---------------------------------------------------------------- synthetic scenes
+
+
+def extent(shape, spacing):
+    """Physical size (µm) between the first and last voxel centres."""
+    return (np.asarray(shape) - 1) * np.asarray(spacing)
+
+
+def rotation_z(degrees):
+    """Rotation about z acting on (z, y, x) vectors, (3, 3)."""
+    t = np.deg2rad(degrees)
+    r = np.eye(3)
+    r[1:, 1:] = [[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]
+    return r
+
+
+def about_centre(linear, translation, centre):
+    """4x4 affine x -> L (x - c) + c + t (µm)."""
+    a = np.eye(4)
+    a[:3, :3] = linear
+    a[:3, 3] = centre + translation - linear @ centre
+    return a
+
+
+def box_corners(lower, upper):
+    """(8, 3) corners of the box from ``lower`` to ``upper`` (z, y, x, any unit)."""
+    return np.array(np.meshgrid(*[[a, b] for a, b in zip(lower, upper)],
+                                indexing="ij")).reshape(3, -1).T
+
+
+def render_blobs(centres, sigmas, amplitudes, shape, spacing):
+    """Isotropic gaussians (centres and sigmas in µm) evaluated exactly on a voxel grid
+    of ``shape`` with ``spacing`` (µm, z, y, x); (Z, Y, X) float32."""
+    spacing = np.asarray(spacing)
+    out = np.zeros(shape, np.float32)
+    for c, s, a in zip(centres, sigmas, amplitudes):
+        lo = np.maximum(np.floor((c - 4 * s) / spacing).astype(int), 0)
+        hi = np.minimum(np.ceil((c + 4 * s) / spacing).astype(int) + 1, shape)
+        if np.any(hi <= lo):
+            continue
+        g = [np.exp(-0.5 * ((np.arange(lo[d], hi[d]) * spacing[d] - c[d]) / s) ** 2)
+             for d in range(3)]
+        out[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] += a * np.einsum("i,j,k->ijk", *g)
+    return out
