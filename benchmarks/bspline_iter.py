@@ -37,7 +37,7 @@ from snakestream.register import align
 from snakestream.demo import scene as demo  # noqa: E402
 from snakestream.register.sitk_transforms import composite  # noqa: E402
 from snakestream.register.block_stage import read_block_images  # noqa: E402
-from snakestream.grid.blocks import block_seed, region_slices  # noqa: E402
+from snakestream.grid.blocks import block_seed  # noqa: E402
 from snakestream.grid.layout import build_table  # noqa: E402
 from snakestream.io.volumes import open_volume  # noqa: E402
 from snakestream.register.steps import normalize_steps  # noqa: E402
@@ -158,20 +158,30 @@ def timed_deform(params, fix, mov, static, seed, threads, grad_filter):
         len(bspline.GetParameters())
 
 
-def run(args):
-    data = ensure_data(args.data, args.out)
+def prepare_blocks(data, n_blocks):
+    """The truth and ``n_blocks`` blocks, each registered by the block affine step.
+
+    Returns ``(truth, [(row, points, fix, mov, global_result, affine_result, seed)])``:
+    the demo's truth, and per block its table row, landmarks, crops, the truth global
+    affine as a step result, the block affine step's result and the block's seed.
+    """
     truth = demo.load_truth(data / "truth.npz")
     fix_vol = open_volume(str(data / "fix.zarr"), "s0")
     mov_vol = open_volume(str(data / "mov.h5"), "/ch0")
-    blocks = pick_blocks(truth, args.blocks)
     affine_step = normalize_steps([AFFINE], "affine")[0]
     prepared = []
-    for row, points in blocks:
-        fix, mov, reason = read_block_images(row, fix_vol, mov_vol, truth.affine)
+    for row, points in pick_blocks(truth, n_blocks):
+        fix, mov, _ = read_block_images(row, fix_vol, mov_vol, truth.affine)
         seed = block_seed(row["id"])
         glob = align.StepResult("global", "affine", truth.affine.ravel())
         aff = align.run_step(*affine_step, fix, mov, [glob], seed=seed)
         prepared.append((row, points, fix, mov, glob, aff, seed))
+    return truth, prepared
+
+
+def run(args):
+    data = ensure_data(args.data, args.out)
+    truth, prepared = prepare_blocks(data, args.blocks)
     print(f"data {data}; blocks {[p[0]['id'] for p in prepared]}, region "
           f"{[2 * b for b in BLOCKSIZE]} voxels; landmarks {sum(len(p[1]) for p in prepared)}; "
           f"TRE after global+block affine: median "

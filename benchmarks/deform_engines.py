@@ -25,10 +25,6 @@ sys.path[:0] = [str(ROOT / "src"), str(Path(__file__).resolve().parent)]
 
 import bspline_iter as bi  # noqa: E402
 from snakestream.register import align
-from snakestream.demo import scene as demo  # noqa: E402
-from snakestream.register.block_stage import read_block_images  # noqa: E402
-from snakestream.grid.blocks import block_seed  # noqa: E402
-from snakestream.io.volumes import open_volume  # noqa: E402
 from snakestream.register.steps import normalize_steps  # noqa: E402
 
 # name: (changes to the issue's deform step, run SimpleITK too)
@@ -47,18 +43,9 @@ CASES = {
 
 def prepare(data, n_blocks):
     """Blocks with their crops, static transforms (truth global + block affine) and seed."""
-    truth = demo.load_truth(data / "truth.npz")
-    fix_vol = open_volume(str(data / "fix.zarr"), "s0")
-    mov_vol = open_volume(str(data / "mov.h5"), "/ch0")
-    affine_step = normalize_steps([bi.AFFINE], "affine")[0]
-    out = []
-    for row, points in bi.pick_blocks(truth, n_blocks):
-        fix, mov, _ = read_block_images(row, fix_vol, mov_vol, truth.affine)
-        seed = block_seed(row["id"])
-        glob = align.StepResult("global", "affine", truth.affine.ravel())
-        aff = align.run_step(*affine_step, fix, mov, [glob], seed=seed)
-        out.append((points, fix, mov, [glob, aff], seed))
-    return truth, out
+    truth, blocks = bi.prepare_blocks(data, n_blocks)
+    return truth, [(points, fix, mov, [glob, aff], seed)
+                   for _, points, fix, mov, glob, aff, seed in blocks]
 
 
 def run_case(params, blocks, truth):

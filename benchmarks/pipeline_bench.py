@@ -186,6 +186,16 @@ def disk_bytes(paths):
     return total
 
 
+
+def process_totals(recs):
+    """Jobs, span, summed job time and CPU, and the largest peak RSS of process records."""
+    return {"jobs": len(recs),
+            "span_s": round(max(r["end"] for r in recs) - min(r["start"] for r in recs), 2),
+            "job_s": round(sum(r["end"] - r["start"] for r in recs), 2),
+            "cpu_s": round(sum(r["cpu_s"] for r in recs), 2),
+            "peak_mem_mb": round(max(r["peak_mem_mb"] for r in recs), 1),
+            "source": "process records"}
+
 def read_bench(path):
     """One Snakemake benchmark TSV -> dict (first repeat), plus its end time (mtime)."""
     with open(path) as fh:
@@ -359,14 +369,7 @@ def stage_rows(out, total_wall, procs=None):
         }
         recs = procs.get(stage)
         if recs:
-            rows[stage].update({
-                "jobs": len(recs),
-                "span_s": round(max(r["end"] for r in recs) - min(r["start"] for r in recs), 2),
-                "job_s": round(sum(r["end"] - r["start"] for r in recs), 2),
-                "cpu_s": round(sum(r["cpu_s"] for r in recs), 2),
-                "peak_mem_mb": round(max(r["peak_mem_mb"] for r in recs), 1),
-                "source": "process records",
-            })
+            rows[stage].update(process_totals(recs))
     # without process records: the jobs' own ru_maxrss where they write it
     for stage, recs in (("gather", slab_json(out, "gather")), ("warp", slab_json(out, "warp"))):
         if stage in rows and recs and rows[stage]["source"] != "process records":
@@ -437,13 +440,7 @@ def stage_rows(out, total_wall, procs=None):
     for stage, recs in procs.items():  # whole-run jobs the table above does not know
         if stage in rows or stage == "snakemake scheduler":
             continue
-        rows[stage] = {
-            "stage": stage, "jobs": len(recs),
-            "span_s": round(max(r["end"] for r in recs) - min(r["start"] for r in recs), 2),
-            "job_s": round(sum(r["end"] - r["start"] for r in recs), 2),
-            "cpu_s": round(sum(r["cpu_s"] for r in recs), 2),
-            "peak_mem_mb": round(max(r["peak_mem_mb"] for r in recs), 1),
-            "source": "process records"}
+        rows[stage] = {"stage": stage, **process_totals(recs)}
     rows["total"] = {"stage": "total", "span_s": round(total_wall, 2)}
     return rows
 

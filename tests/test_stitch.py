@@ -5,9 +5,9 @@ import zarr
 
 from snakestream.register.align import StepResult
 from snakestream.fields.blockfile import save_block
-from snakestream.grid.blocks import block_relpath, ramp
+from snakestream.grid.blocks import block_relpath, n_slabs, ramp
 from snakestream.grid.layout import BlockGrid, Layout, build_table, overlap_voxels
-from snakestream.fields.stitch import block_loader, n_slabs, write_field_slab
+from snakestream.fields.stitch import block_loader, write_field_slab
 
 
 def _translation(t):

@@ -16,7 +16,7 @@ import numpy as np
 from snakestream.fields.blockfile import block_transform, load_block
 from snakestream.fields.jacobian import jacobian_det, jacobian_stats, merge_jacobian_stats
 from snakestream.fields.transform import displacement_on_grid
-from snakestream.grid.blocks import n_slabs, ramp  # noqa: F401 (n_slabs re-exported)
+from snakestream.grid.blocks import ramp
 from snakestream.grid.layout import field_box, rows_touching
 from snakestream.io.chunks import for_each_chunk, slab_bounds
 
