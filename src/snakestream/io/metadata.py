@@ -1,4 +1,4 @@
-"""Voxel spacing found in metadata, and the units it is written in.
+"""Voxel spacing found in metadata, the units it is written in, and OME-Zarr axes.
 
 Readers of the attribute conventions shared by several formats: a plain
 'spacing' (z, y, x), 'pixelResolution'/'resolution' (x, y, z, N5 and n5-viewer),
@@ -6,6 +6,8 @@ OME-Zarr 'multiscales' and group resolution times 'downsamplingFactors'. Each
 reader returns ``(value, description)`` or None; :func:`check_spacing` turns a
 value into the float64 (z, y, x) µm array a :class:`~snakestream.io.volumes.Volume`
 carries, or raises one :class:`~snakestream.errors.InputError` line.
+:func:`hierarchy_axes` reads an OME-Zarr image's ``multiscales[].axes`` and
+``omero.channels[].label`` (NGFF 0.4 attributes, or 0.5's under ``"ome"``).
 """
 
 import numpy as np

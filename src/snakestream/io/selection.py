@@ -26,7 +26,7 @@ import numpy as np
 
 from snakestream.errors import InputError
 
-__all__ = ["KEYS", "conventional_axes", "full_index", "select", "spatial"]
+__all__ = ["KEYS", "NOT_3D_FIX", "conventional_axes", "full_index", "select", "spatial"]
 
 SPACE = "space"
 #: Config key of a volume entry -> the NGFF axis type it selects on.
