@@ -346,7 +346,7 @@ def test_pipeline_registers_the_selected_channel_and_time_point(five_d):
                                   aligned)
 
 
-def test_wrong_selection_or_empty_mask_stops_at_parse_time(five_d):
+def test_bad_selections_and_an_empty_mask_stop_at_parse_time(five_d):
     root = five_d
     cfg = _five_d_config(root, "out_dry")
     del cfg["moving"]["timepoint"]
@@ -354,6 +354,16 @@ def test_wrong_selection_or_empty_mask_stops_at_parse_time(five_d):
     assert proc.returncode != 0
     lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "mov5.ome.zarr" in ln]
     assert lines and "`timepoint` (0-1)" in lines[0] and "Fix:" in lines[0], proc.stderr[-2000:]
+    for key, needle in [("mask", "`channel` (0-1)"), ("extra", "'RFP' not found")]:
+        cfg = _five_d_config(root, "out_dry")   # entries no parse-time grid needs, too
+        if key == "mask":
+            cfg["moving"]["mask"] = {"path": str(root / "data" / "masks.h5")}
+        else:
+            cfg["extra_volumes"][0]["channel"] = "RFP"
+        proc = snakemake(write_config(root / f"bad_{key}.yaml", cfg), root, "-n")
+        assert proc.returncode != 0
+        text = proc.stdout + proc.stderr
+        assert any(needle in ln and "Fix:" in ln for ln in text.splitlines()), text[-2000:]
     cfg = _five_d_config(root, "out_dry")
     cfg["fixed"]["mask"]["channel"] = 0   # the empty channel: no block passes
     proc = snakemake(write_config(root / "empty.yaml", cfg), root, "-n")

@@ -265,6 +265,21 @@ def require_aligned_blocks(grid, shape, *, mask=None):
                       f"or less, or make {size} smaller")
 
 
+def check_other_inputs(cfg, fix_vol, mov_vol):
+    """Open the masks and extra volumes the layout does not need, metadata only.
+
+    So a bad entry among them (a missing file, a 5-D array without ``channel`` or
+    ``timepoint``, a mask of another extent) stops the run at parse time with its one
+    line, before any job runs. The fixed mask is opened by :func:`fixed_block_grid`
+    when there is a block stage.
+    """
+    if cfg["blocks"] is None:
+        open_mask(cfg["fixed"], fix_vol)
+    open_mask(cfg["moving"], mov_vol)
+    for extra in cfg["extra_volumes"]:
+        open_image(extra)
+
+
 @dataclass
 class Layout:
     """Fixed grid, output chunking and (optionally) the block grid.
@@ -313,6 +328,7 @@ class Layout:
                 fix, cfg["fixed"], blocksize=blocks["blocksize"], overlap=blocks["overlap"],
                 threshold=blocks["foreground_fraction"],
                 cache_dir=os.path.join(cfg["output"], ".cache"))
+        check_other_inputs(cfg, fix, mov)
         return layout
 
     @property
