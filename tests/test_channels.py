@@ -124,6 +124,24 @@ def test_bad_selection_is_one_line(tmp_path, keys, parts):
     assert_one_line(excinfo, "img.ome.zarr", *parts)
 
 
+def test_zarr_v3_dimension_names_place_the_channel_axis(tmp_path):
+    import zarr
+
+    data = np.moveaxis(tc_stack()[1], 0, -1)   # (z, y, x, c): channel last
+    arr = zarr.create_array(str(tmp_path / "zyxc.zarr"), shape=data.shape, dtype=data.dtype,
+                            chunks=(3, 5, 6, 1), zarr_format=3,
+                            dimension_names=["z", "y", "x", "c"],
+                            attributes={"spacing": list(SPACING)})
+    arr[...] = data
+    vol = open_volume(str(tmp_path / "zyxc.zarr"), channel=1)
+    assert vol.shape == data.shape[:3] and vol.chunks == (3, 5, 6)
+    np.testing.assert_array_equal(vol.read((slice(1, 5), slice(0, 7), slice(2, 12))),
+                                  data[1:5, :7, 2:12, 1])
+    with pytest.raises(InputError) as excinfo:
+        open_volume(str(tmp_path / "zyxc.zarr"))
+    assert_one_line(excinfo, "(z, y, x, c)", "`channel` (0-1)")
+
+
 # --------------------------------------------------------------------------- N5, HDF5
 
 

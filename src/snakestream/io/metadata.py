@@ -15,7 +15,7 @@ import numpy as np
 from snakestream.errors import InputError
 
 __all__ = ["SPACING_FIX", "as_floats", "check_spacing", "hierarchy_axes", "hierarchy_spacing",
-           "um_per_unit"]
+           "named_axes", "um_per_unit"]
 
 SPACING_FIX = "put `spacing: [z, y, x]` (µm) for this volume in the config"
 
@@ -159,6 +159,17 @@ def _axis(entry):
         name = str(entry.get("name", ""))
         return name, entry.get("type") or _AXIS_TYPES.get(name.lower())
     return str(entry), _AXIS_TYPES.get(str(entry).lower())
+
+
+def named_axes(names):
+    """Axes ((name, type) per dimension) from dimension names such as Zarr v3's
+    ``dimension_names`` or xarray's ``_ARRAY_DIMENSIONS``, when every name is one of
+    t, c, z, y, x (any case); else None."""
+    if not isinstance(names, (list, tuple)) or not names:
+        return None
+    if not all(isinstance(n, str) and n.lower() in _AXIS_TYPES for n in names):
+        return None
+    return tuple(_axis(n) for n in names)
 
 
 def _channel_labels(attrs):

@@ -3,7 +3,8 @@
 A stored array may have time and channel axes besides its three space axes (the
 (t, c, z, y, x) of OME-Zarr writers, bigstream's (c, z, y, x) N5). Its axes come
 from the file's metadata when it has some (OME-Zarr ``multiscales[].axes``, read by
-:func:`~snakestream.io.metadata.hierarchy_axes`); otherwise from the number of
+:func:`~snakestream.io.metadata.hierarchy_axes`, or Zarr dimension names t, c, z, y, x,
+:func:`~snakestream.io.metadata.named_axes`); otherwise from the number of
 dimensions, the bigstream/Fiji convention (:func:`conventional_axes`):
 
 ==========  =====================

@@ -21,7 +21,7 @@ import numpy as np
 from snakestream.errors import InputError
 from snakestream.io.datasets import (Opened, ancestors, label, no_dataset, pick_dataset,
                                      require_exists)
-from snakestream.io.metadata import check_spacing, hierarchy_axes, hierarchy_spacing
+from snakestream.io.metadata import check_spacing, hierarchy_axes, hierarchy_spacing, named_axes
 from snakestream.io.tensorstore_arrays import failed_file, file_spec, open_array, read_region
 
 __all__ = ["create_zarr", "open_dataset", "open_zarr_array", "write_dataset"]
@@ -50,7 +50,8 @@ def open_dataset(path, dataset):
 
     Spacing from the array's or its groups' attributes (see
     :func:`~snakestream.io.metadata.hierarchy_spacing`), axes and channel labels from
-    an OME-Zarr group's 'multiscales' and 'omero'; contract in
+    an OME-Zarr group's 'multiscales' and 'omero', else axes from the array's dimension
+    names (v3 ``dimension_names``, xarray's ``_ARRAY_DIMENSIONS``); contract in
     :mod:`snakestream.io.datasets`.
     """
     import zarr
@@ -65,7 +66,9 @@ def open_dataset(path, dataset):
         array = root[name]
         groups = [(dict((root[g] if g else root).attrs), rel) for g, rel in ancestors(name)]
     found = hierarchy_spacing(dict(array.attrs), groups)
-    axes, labels = hierarchy_axes(groups) or (None, None)
+    names = (getattr(array.metadata, "dimension_names", None)
+             or array.attrs.get("_ARRAY_DIMENSIONS"))
+    axes, labels = hierarchy_axes(groups) or (named_axes(names), None)
     driver = _tensorstore_driver(_array_dir(path, name), array.metadata.zarr_format)
     return Opened(name, array.shape, np.dtype(array.dtype), array.chunks, found,
                   functools.partial(_read_zarr, path, name, driver), axes, labels)
