@@ -291,7 +291,7 @@ def test_blocksize_larger_than_the_image_stops_with_the_setting_to_change(tmp_pa
     best = masks[1].mean()  # the one block is the whole image, half of it in the mask
     assert_one_line(excinfo, "0 of 1 blocks pass", f"{best:.3f}",
                     "lower blocks.foreground_fraction to 0.5 or less",
-                    "blocks.blocksize [64, 64, 64] is not smaller than the image [6, 10, 12]")
+                    "make blocks.blocksize (now [64, 64, 64]; the image is [6, 10, 12] voxels)")
 
 
 # --------------------------------------------------------------------------- end to end

@@ -257,12 +257,10 @@ def require_aligned_blocks(grid, shape, *, mask=None):
         raise ConfigError(where, f"the mask is empty in every block core, so {passing}.",
                           "check fixed.mask (foreground is > 0; its dataset, channel and "
                           "timepoint), or remove it")
-    larger = np.any(grid.blocksize >= np.asarray(shape))
-    size = (f"blocks.blocksize {grid.blocksize.tolist()} is not smaller than the image "
-            f"{list(shape)}" if larger else f"blocks.blocksize {grid.blocksize.tolist()}")
     raise ConfigError("blocks", f"{passing}; the largest block fraction is {best:.3f}.",
                       f"lower blocks.foreground_fraction to {np.floor(best * 1000) / 1000:g} "
-                      f"or less, or make {size} smaller")
+                      f"or less, or make blocks.blocksize (now {grid.blocksize.tolist()}; "
+                      f"the image is {[int(n) for n in shape]} voxels) smaller")
 
 
 def check_other_inputs(cfg, fix_vol, mov_vol):
@@ -401,14 +399,13 @@ def cached_foreground(mask, shape, spacing, blocksize, cache_dir):
     """:func:`snakestream.grid.blocks.foreground_fractions`, cached in ``cache_dir``.
 
     The cache key covers the mask's path, dataset, selection (channel, time point),
-    shape, spacing and modification
-    times, and the fixed grid and block size; delete ``cache_dir`` after editing a
-    mask in place without changing its files' times.
+    shape, spacing and modification times, and the fixed grid and block size; delete
+    ``cache_dir`` after editing a mask in place without changing its files' times.
     """
     key = json.dumps([os.path.abspath(mask.path), mask.dataset, list(mask.selection),
-                      list(mask.shape),
-                      np.asarray(mask.spacing).tolist(), list(shape), np.asarray(spacing).tolist(),
-                      [int(b) for b in blocksize], _mtimes(mask.path, mask.dataset)])
+                      list(mask.shape), np.asarray(mask.spacing).tolist(), list(shape),
+                      np.asarray(spacing).tolist(), [int(b) for b in blocksize],
+                      _mtimes(mask.path, mask.dataset)])
     path = os.path.join(cache_dir, f"foreground-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy")
     if os.path.exists(path):
         return np.load(path)
