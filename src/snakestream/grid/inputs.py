@@ -1,7 +1,10 @@
 """The run's input volumes, opened from their config entries; masks in their image's frame.
 
-A config names the fixed and moving volumes as ``{path, dataset, spacing, mask}``
-mappings (config/schema.yaml). Both the parse-time layout (block selection by the
+A config names the fixed and moving volumes (and each of ``extra_volumes``) as
+``{path, dataset, channel, timepoint, spacing, mask}`` mappings, and a mask as a path
+or ``{path, dataset, channel, timepoint}`` (config/schema.yaml); ``channel`` and
+``timepoint`` pick one 3-D volume out of an array with channel and time axes
+(:mod:`snakestream.io.selection`). Both the parse-time layout (block selection by the
 fixed mask) and the rule scripts open them through these functions.
 """
 
@@ -11,13 +14,19 @@ from snakestream.errors import InputError
 from snakestream.io.volumes import open_volume
 
 
+def _selection(spec):
+    """The ``channel`` and ``timepoint`` keys of a volume or mask entry, for open_volume."""
+    return {"channel": spec.get("channel"), "timepoint": spec.get("timepoint")}
+
+
 def open_image(spec):
-    """Open the fixed or moving volume from its config mapping (path, dataset, spacing)."""
-    return open_volume(spec["path"], spec.get("dataset"), spec.get("spacing"))
+    """Open a volume from its config mapping (path, dataset, channel, timepoint, spacing)."""
+    return open_volume(spec["path"], spec.get("dataset"), spec.get("spacing"), **_selection(spec))
 
 
 def open_mask(spec, image_vol):
-    """Open a config ``mask`` entry (path string or {path, dataset}) in ``image_vol``'s frame.
+    """Open a config ``mask`` entry (path string or {path, dataset, channel, timepoint})
+    in ``image_vol``'s frame.
 
     A mask without its own spacing metadata is taken to span the same physical
     extent as its image. Returns None when no mask is configured.
@@ -25,15 +34,16 @@ def open_mask(spec, image_vol):
     mask = spec.get("mask")
     if not mask:
         return None
-    path, dataset = (mask, None) if isinstance(mask, str) else (mask["path"], mask.get("dataset"))
+    mask = {"path": mask} if isinstance(mask, str) else mask
+    path, dataset, selection = mask["path"], mask.get("dataset"), _selection(mask)
     try:
-        vol = open_volume(path, dataset)
+        vol = open_volume(path, dataset, **selection)
     except InputError as err:
         if "spacing" not in str(err):
             raise
-        shape = np.asarray(open_volume(path, dataset, spacing=[1.0, 1.0, 1.0]).shape)
+        shape = np.asarray(open_volume(path, dataset, [1.0, 1.0, 1.0], **selection).shape)
         spacing = np.asarray(image_vol.shape) * image_vol.spacing / shape
-        return open_volume(path, dataset, spacing=spacing.tolist())
+        return open_volume(path, dataset, spacing.tolist(), **selection)
     check_mask_extent(vol, image_vol)
     return vol
 

@@ -223,8 +223,59 @@ def fixed_block_grid(fix_vol, fixed, *, blocksize, overlap, threshold, cache_dir
     mask = open_mask(fixed, fix_vol)
     foreground = None if mask is None else cached_foreground(
         mask, fix_vol.shape, fix_vol.spacing, blocksize, cache_dir)
-    return BlockGrid.build(fix_vol.shape, blocksize, overlap, foreground=foreground,
+    grid = BlockGrid.build(fix_vol.shape, blocksize, overlap, foreground=foreground,
                            threshold=threshold)
+    require_aligned_blocks(grid, fix_vol.shape, mask=mask)
+    return grid
+
+
+def require_aligned_blocks(grid, shape, *, mask=None):
+    """ConfigError unless at least one block of `grid` passes the foreground test.
+
+    Without it a run would succeed with the global affine only and no word said. The
+    line counts the blocks and the ones that pass, and names the setting to change:
+    ``fixed.mask`` when no block core holds any foreground (the line then starts with
+    the mask's file), else ``blocks.foreground_fraction`` (at most the largest fraction
+    found) or a ``blocks.blocksize`` smaller than the image.
+
+    Parameters
+    ----------
+    grid : BlockGrid
+        The fixed image's block grid.
+    shape : sequence of 3 int
+        Fixed image shape (z,y,x), for the message.
+    mask : Volume, optional
+        The fixed mask the foreground fractions come from.
+    """
+    n, best = len(grid.ids), float(np.max(grid.foreground, initial=0.0))
+    if np.any(grid.aligned):
+        return
+    passing = (f"0 of {n} blocks pass the foreground test (core fraction inside "
+               f"fixed.mask >= blocks.foreground_fraction {grid.threshold})")
+    if best <= 0:
+        where = "blocks" if mask is None else f"blocks: fixed.mask {mask.path}"
+        raise ConfigError(where, f"the mask is empty in every block core, so {passing}.",
+                          "check fixed.mask (foreground is > 0; its dataset, channel and "
+                          "timepoint), or remove it")
+    raise ConfigError("blocks", f"{passing}; the largest block fraction is {best:.3f}.",
+                      f"lower blocks.foreground_fraction to {np.floor(best * 1000) / 1000:g} "
+                      f"or less, or make blocks.blocksize (now {grid.blocksize.tolist()}; "
+                      f"the image is {[int(n) for n in shape]} voxels) smaller")
+
+
+def check_other_inputs(cfg, fix_vol, mov_vol):
+    """Open the masks and extra volumes the layout does not need, metadata only.
+
+    So a bad entry among them (a missing file, a 5-D array without ``channel`` or
+    ``timepoint``, a mask of another extent) stops the run at parse time with its one
+    line, before any job runs. The fixed mask is opened by :func:`fixed_block_grid`
+    when there is a block stage.
+    """
+    if cfg["blocks"] is None:
+        open_mask(cfg["fixed"], fix_vol)
+    open_mask(cfg["moving"], mov_vol)
+    for extra in cfg["extra_volumes"]:
+        open_image(extra)
 
 
 @dataclass
@@ -275,6 +326,7 @@ class Layout:
                 fix, cfg["fixed"], blocksize=blocks["blocksize"], overlap=blocks["overlap"],
                 threshold=blocks["foreground_fraction"],
                 cache_dir=os.path.join(cfg["output"], ".cache"))
+        check_other_inputs(cfg, fix, mov)
         return layout
 
     @property
@@ -346,13 +398,14 @@ def _mtimes(path, dataset):
 def cached_foreground(mask, shape, spacing, blocksize, cache_dir):
     """:func:`snakestream.grid.blocks.foreground_fractions`, cached in ``cache_dir``.
 
-    The cache key covers the mask's path, dataset, shape, spacing and modification
-    times, and the fixed grid and block size; delete ``cache_dir`` after editing a
-    mask in place without changing its files' times.
+    The cache key covers the mask's path, dataset, selection (channel, time point),
+    shape, spacing and modification times, and the fixed grid and block size; delete
+    ``cache_dir`` after editing a mask in place without changing its files' times.
     """
-    key = json.dumps([os.path.abspath(mask.path), mask.dataset, list(mask.shape),
-                      np.asarray(mask.spacing).tolist(), list(shape), np.asarray(spacing).tolist(),
-                      [int(b) for b in blocksize], _mtimes(mask.path, mask.dataset)])
+    key = json.dumps([os.path.abspath(mask.path), mask.dataset, list(mask.selection),
+                      list(mask.shape), np.asarray(mask.spacing).tolist(), list(shape),
+                      np.asarray(spacing).tolist(), [int(b) for b in blocksize],
+                      _mtimes(mask.path, mask.dataset)])
     path = os.path.join(cache_dir, f"foreground-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy")
     if os.path.exists(path):
         return np.load(path)

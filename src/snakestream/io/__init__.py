@@ -9,7 +9,9 @@ handle, ``open_volume``, ``write_volume``, format dispatch), one module per form
 outputs, :mod:`~snakestream.io.n5`, :mod:`~snakestream.io.hdf5`,
 :mod:`~snakestream.io.nrrd_format`, :mod:`~snakestream.io.tiff`),
 :mod:`~snakestream.io.ngff` (OME-Zarr image outputs and pyramids),
-:mod:`~snakestream.io.metadata` (spacing in metadata, units),
+:mod:`~snakestream.io.metadata` (spacing, OME-Zarr axes and channel labels in metadata,
+units), :mod:`~snakestream.io.selection` (one 3-D volume out of an array with time and
+channel axes: the ``channel``/``timepoint`` of a volume entry),
 :mod:`~snakestream.io.datasets` (which dataset of a file, what an opener returns),
 :mod:`~snakestream.io.tensorstore_arrays` (how N5 and Zarr chunks are read and N5
 written through tensorstore),

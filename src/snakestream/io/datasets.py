@@ -9,7 +9,10 @@ The format modules (:mod:`~snakestream.io.zarr_store`, :mod:`~snakestream.io.n5`
   single-volume formats). It returns an :class:`Opened`: the resolved dataset,
   shape and chunks (z, y, x), dtype, the spacing found in the metadata as
   ``(value, description)`` (value meant as z, y, x µm, checked later) or None,
-  and ``reader(slices)`` reading a (z, y, x) region.
+  and ``reader(index)`` reading a region (one slice or int per stored axis). An
+  array with time or channel axes reports its shape and chunks as stored, and, when
+  its metadata names them, its ``axes`` ((name, type) per axis) and OME channel
+  ``labels`` (:mod:`~snakestream.io.selection` picks the 3-D volume).
   :func:`~snakestream.io.volumes.open_volume` turns it into a
   :class:`~snakestream.io.volumes.Volume`.
 - the writer takes `array` (z, y, x) and `spacing` (float64, z, y, x, µm, already
@@ -25,8 +28,10 @@ from snakestream.errors import InputError
 __all__ = ["Opened", "ancestors", "label", "no_dataset", "pick_dataset", "require_exists"]
 
 # What an opener found: dataset is the resolved path (None: root array); spacing
-# is (value, description) from the file's metadata or None; reader(slices) -> array.
-Opened = collections.namedtuple("Opened", "dataset shape dtype chunks spacing reader")
+# is (value, description) from the file's metadata or None; reader(index) -> array;
+# axes ((name, type) per axis) and channel labels from the metadata, or None.
+Opened = collections.namedtuple("Opened", "dataset shape dtype chunks spacing reader axes labels",
+                                defaults=(None, None))
 
 
 def require_exists(path):

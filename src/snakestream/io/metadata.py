@@ -1,4 +1,4 @@
-"""Voxel spacing found in metadata, and the units it is written in.
+"""Voxel spacing found in metadata, the units it is written in, and OME-Zarr axes.
 
 Readers of the attribute conventions shared by several formats: a plain
 'spacing' (z, y, x), 'pixelResolution'/'resolution' (x, y, z, N5 and n5-viewer),
@@ -6,13 +6,16 @@ OME-Zarr 'multiscales' and group resolution times 'downsamplingFactors'. Each
 reader returns ``(value, description)`` or None; :func:`check_spacing` turns a
 value into the float64 (z, y, x) µm array a :class:`~snakestream.io.volumes.Volume`
 carries, or raises one :class:`~snakestream.errors.InputError` line.
+:func:`hierarchy_axes` reads an OME-Zarr image's ``multiscales[].axes`` and
+``omero.channels[].label`` (NGFF 0.4 attributes, or 0.5's under ``"ome"``).
 """
 
 import numpy as np
 
 from snakestream.errors import InputError
 
-__all__ = ["SPACING_FIX", "as_floats", "check_spacing", "hierarchy_spacing", "um_per_unit"]
+__all__ = ["SPACING_FIX", "as_floats", "check_spacing", "hierarchy_axes", "hierarchy_spacing",
+           "named_axes", "um_per_unit"]
 
 SPACING_FIX = "put `spacing: [z, y, x]` (µm) for this volume in the config"
 
@@ -113,22 +116,93 @@ def _ome_units(axes):
     return np.array([um_per_unit(a.get("unit")) or 1.0 for a in axes[-3:]])
 
 
+def _ome_attrs(attrs):
+    """A group's OME-Zarr metadata: ``attrs["ome"]`` (NGFF 0.5, Zarr v3) or `attrs` (0.4)."""
+    ome = attrs.get("ome")
+    return ome if isinstance(ome, dict) and "multiscales" in ome else attrs
+
+
+def _ome_entry(attrs, relpath):
+    """(multiscale, dataset entry) of the 'multiscales' in a group's `attrs` naming
+    `relpath`, or None."""
+    for ms in _ome_attrs(attrs).get("multiscales") or []:
+        for ds in ms.get("datasets", []):
+            if str(ds.get("path", "")).strip("/") == relpath:
+                return ms, ds
+    return None
+
+
 def _ome_spacing(attrs, relpath):
     """Spacing of dataset `relpath` from OME-Zarr 'multiscales' in a group's `attrs`."""
-    multiscales = attrs.get("multiscales") or (attrs.get("ome") or {}).get("multiscales")
-    for ms in multiscales or []:
-        for ds in ms.get("datasets", []):
-            if str(ds.get("path", "")).strip("/") != relpath:
-                continue
-            scale = _ome_scale(ds.get("coordinateTransformations"))
-            if scale is None:
-                return None
-            overall = _ome_scale(ms.get("coordinateTransformations"))
-            if isinstance(scale, np.ndarray) and len(scale) >= 3:
-                if isinstance(overall, np.ndarray) and overall.shape == scale.shape:
-                    scale = scale * overall
-                scale = scale[-3:] * _ome_units(ms.get("axes"))
-            return scale, "OME-Zarr 'multiscales'"
+    found = _ome_entry(attrs, relpath)
+    if found is None:
+        return None
+    ms, ds = found
+    scale = _ome_scale(ds.get("coordinateTransformations"))
+    if scale is None:
+        return None
+    overall = _ome_scale(ms.get("coordinateTransformations"))
+    if isinstance(scale, np.ndarray) and len(scale) >= 3:
+        if isinstance(overall, np.ndarray) and overall.shape == scale.shape:
+            scale = scale * overall
+        scale = scale[-3:] * _ome_units(ms.get("axes"))
+    return scale, "OME-Zarr 'multiscales'"
+
+
+# NGFF 0.3 lists axes as names; 0.4 and 0.5 as {name, type}. Types of the 0.3 names:
+_AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
+
+
+def _axis(entry):
+    """(name, type) of one NGFF axis entry (a name, or {"name", "type"})."""
+    if isinstance(entry, dict):
+        name = str(entry.get("name", ""))
+        return name, entry.get("type") or _AXIS_TYPES.get(name.lower())
+    return str(entry), _AXIS_TYPES.get(str(entry).lower())
+
+
+def named_axes(names):
+    """Axes ((name, type) per dimension) from dimension names such as Zarr v3's
+    ``dimension_names`` or xarray's ``_ARRAY_DIMENSIONS``, when every name is one of
+    t, c, z, y, x (any case); else None."""
+    if not isinstance(names, (list, tuple)) or not names:
+        return None
+    if not all(isinstance(n, str) and n.lower() in _AXIS_TYPES for n in names):
+        return None
+    return tuple(_axis(n) for n in names)
+
+
+def _channel_labels(attrs):
+    """OME channel labels (``omero.channels[].label``) of a group's `attrs`, or None."""
+    omero = _ome_attrs(attrs).get("omero") or attrs.get("omero") or {}
+    channels = omero.get("channels") if isinstance(omero, dict) else None
+    if not isinstance(channels, list):
+        return None
+    return tuple(str(c.get("label", "")) if isinstance(c, dict) else "" for c in channels)
+
+
+def hierarchy_axes(ancestors):
+    """Axes of an array in an OME-Zarr hierarchy, and the image's channel labels.
+
+    Parameters
+    ----------
+    ancestors : list of (dict, str)
+        Attributes of each enclosing group, nearest first, with the array's path
+        relative to that group (as for :func:`hierarchy_spacing`).
+
+    Returns
+    -------
+    tuple or None
+        ``(axes, labels)``: `axes` a tuple of (name, type) per array dimension, type
+        one of "time", "channel", "space" (or another NGFF type, or None when unknown),
+        from the group's ``multiscales[].axes``; `labels` the ``omero.channels[].label``
+        strings (None without 'omero'). None when no group's 'multiscales' names the
+        array.
+    """
+    for attrs, relpath in ancestors:
+        found = _ome_entry(attrs, relpath)
+        if found is not None and isinstance(found[0].get("axes"), list):
+            return tuple(_axis(a) for a in found[0]["axes"]), _channel_labels(attrs)
     return None
 
 

@@ -115,7 +115,10 @@ def open_dataset(path, dataset):
 
 
 def _n5_read(ds_dir, where, slices):
-    """Read region `slices` (z, y, x) of an N5 dataset, opening only the blocks it touches.
+    """Read region `slices` of an N5 dataset, opening only the blocks it touches.
+
+    `slices` has a slice or int per axis, slowest first ((z, y, x); (c, z, y, x) for a
+    4-D dataset, as N5's ``dimensions`` reversed).
 
     Returns a C-contiguous native-order array of the region's shape; absent blocks
     read as zeros, edge blocks stored at full size or truncated are both read.

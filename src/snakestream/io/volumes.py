@@ -1,7 +1,10 @@
 """Reading and writing 3-D volumes, whatever the format: the :class:`Volume` handle.
 
 Every array handed out or taken in is indexed (z, y, x); every spacing is a
-float64 array of length 3 in µm, z, y, x order. Chunked formats (Zarr, N5,
+float64 array of length 3 in µm, z, y, x order. A stored array with time or
+channel axes (OME-Zarr (t, c, z, y, x), a 4-D (c, z, y, x) N5 or HDF5) is opened at
+one time point and channel (:mod:`~snakestream.io.selection`), and its
+:class:`Volume` reads that 3-D view. Chunked formats (Zarr, N5,
 HDF5) and TIFF are read lazily: a crop reads only the chunks, blocks or pages it
 touches. Files are opened per read, never kept open, so many processes can read
 the same input at once.
@@ -24,7 +27,8 @@ from snakestream.errors import InputError
 from snakestream.io import hdf5, n5, nrrd_format, tiff, zarr_store
 from snakestream.io.atomic import atomic_path
 from snakestream.io.datasets import label, no_dataset, require_exists
-from snakestream.io.metadata import SPACING_FIX, check_spacing
+from snakestream.io.metadata import SPACING_FIX, as_floats, check_spacing
+from snakestream.io.selection import NOT_3D_FIX, conventional_axes, full_index, select, spatial
 
 __all__ = ["Volume", "open_volume", "require_finite", "write_volume"]
 
@@ -75,19 +79,27 @@ class Volume:
         Voxel size in µm, (z, y, x), float64.
     chunks : tuple of int or None
         Storage chunk shape (z, y, x) when chunked, else None.
+    selection : tuple
+        Index of the stored array this volume is (:func:`~snakestream.io.selection.select`):
+        an int on each time or channel axis, None on the 3 space axes; (None, None,
+        None) for a 3-D array.
     """
 
-    def __init__(self, path, dataset, shape, dtype, spacing, reader, *, chunks=None):
+    def __init__(self, path, dataset, shape, dtype, spacing, reader, *, chunks=None,
+                 selection=(None, None, None)):
         self.path, self.dataset = str(path), dataset
         self.shape = tuple(int(n) for n in shape)
         self.dtype = np.dtype(dtype).newbyteorder("=")
         self.spacing = np.asarray(spacing, dtype=np.float64)
         self.chunks = tuple(int(c) for c in chunks) if chunks else None
+        self.selection = tuple(selection)
         self._reader = reader
 
     def __repr__(self):
+        picked = [i for i in self.selection if i is not None]
+        at = f", at={tuple(picked)}" if picked else ""
         return (f"Volume({label(self.path, self.dataset)!r}, shape={self.shape}, "
-                f"dtype={self.dtype}, spacing={self.spacing.tolist()})")
+                f"dtype={self.dtype}, spacing={self.spacing.tolist()}{at})")
 
     def read(self, region=None):
         """Read the voxels of `region` from disk.
@@ -110,7 +122,7 @@ class Volume:
             `region` is not 3 slices of step 1 inside :attr:`shape`.
         """
         slices = _check_region(region, self.shape, label(self.path, self.dataset))
-        data = np.asarray(self._reader(slices))
+        data = np.asarray(self._reader(full_index(self.selection, slices)))
         return np.array(data, dtype=self.dtype, copy=None, order="C")
 
 
@@ -135,12 +147,24 @@ def _check_region(region, shape, where):
 def _check_3d(where, shape):
     if len(shape) != 3:
         raise InputError(where, f"data has shape {tuple(shape)} ({len(shape)}-D); "
-                         "a 3-D (z, y, x) volume is needed.",
-                         "point `dataset` at a 3-D array or save one channel as a 3-D volume")
+                         "a 3-D (z, y, x) volume is needed.", NOT_3D_FIX)
 
 
-def open_volume(path, dataset=None, spacing=None):
+def _spatial_spacing(value, axes):
+    """A metadata spacing with one value per stored axis cut to its space axes (z, y, x)."""
+    values = as_floats(value)
+    if isinstance(values, np.ndarray) and len(axes) > 3 and values.shape == (len(axes),):
+        return np.asarray(spatial(values, axes))
+    return value
+
+
+def open_volume(path, dataset=None, spacing=None, *, channel=None, timepoint=None):
     """Open a 3-D volume lazily; the format comes from the path's extension.
+
+    An array with time or channel axes is opened at `timepoint` and `channel`; an
+    axis of length 1 needs no selection. Its axes are the OME-Zarr
+    ``multiscales[].axes``, else by dimension count: (c, z, y, x) for 4-D and
+    (t, c, z, y, x) for 5-D (:mod:`~snakestream.io.selection`).
 
     Parameters
     ----------
@@ -152,6 +176,10 @@ def open_volume(path, dataset=None, spacing=None):
         or the only array in the container.
     spacing : sequence of 3 float, optional
         Voxel size (z, y, x) in µm from the config; overrides the file's metadata.
+    channel : int or str, optional
+        Index on the channel axis, or an OME channel label (``omero.channels[].label``).
+    timepoint : int, optional
+        Index on the time axis.
 
     Returns
     -------
@@ -162,25 +190,29 @@ def open_volume(path, dataset=None, spacing=None):
     Raises
     ------
     InputError
-        Missing file, unknown extension, missing dataset, data not 3-D, bad or
-        unknown spacing.
+        Missing file, unknown extension, missing dataset, data without 3 space axes,
+        a time or channel axis longer than 1 without its key (the message names the
+        axes and the key), a bad `channel` or `timepoint`, bad or unknown spacing.
     """
     path = os.fspath(path)
     kind = _format_of(path)
     require_exists(path)
     opened = _OPENERS[kind](path, dataset)
     where = label(path, opened.dataset)
-    _check_3d(where, opened.shape)
+    axes = opened.axes or conventional_axes(len(opened.shape))
+    selection = select(where, opened.shape, axes, channel=channel, timepoint=timepoint,
+                       labels=opened.labels)
     if spacing is not None:
         spacing = check_spacing(spacing, where, "the config")
     elif opened.spacing is not None:
         value, source = opened.spacing
-        spacing = check_spacing(value, where, f"the file's {source}")
+        spacing = check_spacing(_spatial_spacing(value, axes), where, f"the file's {source}")
     else:
         raise InputError(where, "voxel spacing unknown: neither the config nor the "
                          "file's metadata gives it.", SPACING_FIX)
-    return Volume(path, opened.dataset, opened.shape, opened.dtype, spacing,
-                  opened.reader, chunks=opened.chunks)
+    chunks = spatial(opened.chunks, axes) if opened.chunks else None
+    return Volume(path, opened.dataset, spatial(opened.shape, axes), opened.dtype, spacing,
+                  opened.reader, chunks=chunks, selection=selection)
 
 
 def require_finite(array, where):

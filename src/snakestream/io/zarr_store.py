@@ -21,7 +21,7 @@ import numpy as np
 from snakestream.errors import InputError
 from snakestream.io.datasets import (Opened, ancestors, label, no_dataset, pick_dataset,
                                      require_exists)
-from snakestream.io.metadata import check_spacing, hierarchy_spacing
+from snakestream.io.metadata import check_spacing, hierarchy_axes, hierarchy_spacing, named_axes
 from snakestream.io.tensorstore_arrays import failed_file, file_spec, open_array, read_region
 
 __all__ = ["create_zarr", "open_dataset", "open_zarr_array", "write_dataset"]
@@ -49,7 +49,9 @@ def open_dataset(path, dataset):
     """Open a Zarr v2/v3 store's root array, or array `dataset` in its group.
 
     Spacing from the array's or its groups' attributes (see
-    :func:`~snakestream.io.metadata.hierarchy_spacing`); contract in
+    :func:`~snakestream.io.metadata.hierarchy_spacing`), axes and channel labels from
+    an OME-Zarr group's 'multiscales' and 'omero', else axes from the array's dimension
+    names (v3 ``dimension_names``, xarray's ``_ARRAY_DIMENSIONS``); contract in
     :mod:`snakestream.io.datasets`.
     """
     import zarr
@@ -64,9 +66,12 @@ def open_dataset(path, dataset):
         array = root[name]
         groups = [(dict((root[g] if g else root).attrs), rel) for g, rel in ancestors(name)]
     found = hierarchy_spacing(dict(array.attrs), groups)
+    names = (getattr(array.metadata, "dimension_names", None)
+             or array.attrs.get("_ARRAY_DIMENSIONS"))
+    axes, labels = hierarchy_axes(groups) or (named_axes(names), None)
     driver = _tensorstore_driver(_array_dir(path, name), array.metadata.zarr_format)
     return Opened(name, array.shape, np.dtype(array.dtype), array.chunks, found,
-                  functools.partial(_read_zarr, path, name, driver))
+                  functools.partial(_read_zarr, path, name, driver), axes, labels)
 
 
 def _array_dir(path, name):
@@ -84,7 +89,8 @@ def _tensorstore_driver(folder, zarr_format):
 
 
 def _read_zarr(path, name, driver, slices):
-    """Region `slices` of array `name` (None: root) in store `path`, read by tensorstore.
+    """Region `slices` (a slice or int per axis) of array `name` (None: root) in store
+    `path`, read by tensorstore.
 
     `driver` is tensorstore's ("zarr", "zarr3"), or None to read with zarr-python (codecs
     tensorstore does not have). Only the chunks the region touches are read; the store
