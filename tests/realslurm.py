@@ -96,7 +96,9 @@ def write_conf(root, real_memory_mb, ports):
         "SelectTypeParameters": "CR_Core_Memory",  # memory is a consumable: --mem is real
         "DefMemPerCPU": 500,  # else a job without --mem takes the whole node
         "SchedulerType": "sched/backfill",
-        "SchedulerParameters": "batch_sched_delay=0",  # sbatch -> running in ~1 s
+        # sbatch -> running in ~1 s; pending jobs are looked at every 2 s (default 60 s
+        # and 30 s: after a RESUME, jobs would wait that long for a scheduling pass)
+        "SchedulerParameters": "batch_sched_delay=0,sched_interval=2,bf_interval=2",
         "MinJobAge": 300,  # finished jobs stay visible to squeue (the plugin's check)
         "KillWait": 2,  # SIGTERM -> SIGKILL of a job past its limit or cancelled
         "InactiveLimit": 0,

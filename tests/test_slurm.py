@@ -15,6 +15,7 @@ Marked ``slurm``: ``pytest -m 'not slurm'`` skips them locally; ``make test`` (C
 runs them.
 """
 
+import base64
 import contextlib
 import glob
 import json
@@ -138,11 +139,14 @@ class Run:
 
 
 @contextlib.contextmanager
-def run_profile(slurm, reference, profile, name, *extra, env=None):
-    """Start the demo through the profile; always stopped afterwards."""
+def run_profile(slurm, reference, profile, name, *extra, env=None, field_only=False):
+    """Start the demo through the profile; always stopped afterwards. ``field_only``:
+    stop at the displacement field (the gather slabs of deform.zarr; no warp, report)."""
     root = reference["root"]
     cfg_path = write_config(root / f"{name}.yaml", _config(root / "data", root / name))
-    args = ["--profile", profile, "--configfile", cfg_path,
+    targets = [str(root / name / "gather" / os.path.basename(slab))
+               for slab in glob.glob(str(root / "local" / "gather" / "slab_*.json"))] if field_only else []
+    args = [*targets, "--profile", profile, "--configfile", cfg_path,
             "--directory", str(root / f"work_{name}"), *FAST, *extra]
     run = Run(args, env or slurm.env, root / f"{name}.log")
     run.cfg_path, run.out, run.args = cfg_path, root / name, args
@@ -228,3 +232,163 @@ def test_demo_end_to_end_on_real_slurm(slurm, reference, profile):
     assert rules["rule_gather_slab"] == reference["n_gather"] >= 2
     assert rules["rule_warp_slab"] == reference["n_warp"] >= 2
     assert_same_field(reference, run.out, ("deform.zarr", "aligned.zarr"))
+
+
+def _drain(slurm, reason):
+    slurm.run("scontrol", "update", f"NodeName={slurm.node}", "State=DRAIN", f"Reason={reason}")
+
+
+def _resume(slurm):
+    slurm.run("scontrol", "update", f"NodeName={slurm.node}", "State=RESUME")
+
+
+def test_limits_cancel_and_drain_on_real_slurm(slurm, reference, profile, tmp_path):
+    """One run, one block per fault (block jobs one per batch here, so each fault hits
+    one block): the first block to start outlives its 1-minute limit (TIMEOUT), the
+    second holds more memory than its request (killed; the retry asks for twice as
+    much), the third is scancel'ed while it runs and the node is drained meanwhile
+    (nothing starts until RESUME). Retries finish everything; the field is the same."""
+    cfg = reference["cfg"]
+    mem, minutes = block_mem_mb(cfg), block_runtime_min(cfg)
+    spec = {"events": str(tmp_path / "events.jsonl"),
+            "roles": [{"name": "timeout", "sleep_once": 150},
+                      {"name": "memory", "ballast_mb": mem},  # step RSS > mem, < 2 * mem
+                      {"name": "cancel", "sleep_once": 60}]}
+    (tmp_path / "faults.json").write_text(json.dumps(spec))
+    env = dict(slurm.env, PYTHONPATH=FAULTS_HOOK, SNAKESTREAM_TEST_FAULTS=str(tmp_path / "faults.json"))
+    drain = {}
+    with run_profile(slurm, reference, profile, "faults", "--group-components", "blocks=1",
+                     # test-only: a block's first attempt may run 1 minute (the smallest)
+                     "--set-resources", f"align_block:runtime=1 if attempt < 2 else {minutes} * attempt",
+                     env=env, field_only=True) as run:
+        deadline = time.time() + 420
+        while run.proc.poll() is None and time.time() < deadline:
+            ev = events(spec["events"])
+            roles = json.loads((tmp_path / "roles.json").read_text()) if (tmp_path / "roles.json").exists() else {}
+            cancel = [e for e in ev if e["event"] == "sleep" and roles.get(e["block"], {}).get("name") == "cancel"]
+            if cancel and not drain:
+                _drain(slurm, "snakestream-test")
+                drain["start"] = time.time()
+                slurm.run("scancel", cancel[0]["job"])
+                time.sleep(8)
+                drain["queue"] = slurm.queue(run.run_id())
+                drain["node"] = slurm.node_state()
+                drain["end"] = time.time()
+                _resume(slurm)
+            time.sleep(0.5)
+        code = run.wait(timeout=max(1, deadline - time.time()))
+        run.check(code)
+        run_id = run.run_id()
+
+    jobs = run_jobs(slurm, run_id)
+    ev = events(spec["events"])
+    roles = {r["name"]: bid for bid, r in json.loads((tmp_path / "roles.json").read_text()).items()}
+    assert set(roles) == {"timeout", "memory", "cancel"}
+    qcs = block_qc(run.out)
+    assert sorted(qcs) == reference["blocks"], "nothing lost"
+
+    def attempts(bid):
+        """SLURM jobs that ran this block, in order (from the block's own start events)."""
+        return list(dict.fromkeys(e["job"] for e in ev if e["block"] == bid and e["event"] == "start"))
+
+    def final(bid):
+        job = jobs[qcs[bid]["slurm_job_id"]]
+        assert job["JobState"] == "COMPLETED"
+        return job
+
+    # time limit: killed by SLURM as TIMEOUT after its 1 minute; the retry asks for 2x
+    first = jobs[attempts(roles["timeout"])[0]]
+    assert first["JobState"] == "TIMEOUT" and first["TimeLimit"] == "1", first
+    assert final(roles["timeout"])["TimeLimit"] == str(2 * minutes)
+    # memory: killed by SLURM for passing its request; the retry with 2x memory succeeds
+    first_id = attempts(roles["memory"])[0]
+    assert mem_mb(tres(jobs[first_id])["mem"]) == mem
+    assert jobs[first_id]["JobState"] in ("OUT_OF_MEMORY", "FAILED", "CANCELLED"), jobs[first_id]
+    assert re.search(rf"StepId={first_id}\.\d+ exceeded memory limit", slurm.log("slurmd")) or \
+        re.search(rf"{first_id}.*exceeded memory limit", slurm.log("slurmd")), "killed for memory"
+    assert mem_mb(tres(final(roles["memory"]))["mem"]) == 2 * mem
+    assert qcs[roles["memory"]]["slurm_job_id"] != first_id
+    # scancel of a running job: CANCELLED, then retried and finished
+    first = jobs[attempts(roles["cancel"])[0]]
+    assert first["JobState"] == "CANCELLED", first
+    final(roles["cancel"])
+    # drain: jobs waited (pending, nothing started) and finished after RESUME
+    assert drain, "the cancel block never started"
+    assert drain["node"] in ("drained", "draining"), drain
+    assert any(state == "PENDING" for _, state, _ in drain["queue"]), drain
+    started = [e["time"] for e in ev if e["event"] == "start"]
+    assert not [t for t in started if drain["start"] + 1 < t < drain["end"]], "a job started on a drained node"
+    assert [t for t in started if t > drain["end"]], "jobs ran after RESUME"
+    assert all(j["JobState"] == "COMPLETED" for bid in qcs for j in [final(bid)])
+    assert_same_field(reference, run.out)
+
+
+def _incomplete(workdir):
+    """Paths Snakemake marked incomplete (.snakemake/incomplete/<base64 of the path>)."""
+    folder = os.path.join(workdir, ".snakemake", "incomplete")
+    found = set()
+    for dirpath, _, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(ValueError):
+                found.add(base64.urlsafe_b64decode(name).decode())
+    return found
+
+
+def test_main_process_killed_mid_blocks_then_documented_recovery(slurm, reference, profile):
+    """kill -9 of the main Snakemake while block batches run on SLURM. The README's
+    recovery (scancel --name <run ID>, --unlock, the same command again) keeps every
+    block whose batch had finished and reruns only the others; same field.
+
+    Batches of 2 here (3 batches on 2 CPUs): the kill comes when a batch has
+    finished and another still runs."""
+    with run_profile(slurm, reference, profile, "killed", "--group-components", "blocks=2",
+                     field_only=True) as run:
+        deadline = time.time() + 240
+        while time.time() < deadline and run.proc.poll() is None:
+            if re.search(r"Finished jobid: \S+ \(Rule: align_block\)", run.output()) and \
+                    any(s == "RUNNING" for _, s, _ in slurm.queue(run.run_id())):
+                break
+            time.sleep(0.2)
+        assert run.proc.poll() is None, f"run ended before the kill:\n{run.output()[-3000:]}"
+        run.proc.kill()  # SIGKILL: no cleanup, the SLURM jobs keep running
+        run.proc.wait(timeout=10)
+        first_id = run.run_id()
+        assert any(s in ("RUNNING", "PENDING") for _, s, _ in slurm.queue(first_id)), \
+            "the killed run's jobs still run on SLURM"
+    # (1) cancel the killed run's jobs (README), and wait until they are gone
+    slurm.run("scancel", "--name", first_id)
+    for _ in range(60):
+        if not [j for j in slurm.queue(first_id) if j[1] in ("RUNNING", "PENDING", "COMPLETING")]:
+            break
+        time.sleep(0.5)
+    work = str(reference["root"] / "work_killed")
+    incomplete = _incomplete(work)
+    files = {bid: os.path.join(run.out, "blocks", *bid.split("_")[:2], f"{bid}.npz")
+             for bid in reference["blocks"]}
+    # finished: the block's batch finished (Snakemake's record; blocks that ended
+    # inside a batch still running at the kill are marked incomplete and run again)
+    done = {bid: os.path.getmtime(f) for bid, f in files.items()
+            if os.path.exists(f) and f not in incomplete}
+    assert 0 < len(done) < len(files), f"kill not mid-stage: {sorted(done)}"
+    # (2) the killed process left its lock: --unlock, (3) the same command again
+    cmd = [sys.executable, "-m", "snakemake", *run.args]
+    locked = subprocess.run(cmd, cwd=ROOT, env=slurm.env, capture_output=True, text=True, timeout=120)
+    assert locked.returncode != 0 and "cannot be locked" in locked.stdout + locked.stderr
+    unlock = subprocess.run(cmd + ["--unlock"], cwd=ROOT, env=slurm.env, capture_output=True,
+                            text=True, timeout=120)
+    assert unlock.returncode == 0, unlock.stderr[-3000:]
+    rerun = Run(run.args, slurm.env, reference["root"] / "killed_rerun.log")
+    try:
+        rerun.check(rerun.wait(timeout=300))
+    finally:
+        rerun.stop()
+    second = run_jobs(slurm, rerun.run_id())
+    qcs = block_qc(run.out)
+    assert sorted(qcs) == reference["blocks"], "nothing lost"
+    for bid, path in files.items():
+        if bid in done:  # its batch had finished before the kill: kept as it was
+            assert os.path.getmtime(path) == done[bid], f"finished block {bid} ran again"
+        else:  # the rest ran in the rerun's SLURM jobs
+            assert qcs[bid]["slurm_job_id"] in second, f"block {bid} not from the rerun"
+    assert "rule_global_align" not in {j["Comment"] for j in second.values()}
+    assert_same_field(reference, run.out)
