@@ -14,6 +14,7 @@ include: "rules/gather.smk"
 include: "rules/warp.smk"
 include: "rules/report.smk"
 include: "rules/transform.smk"
+include: "rules/cluster.smk"  # last: it chains the onstart handlers above
 
 
 rule all:

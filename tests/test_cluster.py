@@ -1,13 +1,13 @@
-"""The cluster profiles end to end, against stand-in LSF and SLURM schedulers.
+"""The LSF profile end to end, against stand-in LSF commands (there is no open-source LSF).
 
-tests/fake_schedulers/ puts ``bsub``/``bjobs``/``bkill`` and ``sbatch``/``squeue``/
-``sacct``/``scancel``/``srun`` (and the few commands the executor plugins ask at
-start-up) on PATH. They record every call and run each job locally in the
-background. The demo pair runs through ``--profile profiles/lsf`` and
-``--profile profiles/slurm`` exactly as a user types it (from the repository root),
-and the recorded submissions must show: one core per block job, the memory and
-runtime derived from the config, block jobs batched GROUP at a time, batch members
-run one after another, and a displacement field bit-identical to a local run.
+tests/fake_schedulers/ puts ``bsub``/``bjobs``/``bkill``/``bhist`` (and the few
+commands the LSF executor plugin asks at start-up) on PATH. They record every call,
+answer in LSF's output formats and run each job locally in the background. The demo
+pair runs through ``--profile profiles/lsf`` exactly as a user types it (from the
+repository root), and the recorded submissions must show: one core per block job,
+the memory and runtime derived from the config, block jobs batched GROUP at a time,
+batch members run one after another, and a displacement field bit-identical to a
+local run. The SLURM profile runs on a real SLURM instead: tests/test_slurm.py.
 """
 
 import glob
@@ -26,6 +26,7 @@ import zarr
 
 from snakestream.blockfile import load_block
 from snakestream.blocks import read_table
+from snakestream.cluster_checks import guess_lsf_project, bsub_project_error
 from snakestream.config import load_schema, validate
 from snakestream.demo import make_demo
 from snakestream.resources import block_mem_mb, block_runtime_min
@@ -33,19 +34,16 @@ from workflow import ROOT, demo_config, write_config
 
 FAKE_BIN = os.path.join(ROOT, "tests", "fake_schedulers")
 sys.path.insert(0, FAKE_BIN)
-from fakesched import parse_bsub, parse_slurm_options  # noqa: E402
+from fakesched import parse_bsub  # noqa: E402
 
 SHAPE = (24, 96, 96)
 GROUP = 3  # blocks per batch in these runs (the profiles' default is 20)
 SITE = {
     "lsf": ["lsf_project=snakestream_test", "lsf_queue=short", "lsf_extra='-G testgroup'"],
-    "slurm": ["slurm_account=testlab", "slurm_partition=short", "slurm_extra='--nice=10'"],
 }
-# Test-only speed-ups: poll every second (the profiles keep Snakemake's defaults).
+# Test-only speed-up: poll every second (the profiles keep Snakemake's defaults).
 FAST = {
     "lsf": ["--seconds-between-status-checks", "1"],
-    "slurm": ["--seconds-between-status-checks", "1",
-              "--slurm-init-seconds-before-status-checks", "1"],
 }
 
 
@@ -65,7 +63,7 @@ def _config(data, out):
 def _env(state=None):
     env = dict(os.environ, PATH=os.pathsep.join([FAKE_BIN, os.path.dirname(sys.executable),
                                                  os.environ.get("PATH", "")]),
-               FAKESCHED_ACCOUNTS="testlab", FAKESCHED_SLOTS="2")
+               FAKESCHED_SLOTS="2")
     if state:
         env["FAKESCHED_DIR"] = str(state)
     return env
@@ -229,37 +227,6 @@ def test_lsf_profile_end_to_end(demo):
     _assert_same_result(demo, out)
 
 
-def test_slurm_profile_end_to_end(demo):
-    state, out = _run_profile(demo, "slurm")
-    cfg = demo["cfg"]
-    mem, minutes = block_mem_mb(cfg), block_runtime_min(cfg)
-
-    batches, others = [], {}
-    for call in _calls(state, "sbatch"):
-        opts, _ = parse_slurm_options(call["argv"])
-        rules, targets, cores, jobs = _job(opts["--wrap"])
-        assert opts["--cpus-per-task"] == "1" and opts["--ntasks"] == "1"
-        assert cores == ["1"] and jobs == ["1"], "members run one at a time in the allocation"
-        assert opts["-A"] == "testlab" and opts["-p"] == "short"
-        assert opts["--nice"] == "10", "slurm_extra reaches sbatch"
-        if rules == {"align_block"}:
-            batches.append(targets)
-            assert int(opts["--mem"]) == mem, "a batch asks for one block's memory"
-            assert int(opts["-t"]) == minutes * len(targets), "runtime = sum over the batch"
-        else:
-            (rule,) = rules
-            others[rule] = others.get(rule, 0) + 1
-    _assert_batches(demo, batches)
-    _assert_other_jobs(demo, others)
-    # Inside an allocation, each job step is one srun bound to one CPU.
-    steps = [parse_slurm_options(c["argv"], stop_at_positional=True) for c in _calls(state, "srun")]
-    assert all(o["--cpus-per-task"] == "1" for o, _ in steps)
-    assert len(steps) == demo["n_blocks"] + sum(others.values())
-    assert _calls(state, "sacct") or _calls(state, "squeue"), "job states were polled"
-    _assert_members_one_at_a_time(out, batches)
-    _assert_same_result(demo, out)
-
-
 def test_short_profile_name_resolves_through_the_user_config_folder(demo, tmp_path):
     """``--profile lsf`` finds a profile only in ./lsf or Snakemake's config folders:
     linking the repository's profiles there (README) makes the short name work."""
@@ -335,3 +302,47 @@ def test_deform_runtime_scales_with_the_mesh_only_on_simpleitk():
     # SimpleITK pays per sample x parameter: ~2x the parameters, ~2x the deform time
     assert block_runtime_min(itk, spacing=spacing) > block_runtime_min(cfg, spacing=spacing)
     assert block_runtime_min(itk_fine, spacing=spacing) > 1.5 * block_runtime_min(itk, spacing=spacing)
+
+
+BHIST_LONG = """\
+Job <1040>, Job Name <Snakemake_x>, User <ada>, Project <lab_a>, Command <python -m snak
+                     emake ...>
+Tue Dec 01 10:00:00: Submitted from host <login1>, to Queue <short>, CWD <$HOME>;
+
+Summary of time in seconds spent in various states:
+  PEND     PSUSP    RUN      USUSP    SSUSP    UNKWN    TOTAL
+  0        0        1        0        0        0        1
+------------------------------------------------------------------------------
+Job <1041>, Job Name <x>, User <ada>, Project <lab_b>, Command <sleep 1>
+------------------------------------------------------------------------------
+Job <1042>, Job Name <y>, User <ada>, Project <lab_a>, Command <sleep 1>
+"""
+
+
+def test_lsf_project_guess_and_error_line():
+    assert guess_lsf_project(BHIST_LONG) == "lab_a", "the most common, as the plugin"
+    assert guess_lsf_project("") is None and guess_lsf_project(None) is None
+    # 'Project' lines without a name in <...> (what makes the plugin's guess raise IndexError)
+    assert guess_lsf_project("Job <1>, User <ada>, Project <lab\n     _a>, Command <x>") is None
+    assert bsub_project_error({"lsf_project": "lab"}, {}, "") is None
+    assert bsub_project_error({}, {"align_block": {"lsf_project": "lab"}}, "") is None
+    assert bsub_project_error({}, {}, BHIST_LONG) is None
+    message = bsub_project_error({"lsf_queue": "short"}, {}, "")
+    assert "\n" not in message and "lsf_project=NAME" in message and "profiles/lsf" in message
+
+
+def test_lsf_without_project_or_job_history_stops_before_any_job(demo, tmp_path):
+    """A fresh LSF account (no job history) and no lsf_project: the plugin would raise
+    a bare IndexError or submit without -P; the workflow stops first, in one line."""
+    state = tmp_path / "state"
+    cfg_path = write_config(tmp_path / "cfg.yaml", _config(demo["root"] / "data", tmp_path / "out"))
+    proc = _snakemake("--profile", "profiles/lsf", "--configfile", cfg_path,
+                      "--directory", str(tmp_path / "w"), "--default-resources", "lsf_queue=short",
+                      env=_env(state))
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    lines = [line for line in text.splitlines() if "no LSF project" in line]
+    assert len(lines) == 1 and "--default-resources lsf_project=NAME" in lines[0], text[-3000:]
+    assert "IndexError" not in text
+    assert not [c for c in _calls(state, "bsub")], "no job was submitted"
+    assert _calls(state, "bhist"), "the job history was asked (as the plugin does)"
