@@ -334,15 +334,20 @@ def _incomplete(workdir):
     return found
 
 
-def test_main_process_killed_mid_blocks_then_documented_recovery(slurm, reference, profile):
+def test_main_process_killed_mid_blocks_then_documented_recovery(slurm, reference, profile,
+                                                                  tmp_path):
     """kill -9 of the main Snakemake while block batches run on SLURM. The README's
     recovery (scancel --name <run ID>, --unlock, the same command again) keeps every
     block whose batch had finished and reruns only the others; same field.
 
-    Batches of 2 here (3 batches on 2 CPUs): the kill comes when a batch has
-    finished and another still runs."""
+    Batches of 2 here (3 batches on 2 CPUs): the kill comes when Snakemake has seen
+    a batch finish and another still runs (the third batch's first block sleeps 40 s,
+    test-only hook, so that it does whatever Snakemake's poll interval)."""
+    spec = {"events": str(tmp_path / "events.jsonl"), "roles": [{}, {}, {}, {}, {"sleep_once": 40}]}
+    (tmp_path / "faults.json").write_text(json.dumps(spec))
+    env = dict(slurm.env, PYTHONPATH=FAULTS_HOOK, SNAKESTREAM_TEST_FAULTS=str(tmp_path / "faults.json"))
     with run_profile(slurm, reference, profile, "killed", "--group-components", "blocks=2",
-                     field_only=True) as run:
+                     env=env, field_only=True) as run:
         deadline = time.time() + 240
         while time.time() < deadline and run.proc.poll() is None:
             if re.search(r"Finished jobid: \S+ \(Rule: align_block\)", run.output()) and \
