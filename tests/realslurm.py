@@ -8,7 +8,11 @@ PID at the end (jobs are cancelled first). It yields a :class:`SlurmCluster`.
 
 The cluster is what a small site without accounting looks like
 (``accounting_storage/none``): Snakemake's SLURM executor must be told
-``--slurm-status-command squeue`` (README, "Running on a cluster"). Limits are
+``--slurm-status-command squeue`` (README, "Running on a cluster").
+``with cluster.accounting():`` turns it into what most sites run for the block: a
+slurmdbd on a MariaDB of its own (``slurmdbd mariadb-server`` installed when
+missing; slurmctld and slurmd restart, a few seconds each way), account
+``snakestream`` for root. Limits are
 enforced for real: memory by polling (``jobacct_gather/linux`` + ``OverMemoryKill``:
 no cgroups on CI machines), time by slurmctld (``TIMEOUT``). Finished jobs are
 written to a job-completion log (``jobcomp/filetxt``) that the tests read: job id,
@@ -40,6 +44,9 @@ import pytest
 
 PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
 COMMANDS = ["slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "sinfo", "scancel", "munged"]
+# accounting (SlurmCluster.accounting()): slurmdbd on a MariaDB of its own
+ACCOUNTING_PACKAGES = ["slurmdbd", "mariadb-server"]
+ACCOUNTING_COMMANDS = ["slurmdbd", "mariadbd", "mariadb-install-db", "sacctmgr"]
 ETC_CONF = "/etc/slurm/slurm.conf"
 LOCK = "/etc/slurm/.snakestream-tests.lock"
 TAG = "snakestream-slurm-"  # prefix of our temporary folders (a stale link is ours)
@@ -61,23 +68,28 @@ def _machine_mb():
     return kb // 1024
 
 
-def ensure_packages():
+_APT_UPDATED = []
+
+
+def ensure_packages(packages=PACKAGES, commands=COMMANDS):
     """Install Debian's SLURM and munge when a command is missing (root only)."""
-    if all(shutil.which(c) or os.path.exists(f"/usr/sbin/{c}") for c in COMMANDS):
+    if all(shutil.which(c) or os.path.exists(f"/usr/sbin/{c}") for c in commands):
         return
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         pytest.skip(f"SLURM is not installed and cannot be (needs root and apt-get): "
-                    f"apt-get install {' '.join(PACKAGES)}")
+                    f"apt-get install {' '.join(packages)}")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for cmd in (["apt-get", "update", "-qq"],
-                ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES]):
+    steps = [] if _APT_UPDATED else [["apt-get", "update", "-qq"]]
+    _APT_UPDATED.append(True)
+    for cmd in steps + [["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages]]:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
 
 
-def write_conf(root, real_memory_mb, ports):
-    """A one-node slurm.conf under ``root`` (no accounting; limits enforced)."""
+def write_conf(root, real_memory_mb, ports, dbd_port=None):
+    """A one-node slurm.conf under ``root`` (limits enforced); accounting through
+    slurmdbd on ``dbd_port`` if given, else none."""
     conf = os.path.join(root, "slurm.conf")
     lines = {
         "ClusterName": "snakestream",
@@ -107,6 +119,9 @@ def write_conf(root, real_memory_mb, ports):
         "SlurmctldTimeout": 30,
         "SlurmdTimeout": 60,
         "AccountingStorageType": "accounting_storage/none",
+        **({"AccountingStorageType": "accounting_storage/slurmdbd",
+            "AccountingStorageHost": NODE, "AccountingStoragePort": dbd_port}
+           if dbd_port else {}),
         "JobCompType": "jobcomp/filetxt",  # one line per finished job: state, TRES, limit
         "JobCompLoc": f"{root}/jobcomp.log",
         # Without cgroups, slurmd enforces --mem by polling each step's memory.
@@ -129,6 +144,31 @@ def write_conf(root, real_memory_mb, ports):
     with open(conf, "w") as fh:
         fh.write(text)
     return conf
+
+
+def write_dbd_conf(root, dbd_port, db_port):
+    """slurmdbd.conf next to slurm.conf (slurmdbd looks there), storing in MariaDB."""
+    path = os.path.join(root, "slurmdbd.conf")
+    with open(path, "w") as fh:
+        fh.write(f"AuthType=auth/munge\nAuthInfo=socket={root}/munge/munge.socket\n"
+                 f"DbdHost={NODE}\nDbdPort={dbd_port}\nSlurmUser=root\n"
+                 f"StorageType=accounting_storage/mysql\nStorageHost=127.0.0.1\n"
+                 f"StoragePort={db_port}\nStorageUser=root\nStorageLoc=slurm_acct_db\n"
+                 f"PidFile={root}/slurmdbd.pid\nLogFile={root}/slurmdbd.log\nDebugLevel=info\n")
+    os.chmod(path, 0o600)  # slurmdbd refuses a config others can read
+    return path
+
+
+def _wait_port(port, timeout=60, proc=None, name=""):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{name} exited ({proc.returncode})")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{name} not listening on port {port} after {timeout} s")
 
 
 def parse_jobcomp(text):
@@ -154,11 +194,12 @@ def mem_mb(value):
 class SlurmCluster:
     """A running one-node SLURM: its folder, config, environment and a few queries."""
 
-    def __init__(self, root, conf, real_memory_mb):
-        self.root, self.conf, self.real_memory_mb = root, conf, real_memory_mb
+    def __init__(self, root, conf, real_memory_mb, ports):
+        self.root, self.conf, self.real_memory_mb, self.ports = root, conf, real_memory_mb, ports
         self.node, self.partition, self.cpus = NODE, PARTITION, CPUS
         self.env = dict(os.environ, SLURM_CONF=conf)
         self.procs = {}
+        self.with_accounting = False
 
     def run(self, *cmd, check=True, timeout=60):
         proc = subprocess.run(cmd, env=self.env, capture_output=True, text=True,
@@ -220,9 +261,55 @@ class SlurmCluster:
         raise RuntimeError(f"SLURM node not idle after {timeout} s (state {state!r}); "
                            f"see {self.root}/slurmctld.log")
 
-    def stop(self):
-        """SIGTERM each daemon by PID (slurmd, slurmctld, munged), SIGKILL if it lingers."""
-        for name in ("slurmd", "slurmctld", "munged"):
+    def start_slurm(self):
+        self.start("slurmctld", ["slurmctld", "-D", "-i", "-f", self.conf])
+        self.start("slurmd", ["slurmd", "-D", "-N", NODE, "-f", self.conf])
+        self.wait_idle()
+
+    @contextlib.contextmanager
+    def accounting(self):
+        """The same cluster with accounting (slurmdbd + MariaDB, what most sites run and
+        the SLURM plugin's defaults expect) for the ``with`` block; back to none after.
+
+        slurmctld and slurmd restart (a few seconds, no job may run); MariaDB runs
+        without grant tables on a free local port, in this cluster's folder.
+        """
+        ensure_packages(ACCOUNTING_PACKAGES, ACCOUNTING_COMMANDS)
+        db = os.path.join(self.root, "db")
+        db_port, dbd_port = _free_port(), _free_port()
+        try:
+            if not os.path.exists(db):
+                subprocess.run(["mariadb-install-db", f"--datadir={db}", "--user=root",
+                                "--auth-root-authentication-method=normal", "--skip-test-db"],
+                               check=True, capture_output=True, timeout=120)
+            self.start("mariadbd", ["mariadbd", "--no-defaults", f"--datadir={db}", "--user=root",
+                                    f"--socket={self.root}/mariadb.sock", f"--port={db_port}",
+                                    "--bind-address=127.0.0.1", "--skip-grant-tables",
+                                    f"--pid-file={self.root}/mariadb.pid",
+                                    f"--log-error={self.root}/mariadb.err"])
+            _wait_port(db_port, proc=self.procs["mariadbd"], name="mariadbd")
+            write_dbd_conf(self.root, dbd_port, db_port)
+            self.start("slurmdbd", ["slurmdbd", "-D"])
+            _wait_port(dbd_port, proc=self.procs["slurmdbd"], name="slurmdbd")
+            self.cancel_all()
+            self.stop(("slurmd", "slurmctld"))
+            write_conf(self.root, self.real_memory_mb, self.ports, dbd_port)
+            for args in (["cluster", "snakestream"], ["account", "snakestream"],
+                         ["user", "root", "account=snakestream"]):
+                self.run("sacctmgr", "-i", "add", *args, check=False)
+            self.start_slurm()
+            self.with_accounting = True
+            yield self
+        finally:
+            self.cancel_all()
+            self.stop(("slurmd", "slurmctld", "slurmdbd", "mariadbd"))
+            write_conf(self.root, self.real_memory_mb, self.ports)
+            self.with_accounting = False
+            self.start_slurm()
+
+    def stop(self, names=("slurmd", "slurmctld", "slurmdbd", "mariadbd", "munged")):
+        """SIGTERM each daemon by PID (slurmd, slurmctld, ..., munged), SIGKILL if it lingers."""
+        for name in names:
             proc = self.procs.pop(name, None)
             if proc is None or proc.poll() is not None:
                 continue
@@ -275,12 +362,13 @@ def running_cluster():
     for sub in ("state", "spool", "munge"):
         os.makedirs(os.path.join(root, sub), mode=0o755, exist_ok=True)
     real_memory = _machine_mb() - MEMORY_MARGIN_MB
-    conf = write_conf(root, real_memory, (_free_port(), _free_port()))
+    ports = (_free_port(), _free_port())
+    conf = write_conf(root, real_memory, ports)
     key = os.path.join(root, "munge", "munge.key")
     with open(key, "wb") as fh:
         fh.write(os.urandom(1024))
     os.chmod(key, 0o400)
-    cluster = SlurmCluster(root, conf, real_memory)
+    cluster = SlurmCluster(root, conf, real_memory, ports)
     with _etc_conf_link(conf):
         try:
             m = os.path.join(root, "munge")
@@ -290,9 +378,7 @@ def running_cluster():
             deadline = time.time() + 20
             while not os.path.exists(f"{m}/munge.socket") and time.time() < deadline:
                 time.sleep(0.1)
-            cluster.start("slurmctld", ["slurmctld", "-D", "-i", "-f", conf])
-            cluster.start("slurmd", ["slurmd", "-D", "-N", NODE, "-f", conf])
-            cluster.wait_idle()
+            cluster.start_slurm()
             yield cluster
         finally:
             try:

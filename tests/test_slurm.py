@@ -139,13 +139,16 @@ class Run:
 
 
 @contextlib.contextmanager
-def run_profile(slurm, reference, profile, name, *extra, env=None, field_only=False):
+def run_profile(slurm, reference, profile, name, *extra, env=None, field_only=False, stage=None):
     """Start the demo through the profile; always stopped afterwards. ``field_only``:
-    stop at the displacement field (the gather slabs of deform.zarr; no warp, report)."""
+    stop at the displacement field (the gather slabs of deform.zarr; no warp, report);
+    ``stage``: that output (relative to the run's output folder) only."""
     root = reference["root"]
     cfg_path = write_config(root / f"{name}.yaml", _config(root / "data", root / name))
     targets = [str(root / name / "gather" / os.path.basename(slab))
                for slab in glob.glob(str(root / "local" / "gather" / "slab_*.json"))] if field_only else []
+    if stage:
+        targets = [str(root / name / stage)]
     args = [*targets, "--profile", profile, "--configfile", cfg_path,
             "--directory", str(root / f"work_{name}"), *FAST, *extra]
     run = Run(args, env or slurm.env, root / f"{name}.log")
@@ -397,3 +400,23 @@ def test_main_process_killed_mid_blocks_then_documented_recovery(slurm, referenc
             assert qcs[bid]["slurm_job_id"] in second, f"block {bid} not from the rerun"
     assert "rule_global_align" not in {j["Comment"] for j in second.values()}
     assert_same_field(reference, run.out)
+
+
+def test_profile_defaults_on_slurm_with_accounting(slurm, reference):
+    """Most clusters have accounting (slurmdbd): there profiles/slurm works exactly as
+    shipped (the plugin's default sacct status check, its account guess). The global
+    and block stages run; SLURM's accounting has every job, each block in one."""
+    with slurm.accounting():
+        assert "accounting_storage/slurmdbd" in slurm.run("scontrol", "show", "config")
+        with run_profile(slurm, reference, os.path.join(ROOT, "profiles", "slurm"), "accounting",
+                         "--group-components", f"blocks={GROUP}", stage="blocks/qc.tsv") as run:
+            run.check(run.wait(timeout=300))
+            run_id = run.run_id()
+        assert "Falling back" not in run.output() and "squeue" not in run.output()
+        rows = [line.split("|") for line in slurm.run(
+            "sacct", "-n", "-X", "-P", "--name", run_id, "-o", "JobID,State,Account").splitlines()]
+    assert rows and all(state == "COMPLETED" and account == "snakestream"
+                        for _, state, account in rows), rows
+    qcs = block_qc(reference["root"] / "accounting")
+    assert sorted(qcs) == reference["blocks"]
+    assert {q["slurm_job_id"] for q in qcs.values()} <= {jobid for jobid, _, _ in rows}
