@@ -120,7 +120,9 @@ def write_conf(root, real_memory_mb, ports, dbd_port=None):
         "SlurmdTimeout": 60,
         "AccountingStorageType": "accounting_storage/none",
         **({"AccountingStorageType": "accounting_storage/slurmdbd",
-            "AccountingStorageHost": NODE, "AccountingStoragePort": dbd_port}
+            "AccountingStorageHost": NODE, "AccountingStoragePort": dbd_port,
+            # the munge socket for talking to slurmdbd (else the default /run/munge one)
+            "AccountingStoragePass": f"{root}/munge/munge.socket"}
            if dbd_port else {}),
         "JobCompType": "jobcomp/filetxt",  # one line per finished job: state, TRES, limit
         "JobCompLoc": f"{root}/jobcomp.log",
