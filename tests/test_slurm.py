@@ -139,11 +139,16 @@ class Run:
 
 
 @contextlib.contextmanager
-def run_profile(slurm, reference, profile, name, *extra, env=None, field_only=False, stage=None):
+def run_profile(slurm, reference, profile, name, *extra, env=None, field_only=False, stage=None,
+                reuse_global=False):
     """Start the demo through the profile; always stopped afterwards. ``field_only``:
     stop at the displacement field (the gather slabs of deform.zarr; no warp, report);
-    ``stage``: that output (relative to the run's output folder) only."""
+    ``stage``: that output (relative to the run's output folder) only. ``reuse_global``:
+    start from the local run's global affine (test time: the global stage on SLURM is
+    the end-to-end test's; these runs are about the block stage)."""
     root = reference["root"]
+    if reuse_global:
+        shutil.copytree(root / "local" / "global", root / name / "global", copy_function=shutil.copy)
     cfg_path = write_config(root / f"{name}.yaml", _config(root / "data", root / name))
     targets = [str(root / name / "gather" / os.path.basename(slab))
                for slab in glob.glob(str(root / "local" / "gather" / "slab_*.json"))] if field_only else []
@@ -263,7 +268,7 @@ def test_limits_cancel_and_drain_on_real_slurm(slurm, reference, profile, tmp_pa
     with run_profile(slurm, reference, profile, "faults", "--group-components", "blocks=1",
                      # test-only: a block's first attempt may run 1 minute (the smallest)
                      "--set-resources", f"align_block:runtime=1 if attempt < 2 else {minutes} * attempt",
-                     env=env, field_only=True) as run:
+                     env=env, field_only=True, reuse_global=True) as run:
         deadline = time.time() + 420
         while run.proc.poll() is None and time.time() < deadline:
             ev = events(spec["events"])
@@ -350,7 +355,7 @@ def test_main_process_killed_mid_blocks_then_documented_recovery(slurm, referenc
     (tmp_path / "faults.json").write_text(json.dumps(spec))
     env = dict(slurm.env, PYTHONPATH=FAULTS_HOOK, SNAKESTREAM_TEST_FAULTS=str(tmp_path / "faults.json"))
     with run_profile(slurm, reference, profile, "killed", "--group-components", "blocks=2",
-                     env=env, field_only=True) as run:
+                     env=env, field_only=True, reuse_global=True) as run:
         deadline = time.time() + 240
         while time.time() < deadline and run.proc.poll() is None:
             if re.search(r"Finished jobid: \S+ \(Rule: align_block\)", run.output()) and \
@@ -404,12 +409,13 @@ def test_main_process_killed_mid_blocks_then_documented_recovery(slurm, referenc
 
 def test_profile_defaults_on_slurm_with_accounting(slurm, reference):
     """Most clusters have accounting (slurmdbd): there profiles/slurm works exactly as
-    shipped (the plugin's default sacct status check, its account guess). The global
-    and block stages run; SLURM's accounting has every job, each block in one."""
+    shipped (the plugin's default sacct status check, its account guess). The block
+    stage runs; SLURM's accounting has every batch, each block in one."""
     with slurm.accounting():
         assert "accounting_storage/slurmdbd" in slurm.run("scontrol", "show", "config")
         with run_profile(slurm, reference, os.path.join(ROOT, "profiles", "slurm"), "accounting",
-                         "--group-components", f"blocks={GROUP}", stage="blocks/qc.tsv") as run:
+                         "--group-components", f"blocks={GROUP}", stage="blocks/qc.tsv",
+                         reuse_global=True) as run:
             run.check(run.wait(timeout=300))
             run_id = run.run_id()
         # the shipped profile leaves the plugin's default status check (sacct) on
@@ -418,8 +424,8 @@ def test_profile_defaults_on_slurm_with_accounting(slurm, reference):
         rows = [line.split("|") for line in slurm.run(
             "sacct", "-n", "-X", "-P", "--name", run_id, "-o", "JobID,State").splitlines()]
     assert rows and all(state == "COMPLETED" for _, state in rows), rows
-    # the global job and the block batches, each block in one of them
-    assert len(rows) == 1 + math.ceil(len(reference["blocks"]) / GROUP)
+    # the block batches, each block in one of them
+    assert len(rows) == math.ceil(len(reference["blocks"]) / GROUP)
     qcs = block_qc(reference["root"] / "accounting")
     assert sorted(qcs) == reference["blocks"]
     assert {q["slurm_job_id"] for q in qcs.values()} <= {jobid for jobid, _ in rows}
