@@ -39,7 +39,7 @@ from snakestream.blocks import read_table
 from snakestream.config import load_schema, validate
 from snakestream.demo import make_demo
 from snakestream.resources import block_mem_mb, block_runtime_min
-from test_cluster import SHAPE, _assert_members_one_at_a_time, _config, _zarr_arrays
+from test_cluster import SHAPE, _config, _zarr_arrays
 from workflow import ROOT, write_config
 
 pytestmark = pytest.mark.slurm
@@ -197,11 +197,6 @@ def events(path):
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def target(bid):
-    z, y, x = (part[1:] for part in bid.split("_"))
-    return f"align_block:bz={z},by={y},bx={x}"
-
-
 # --------------------------------------------------------------------- tests ----
 def test_demo_end_to_end_on_real_slurm(slurm, reference, profile):
     """Every block runs as a job step of a real SLURM batch job asking for 1 CPU, the
@@ -223,15 +218,20 @@ def test_demo_end_to_end_on_real_slurm(slurm, reference, profile):
         assert qc["slurm_job_id"] in jobs, f"block {bid} did not run in a SLURM job of this run"
         batches[qc["slurm_job_id"]].append(bid)
     assert len(batches) == math.ceil(len(qcs) / GROUP)
-    steps = re.findall(r"launch task StepId=(\d+)\.(\d+)", slurm.log("slurmd"))
+    slurmd = slurm.log("slurmd")
+    launched = {step: t for t, step in re.findall(r"\[([\d:.T-]+)\] launch task StepId=(\d+\.\d+)", slurmd)}
+    ended = {step: t for t, step in re.findall(r"\[([\d:.T-]+)\] \[(\d+\.\d+)\] done with job", slurmd)}
     for jobid, members in batches.items():
         job = jobs[jobid]
         assert len(members) <= GROUP and job["Comment"] == "rule_blocks_align_block"
         assert mem_mb(tres(job)["mem"]) == mem, "a batch asks for one block's memory"
         assert int(job["TimeLimit"]) == minutes * len(members), "runtime = sum over the batch"
-        # one srun step per block (inside the batch's allocation)
-        assert len({s for j, s in steps if j == jobid}) == len(members)
-    _assert_members_one_at_a_time(run.out, [[target(b) for b in m] for m in batches.values()])
+        # one srun step per block inside the batch's allocation, one after another
+        # (slurmd's millisecond times: each step ends before the next is launched)
+        steps = sorted((launched[s], ended[s]) for s in launched if s.split(".")[0] == jobid)
+        assert len(steps) == len(members)
+        for (_, end), (start, _) in zip(steps, steps[1:]):
+            assert start >= end, f"steps of batch {jobid} overlapped: {steps}"
 
     rules = defaultdict(int)
     for job in jobs.values():

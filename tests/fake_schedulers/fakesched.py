@@ -25,8 +25,6 @@ import fcntl
 import fnmatch
 import json
 import os
-import re
-import shlex
 import signal
 import subprocess
 import sys
