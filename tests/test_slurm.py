@@ -260,7 +260,9 @@ def test_limits_cancel_and_drain_on_real_slurm(slurm, reference, profile, tmp_pa
     mem, minutes = block_mem_mb(cfg), block_runtime_min(cfg)
     spec = {"events": str(tmp_path / "events.jsonl"),
             "roles": [{"name": "timeout", "sleep_once": 150},
-                      {"name": "memory", "ballast_mb": mem},  # step RSS > mem, < 2 * mem
+                      # the step (its Snakemake ~150 MB + the block's Python) + 3/4 of the
+                      # request: over the request, well under twice it (the retry's)
+                      {"name": "memory", "ballast_mb": mem * 3 // 4},
                       {"name": "cancel", "sleep_once": 60}]}
     (tmp_path / "faults.json").write_text(json.dumps(spec))
     env = dict(slurm.env, PYTHONPATH=FAULTS_HOOK, SNAKESTREAM_TEST_FAULTS=str(tmp_path / "faults.json"))
