@@ -17,6 +17,20 @@ include: "rules/gather.smk"
 include: "rules/warp.smk"
 include: "rules/report.smk"
 include: "rules/transform.smk"
+include: "rules/cluster.smk"
+
+
+onstart:
+    check_cluster_setup()
+    start_warm_worker()
+
+
+onsuccess:
+    stop_warm_worker()
+
+
+onerror:
+    stop_warm_worker()
 
 
 rule all:

@@ -20,13 +20,8 @@ def _warm_worker_wanted():
         return True
 
 
-def _stop_warm_worker():
-    if _WARM:
-        os.environ.pop(_worker.ENV_ADDRESS, None)
-        _worker.stop(_WARM.pop("proc"), _WARM.pop("path"))
-
-
-onstart:
+def start_warm_worker():
+    """Start the worker and advertise it to this run's jobs, when it is wanted."""
     if _warm_worker_wanted():
         try:
             _WARM["proc"], _WARM["path"] = _worker.start(f"{OUT}/logs/warm_worker.log")
@@ -36,9 +31,8 @@ onstart:
                   file=sys.stderr)
 
 
-onsuccess:
-    _stop_warm_worker()
-
-
-onerror:
-    _stop_warm_worker()
+def stop_warm_worker():
+    """Stop the worker, if this run started one."""
+    if _WARM:
+        os.environ.pop(_worker.ENV_ADDRESS, None)
+        _worker.stop(_WARM.pop("proc"), _WARM.pop("path"))

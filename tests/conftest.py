@@ -17,15 +17,20 @@ import copy
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+import zarr
+
+from realslurm import slurm_cluster  # noqa: F401  (the session's real SLURM, a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = ROOT / "Snakefile"
 DEMO_SPACING = (0.8, 0.4, 0.4)  # µm, z, y, x: the demo pairs of the workflow tests
+CLUSTER_SHAPE = (24, 96, 96)  # voxels, z, y, x: the pair the cluster tests run
 
 
 # ---------------------------------------------------------------- configs
@@ -51,6 +56,35 @@ def write_config(path, cfg):
         yaml.safe_dump(cfg, fh, sort_keys=False)
     return str(path)
 
+
+
+def cluster_config(data, out):
+    """The demo with few iterations, smaller blocks and a lower foreground threshold.
+
+    The cluster tests (stand-in LSF, real SLURM) run it on a CLUSTER_SHAPE pair.
+    """
+    cfg = demo_config(data, out, threads={"global": 1}, output_chunks=[16, 48, 48])
+    if cfg.get("truth"):
+        cfg["truth"] = os.path.join(data, "truth.npz")
+    for _, step in cfg["global_steps"]:
+        step["optimizer_args"]["numberOfIterations"] = 50
+    cfg["blocks"].update(blocksize=[12, 48, 48], foreground_fraction=0.3)
+    for (_, step), iterations in zip(cfg["blocks"]["steps"], (30, 20)):
+        step["optimizer_args"]["numberOfIterations"] = iterations
+    return cfg
+
+
+def zarr_arrays(path):
+    """{name: array} of a Zarr array or of every array in a Zarr group (pyramids)."""
+    with warnings.catch_warnings():  # Snakemake's .snakemake_timestamp in directory outputs
+        warnings.simplefilter("ignore")
+        node = zarr.open(str(path), mode="r")
+        if isinstance(node, zarr.Array):
+            return {"": node[...]}
+        arrays = {name: array[...] for name, array in node.arrays()}
+        for name, _ in node.groups():
+            arrays.update({f"{name}/{k}": a for k, a in zarr_arrays(os.path.join(path, name)).items()})
+        return arrays
 
 @pytest.fixture(scope="session")
 def demo_data(tmp_path_factory):

@@ -1,25 +1,23 @@
 #!/usr/bin/env python3
-"""Stand-in LSF and SLURM commands for tests: record every call, run jobs locally.
+"""Stand-in LSF commands for tests: record every call, run jobs locally.
 
-One file, many names: ``bsub``, ``bjobs``, ``bkill``, ``badmin``, ``lsclusters``,
-``bhist`` (LSF) and ``sbatch``, ``squeue``, ``sacct``, ``scancel``, ``srun``,
-``sinfo``, ``scontrol``, ``sacctmgr``, ``sshare`` (SLURM) are symlinks to it; it
-acts on ``basename(argv[0])``. Put this folder first on PATH and set
+There is no open-source LSF to test against (SLURM runs for real in the tests:
+tests/realslurm.py). One file, many names: ``bsub``, ``bjobs``, ``bkill``,
+``badmin``, ``lsclusters``, ``bhist`` are symlinks to it; it acts on
+``basename(argv[0])``. Put this folder first on PATH and set
 ``FAKESCHED_DIR`` to an empty folder for the state:
 
 * ``calls.jsonl``   one JSON line per call: tool, argv, cwd, time (and job id)
 * ``jobs/<id>.json`` each job: name, state, command, cwd, cpus, log, times, exit code
 * ``slots/``         ``FAKESCHED_SLOTS`` lock files (default: CPUs of this host);
-  a job holds one slot while it runs, so jobs beyond that wait as PEND/PENDING.
+  a job holds one slot while it runs, so jobs beyond that wait as PEND.
 
-Submitted jobs run in the background (bsub/sbatch return at once, like the real
-ones) and the status commands answer in the formats the Snakemake executor
-plugins parse (``bjobs -o 'jobid stat'``: ``<id> <STAT>``; ``sacct --parsable2`` /
-``squeue --format=%i|%T``: ``<id>|<STATE>``).
-
-CPU binding is emulated as the schedulers do it: a SLURM allocation and its srun
-steps are bound to their CPUs (task/affinity, cgroups), an LSF job is not (LSF
-binds only with an affinity[] request). Only Python's standard library is used.
+Submitted jobs run in the background (bsub returns at once, like the real one) and
+the commands answer in LSF's formats: ``bsub``: ``Job <id> is submitted to queue
+<q>.``; ``bjobs -o 'jobid stat'``: ``<id> <STAT>``; ``bhist -l``: long records
+starting ``Job <id>, Job Name <n>, User <u>, Project <p>, Command <c>``, or "No
+matching job found" on stderr. An LSF job is not bound to CPUs (LSF binds only with
+an affinity[] request). Only Python's standard library is used.
 """
 
 import contextlib
@@ -27,8 +25,6 @@ import fcntl
 import fnmatch
 import json
 import os
-import re
-import shlex
 import signal
 import subprocess
 import sys
@@ -36,8 +32,6 @@ import time
 
 LSF_STATES = {"pending": "PEND", "running": "RUN", "done": "DONE", "failed": "EXIT",
               "cancelled": "EXIT"}
-SLURM_STATES = {"pending": "PENDING", "running": "RUNNING", "done": "COMPLETED",
-                "failed": "FAILED", "cancelled": "CANCELLED"}
 CLUSTER = "fakecluster"
 
 
@@ -214,7 +208,7 @@ def bsub(argv):
     n = int(first("-n", 1))
     submit({"id": jobid, "scheduler": "lsf", "name": first("-J", ""), "command": command,
             "cwd": first("-cwd"), "cpus": n, "log": out, "bind_cpus": False,
-            "queue": first("-q", "normal"),
+            "queue": first("-q", "normal"), "project": first("-P", "default"),
             "env": {"LSB_JOBID": jobid, "LSB_JOBNAME": first("-J", ""),
                     "LSB_DJOB_NUMPROC": str(n), "LSB_MAX_NUM_PROCESSORS": str(n)}})
     print(f"Job <{jobid}> is submitted to queue <{first('-q', 'normal')}>.")
@@ -260,147 +254,29 @@ def lsclusters(argv):
 
 
 def bhist(argv):
+    """``bhist -l [-a]`` in LSF's long format: one record per job (this fake's jobs),
+    ``Job <id>, User <u>, Project <p>, Command <c>`` first, records separated by a
+    dashed line; without jobs LSF's message on stderr and exit status 255."""
     record("bhist", argv)
-    sys.exit(1)  # no job history: the plugin cannot guess a project
-
-
-# ----------------------------------------------------------------- SLURM ----
-SLURM_FLAGS = {"--parsable", "--requeue", "--no-requeue", "--exclusive", "--hold",
-               "--test-only", "--overcommit", "--contiguous", "--spread-job", "-H", "-O", "-Q"}
-
-
-def parse_slurm_options(argv, stop_at_positional=False):
-    """(options {name: value}, positionals) for sbatch/srun style arguments."""
-    opts, positional, i = {}, [], 0
-    while i < len(argv):
-        arg = argv[i]
-        if stop_at_positional and not arg.startswith("-"):
-            return opts, argv[i:]
-        if arg.startswith("--") and "=" in arg:
-            key, value = arg.split("=", 1)
-            opts[key] = value
-        elif arg in SLURM_FLAGS:
-            opts[arg] = True
-        elif re.fullmatch(r"-[A-Za-z]\S+", arg):  # -n1, -c2: value attached
-            opts[arg[:2]] = arg[2:]
-        elif arg.startswith("-") and i + 1 < len(argv):
-            opts[arg] = argv[i + 1]
-            i += 1
-        else:
-            positional.append(arg)
-        i += 1
-    return opts, positional
-
-
-def slurm_get(opts, *names, default=None):
-    for name in names:
-        if name in opts:
-            return opts[name]
-    return default
-
-
-def sbatch(argv):
-    opts, positional = parse_slurm_options(argv)
-    jobid = new_job_id()
-    record("sbatch", argv, jobid=jobid)
-    if "--wrap" in opts:
-        command = opts["--wrap"]
-    else:
-        script = positional[0] if positional else "/dev/stdin"
-        text = sys.stdin.read() if script in ("/dev/stdin", "-") else open(script).read()
-        path = os.path.join(state_dir(), "scripts", f"{jobid}.sh")
-        with open(path, "w") as fh:
-            fh.write(text)
-        command = f"bash {shlex.quote(path)}"
-    cpus = int(slurm_get(opts, "--cpus-per-task", "-c", default=1))
-    name = slurm_get(opts, "--job-name", "-J", default="")
-    out = slurm_get(opts, "--output", "-o")
-    array = slurm_get(opts, "--array", "-a")
-    tasks = [None]
-    if array:
-        lo, hi = (int(v) for v in str(array).split("%")[0].split("-"))
-        tasks = list(range(lo, hi + 1))
-    for task in tasks:
-        tid = jobid if task is None else f"{jobid}_{task}"
-        env = {"SLURM_JOB_ID": tid, "SLURM_JOBID": tid, "SLURM_JOB_NAME": name,
-               "SLURM_CPUS_PER_TASK": str(cpus), "SLURM_NTASKS": "1",
-               "SLURM_SUBMIT_DIR": os.getcwd(), "SLURM_CLUSTER_NAME": CLUSTER}
-        if task is not None:
-            env.update(SLURM_ARRAY_JOB_ID=jobid, SLURM_ARRAY_TASK_ID=str(task),
-                       SLURM_ARRAY_TASK_MIN=str(tasks[0]), SLURM_ARRAY_TASK_MAX=str(tasks[-1]))
-        log = None
-        if out:
-            log = (out.replace("%j", tid).replace("%A", jobid)
-                   .replace("%a", "" if task is None else str(task)))
-        submit({"id": tid, "scheduler": "slurm", "name": name, "command": command,
-                "cwd": slurm_get(opts, "-D", "--chdir"), "cpus": cpus, "log": log,
-                "bind_cpus": True, "env": env})
-    print(jobid if "--parsable" in opts else f"Submitted batch job {jobid}")
-
-
-def slurm_status_lines(argv):
-    opts, _ = parse_slurm_options(argv)
-    name = slurm_get(opts, "--name", "-n")
-    for job in all_jobs():
-        if job["scheduler"] == "slurm" and (name is None or job["name"] == name):
-            print(f"{job['id']}|{SLURM_STATES[job['state']]}")
-
-
-def squeue(argv):
-    record("squeue", argv)
-    slurm_status_lines(argv)
-
-
-def sacct(argv):
-    record("sacct", argv)
-    text = " ".join(argv).lower()
-    if "--name" in text:
-        slurm_status_lines(argv)
-    elif "nodelist" in text:
-        print("localhost")
-    # other queries (account guess, failure reasons): no rows
-
-
-def scancel(argv):
-    record("scancel", argv)
-    cancel([a for a in argv if re.fullmatch(r"\d+(_\d+)?", a)])
-
-
-def srun(argv):
-    opts, command = parse_slurm_options(argv, stop_at_positional=True)
-    record("srun", argv)
-    cpus = int(slurm_get(opts, "--cpus-per-task", "-c", default=1))
-    allowed = sorted(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, set(allowed[:max(1, cpus)]))  # the step's CPUs, as SLURM binds
-    if not command:
-        sys.exit("fake srun: no command")
-    os.execvp(command[0], command)
-
-
-def sinfo(argv):
-    record("sinfo", argv)
-    print("PARTITION AVAIL TIMELIMIT NODES STATE NODELIST")
-    print("fake*     up    infinite  1     idle  localhost")
-
-
-def scontrol(argv):
-    record("scontrol", argv)
-    if argv[:2] == ["show", "config"]:
-        print("MinJobAge               = 300 sec")
-        print("MaxArraySize            = 1001")
-
-
-def sacctmgr(argv):
-    record(os.path.basename(sys.argv[0]), argv)
-    for account in os.environ.get("FAKESCHED_ACCOUNTS", "").split(","):
-        if account:
-            print(f"{account:>20}")
+    jobs = [j for j in all_jobs() if j["scheduler"] == "lsf"]
+    if not jobs:
+        print("No matching job found", file=sys.stderr)
+        sys.exit(255)
+    user = os.environ.get("USER", "root")
+    for job in jobs:
+        submitted = time.strftime("%a %b %d %H:%M:%S", time.localtime(job["submit_time"]))
+        print(f"Job <{job['id']}>, Job Name <{job['name']}>, User <{user}>, "
+              f"Project <{job.get('project', 'default')}>, Command <{job['command'][:40]}>")
+        print(f"{submitted}: Submitted from host <localhost>, to Queue <{job.get('queue', 'normal')}>, "
+              f"CWD <{job.get('cwd') or os.getcwd()}>;")
+        print("\nSummary of time in seconds spent in various states:")
+        print("  PEND     PSUSP    RUN      USUSP    SSUSP    UNKWN    TOTAL")
+        print("  0        0        1        0        0        0        1")
+        print("-" * 78)
 
 
 TOOLS = {"bsub": bsub, "bjobs": bjobs, "bkill": bkill, "badmin": badmin,
-         "lsclusters": lsclusters, "bhist": bhist, "sbatch": sbatch, "squeue": squeue,
-         "sacct": sacct, "scancel": scancel, "srun": srun, "sinfo": sinfo,
-         "scontrol": scontrol, "sacctmgr": sacctmgr, "sshare": sacctmgr}
+         "lsclusters": lsclusters, "bhist": bhist}
 
 
 def main(argv):

@@ -4,6 +4,7 @@
 worker (:mod:`snakestream.smk.worker`). ``job`` is the mapping the rule passes
 (``snakestream.smk.worker.Job`` gives it attribute access, like Snakemake's ``snakemake``).
 """
+import os
 import resource
 
 import numpy as np
@@ -37,6 +38,7 @@ def run(job):
                                       log=lambda m: print(m, flush=True))
         qc["peak_mem_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         qc["process"] = "warm worker" if worker.role() == "child" else "own"
+        qc["slurm_job_id"] = os.environ.get("SLURM_JOB_ID")  # the SLURM job it ran in, if any
         print(f"block {bid}: {qc['status']} {qc.get('reason', '')}")
         if qc["status"] == "fallback" and p.on_failure == "fail":
             raise AlignmentError(bid, f"block registration fell back: {qc['reason']}",
