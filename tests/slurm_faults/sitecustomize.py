@@ -27,8 +27,9 @@ import time
 
 
 def _block_id():
-    job = json.loads(sys.argv[2])
-    return os.path.basename(job["output"][0]).rsplit(".", 1)[0]
+    """The block of this align_block process: its output file's name (rules/blocks.smk:
+    ``align_block.py THREADS TABLE AFFINE OUTPUT LOG SETTINGS``)."""
+    return os.path.basename(sys.argv[4]).rsplit(".", 1)[0]
 
 
 def _record(events, **entry):
@@ -56,7 +57,7 @@ def _role(spec, bid):
 
 def _inject():
     spec_path = os.environ.get("SNAKESTREAM_TEST_FAULTS")
-    if not spec_path or len(sys.argv) < 3 or not sys.argv[0].endswith("align_block.py"):
+    if not spec_path or len(sys.argv) < 7 or not sys.argv[0].endswith("align_block.py"):
         return
     with open(spec_path) as fh:
         spec = json.load(fh)
