@@ -1,7 +1,8 @@
 """The ``ransac`` and ``random`` steps: :mod:`features` applied to :class:`Image` records.
 
 The feature functions work with origin-0 images; here each result is moved
-into the images' physical frames (block crops have non-zero origins).
+into the images' physical frames (block crops have non-zero origins) with
+:func:`~snakestream.grid.geometry.to_frames`.
 
 Both steps report the same metric, ``-NCC`` of the fixed image and the moving
 image pulled through the transform (:func:`features.ncc_score`, a seeded
@@ -11,24 +12,9 @@ and fall back, like a registration step.
 
 import numpy as np
 
+from snakestream.grid.geometry import to_frames, to_local
 from snakestream.register import features
 from snakestream.register.steps import CC_RADIUS_VOX
-
-
-def _shift(offset):
-    m = np.eye(4)
-    m[:3, 3] = offset
-    return m
-
-
-def to_frames(local, fix_origin, mov_origin):
-    """Origin-0 affine -> affine between the images' physical frames (µm)."""
-    return _shift(mov_origin) @ local @ _shift(-np.asarray(fix_origin))
-
-
-def to_local(total, fix_origin, mov_origin):
-    """Inverse of :func:`to_frames`."""
-    return _shift(-np.asarray(mov_origin)) @ total @ _shift(fix_origin)
 
 
 def _masks(fix, mov):

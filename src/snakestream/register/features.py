@@ -642,8 +642,9 @@ def random_affine_search(fix, mov, fix_spacing, mov_spacing, score, *, iteration
     Each candidate is ``initial @ D`` where D is a random rotation, scale and
     shear about the fixed image centre followed by a translation, with every
     parameter drawn uniformly within its bound (bigstream's ``random_affine_search``
-    bounds: ``max_translation``, ``max_rotation``, ``max_scale``, ``max_shear``). The first candidate is
-    ``initial`` itself (identity by default), so the result never scores worse.
+    bounds: ``max_translation``, ``max_rotation``, ``max_scale``, ``max_shear``).
+    The first candidate is ``initial`` itself (identity by default), so the
+    result never scores worse.
 
     Parameters
     ----------

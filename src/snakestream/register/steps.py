@@ -20,6 +20,16 @@ Defaults that differ from bigstream (and why):
   SimpleITK; ``engine: auto`` (default) uses it for anything else.
 * Images are downsampled to ``alignment_spacing`` by block averaging
   (anti-aliased) rather than skip-sampling.
+* ``ransac`` fails below 12 spots per image and 12 matches (bigstream: 100 and
+  50): blocks are small, and a wrong fit is still caught by -NCC and
+  ``diagonal_constraint``. ``safeguard_exceptions`` defaults to false (a failed
+  step falls back, as in bigstream's distributed runs).
+* ``random`` bounds left unset are searched a little (``RANDOM_BOUNDS`` in
+  :mod:`snakestream.register.feature_align`; translation 25 % of the field);
+  bigstream does not search them. Give 0 (1 for ``max_scale``) for that.
+
+Every key of bigstream 5.x's step functions, and what it maps to, is listed in
+docs/bigstream-keys.md.
 """
 
 import copy
@@ -27,6 +37,7 @@ import copy
 import numpy as np
 
 from snakestream.errors import ConfigError
+from snakestream.grid.geometry import to_local
 
 REGISTRATION_STEPS = ("rigid", "affine", "deform")
 FEATURE_STEPS = ("ransac", "random")
@@ -238,13 +249,8 @@ def _matrix(value, where, what):
 
 def _in_volume_frames(matrix, fix_origin, mov_origin):
     """A fixed -> moving matrix written in frames with bigstream's ``fix_origin`` and
-    ``mov_origin`` (µm, voxel 0 at the origin), in snakestream's frames (voxel 0 at 0 µm).
-
-    Returns a nested list (4x4), ``T(-mov_origin) @ matrix @ T(fix_origin)``.
-    """
-    shift = np.eye(4), np.eye(4)
-    shift[0][:3, 3], shift[1][:3, 3] = -mov_origin, fix_origin
-    return (shift[0] @ matrix @ shift[1]).tolist()
+    ``mov_origin`` (µm), in snakestream's frames (voxel 0 at 0 µm), as a nested 4x4 list."""
+    return to_local(matrix, fix_origin, mov_origin).tolist()
 
 
 def _rigid_name(name, params, where):
