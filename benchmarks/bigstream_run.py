@@ -38,8 +38,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-# step keys snakestream accepts that bigstream's functions do not
-SNAKESTREAM_ONLY_KEYS = ("engine",)
+# step keys snakestream accepts that bigstream's functions do not, and ``rigid``, which
+# bigstream's alignment_pipeline passes itself for rigid steps (a second one is a TypeError)
+SNAKESTREAM_ONLY_KEYS = ("engine", "blob_radius", "max_scale_change", "rigid")
 # single-threaded ITK, BLAS and Blosc (bigstream's configure_irm reads ITK_THREADS)
 THREAD_VARS = ("ITK_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "OMP_NUM_THREADS",
                "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLOSC_NTHREADS")

@@ -5,6 +5,8 @@ Workflow runs
     ``snakemake`` runs the project's Snakefile on it; ``run_snakemake`` and
     ``start_snakemake`` run any Snakemake command line (profiles, other Snakefiles);
     the ``demo_data`` fixture writes a demo pair once per test module.
+bigstream step lists
+    ``talk_steps`` holds every step list of bigstream's RnR-ExM talk, as on the slides.
 Synthetic scenes
     ``extent``, ``rotation_z``, ``about_centre`` and ``box_corners`` build the known
     affines of the generated pairs (µm, z, y, x; a 4x4 affine maps fixed to moving
@@ -140,6 +142,55 @@ def snakemake(config_path, workdir, *args, cores=2):
     """Run snakemake on the project's Snakefile; returns the CompletedProcess."""
     return run_snakemake(*workflow_args(config_path, workdir, *args, cores=cores),
                          env=workflow_env())
+
+
+# ---------------------------------------------------------------- bigstream step lists
+
+
+def talk_steps():
+    """Every step list of bigstream's RnR-ExM talk (ISBI 2023), dictionaries as on the
+    slides (a mask array passed to a step is ``True``: the configured mask)."""
+    opt = lambda lr, n: {"learningRate": lr, "minStep": 0., "numberOfIterations": n}  # noqa: E731
+    mouse_common = {"alignment_spacing": 1.0, "shrink_factors": (4, 2, 1),
+                    "smooth_sigmas": (4., 2., 1.), "optimizer_args": opt(0.25, 400)}
+    worm_common = {"alignment_spacing": 1.0, "shrink_factors": (2,), "smooth_sigmas": (1.5,),
+                   "optimizer_args": opt(0.25, 400)}
+    worm_test = {"alignment_spacing": 2.0, "shrink_factors": (2, 1), "smooth_sigmas": (12., 2.),
+                 "optimizer_args": opt(0.25, 6000)}
+    return {
+        "zebrafish_train": [("affine", {"alignment_spacing": 4.0, "shrink_factors": (2,),
+                                        "smooth_sigmas": (2.,), "optimizer_args": opt(0.25, 400),
+                                        "initial_condition": "CENTER"})],
+        "mouse_train": [
+            ("affine", {**mouse_common, "alignment_spacing": 0.5, "shrink_factors": (8, 4, 2, 1),
+                        "smooth_sigmas": (4., 4., 2., 1.)}),
+            ("deform", {**mouse_common, "control_point_spacing": 32.0,
+                        "control_point_levels": (1, 2, 2), "fix_mask": True, "mov_mask": True,
+                        "optimizer_args": opt(10.0, 600)})],
+        "worm_train": [
+            ("affine", {**worm_common, "initial_condition": "CENTER"}),
+            ("affine", {**worm_common, "fix_mask": True, "mov_mask": True,
+                        "optimizer_args": opt(1.0, 3600)}),
+            ("deform", {**worm_common, "fix_mask": True, "mov_mask": True,
+                        "control_point_spacing": 32.0, "control_point_levels": (1,),
+                        "alignment_spacing": 1.0, "shrink_factors": (2,),
+                        "smooth_sigmas": (1.5,), "optimizer_args": opt(10.0, 60)})],
+        "worm_validation": [("rigid", {"alignment_spacing": 2.0, "shrink_factors": (2.,),
+                                       "smooth_sigmas": (2.,), "optimizer_args": opt(0.25, 2000),
+                                       "initial_condition": "CENTER"})],
+        "zebrafish_test": [("affine", {"alignment_spacing": 0.4, "shrink_factors": (2, 2),
+                                       "smooth_sigmas": (2., 0.2), "optimizer_args": opt(0.25, 500),
+                                       "initial_condition": "CENTER"})],
+        "worm_test_global": [("rigid", {**worm_test, "initial_condition": "CENTER"}),
+                             ("affine", {**worm_test, "smooth_sigmas": (2., 2.)})],
+        "worm_test_blocks": [
+            ("affine", {"alignment_spacing": None, "shrink_factors": (1,), "smooth_sigmas": (0.4,),
+                        "optimizer_args": opt(0.25, 800), "metric": "C"}),
+            ("deform", {"control_point_spacing": 3.0, "control_point_levels": (1,),
+                        "alignment_spacing": None, "shrink_factors": (1,),
+                        "smooth_sigmas": (0.1625,), "optimizer_args": opt(0.25, 200),
+                        "metric": "C"})],
+    }
 
 
 # ---------------------------------------------------------------- synthetic scenes

@@ -4,7 +4,7 @@ import os
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, talk_steps
 from snakestream.config import load, load_schema, validate
 from snakestream.errors import ConfigError
 from snakestream.register.steps import normalize_steps
@@ -12,56 +12,11 @@ from snakestream.register.steps import normalize_steps
 SCHEMA = load_schema(os.path.join(ROOT, "config", "schema.yaml"))
 
 
-def _talk_steps():
-    """Every step list from the bigstream RnR-ExM talk, dictionaries as on the slides."""
-    opt = lambda lr, n: {"learningRate": lr, "minStep": 0., "numberOfIterations": n}  # noqa: E731
-    mouse_common = {"alignment_spacing": 1.0, "shrink_factors": (4, 2, 1),
-                    "smooth_sigmas": (4., 2., 1.), "optimizer_args": opt(0.25, 400)}
-    worm_common = {"alignment_spacing": 1.0, "shrink_factors": (2,), "smooth_sigmas": (1.5,),
-                   "optimizer_args": opt(0.25, 400)}
-    worm_test = {"alignment_spacing": 2.0, "shrink_factors": (2, 1), "smooth_sigmas": (12., 2.),
-                 "optimizer_args": opt(0.25, 6000)}
-    return {
-        "zebrafish_train": [("affine", {"alignment_spacing": 4.0, "shrink_factors": (2,),
-                                        "smooth_sigmas": (2.,), "optimizer_args": opt(0.25, 400),
-                                        "initial_condition": "CENTER"})],
-        "mouse_train": [
-            ("affine", {**mouse_common, "alignment_spacing": 0.5, "shrink_factors": (8, 4, 2, 1),
-                        "smooth_sigmas": (4., 4., 2., 1.)}),
-            ("deform", {**mouse_common, "control_point_spacing": 32.0,
-                        "control_point_levels": (1, 2, 2), "fix_mask": True, "mov_mask": True,
-                        "optimizer_args": opt(10.0, 600)})],
-        "worm_train": [
-            ("affine", {**worm_common, "initial_condition": "CENTER"}),
-            ("affine", {**worm_common, "fix_mask": True, "mov_mask": True,
-                        "optimizer_args": opt(1.0, 3600)}),
-            ("deform", {**worm_common, "fix_mask": True, "mov_mask": True,
-                        "control_point_spacing": 32.0, "control_point_levels": (1,),
-                        "alignment_spacing": 1.0, "shrink_factors": (2,),
-                        "smooth_sigmas": (1.5,), "optimizer_args": opt(10.0, 60)})],
-        "worm_validation": [("rigid", {"alignment_spacing": 2.0, "shrink_factors": (2.,),
-                                       "smooth_sigmas": (2.,), "optimizer_args": opt(0.25, 2000),
-                                       "initial_condition": "CENTER"})],
-        "zebrafish_test": [("affine", {"alignment_spacing": 0.4, "shrink_factors": (2, 2),
-                                       "smooth_sigmas": (2., 0.2), "optimizer_args": opt(0.25, 500),
-                                       "initial_condition": "CENTER"})],
-        "worm_test_global": [("rigid", {**worm_test, "initial_condition": "CENTER"}),
-                             ("affine", {**worm_test, "smooth_sigmas": (2., 2.)})],
-        "worm_test_blocks": [
-            ("affine", {"alignment_spacing": None, "shrink_factors": (1,), "smooth_sigmas": (0.4,),
-                        "optimizer_args": opt(0.25, 800), "metric": "C"}),
-            ("deform", {"control_point_spacing": 3.0, "control_point_levels": (1,),
-                        "alignment_spacing": None, "shrink_factors": (1,),
-                        "smooth_sigmas": (0.1625,), "optimizer_args": opt(0.25, 200),
-                        "metric": "C"})],
-    }
-
-
-@pytest.mark.parametrize("name", sorted(_talk_steps()))
+@pytest.mark.parametrize("name", sorted(talk_steps()))
 def test_talk_step_lists_are_accepted_verbatim(name):
-    steps = normalize_steps(_talk_steps()[name], name)
-    assert [s[0] for s in steps] == [s[0] for s in _talk_steps()[name]]
-    for (_, given), (_, params) in zip(_talk_steps()[name], steps):
+    steps = normalize_steps(talk_steps()[name], name)
+    assert [s[0] for s in steps] == [s[0] for s in talk_steps()[name]]
+    for (_, given), (_, params) in zip(talk_steps()[name], steps):
         assert params["optimizer_args"]["numberOfIterations"] == \
             given["optimizer_args"]["numberOfIterations"]
         assert params["metric"] == given.get("metric", "MMI")

@@ -94,6 +94,32 @@ def fill_defaults(config, schema, root=None):
     return config
 
 
+def bigstream_block_keys(blocks):
+    """Map bigstream's block-pipeline keys in ``blocks`` (in place) to snakestream's.
+
+    ``foreground_percentage`` becomes ``foreground_fraction`` (same meaning, a
+    fraction); ``rebalance_for_missing_neighbors: true`` and an empty
+    ``static_transform_list`` are what the block stage does and are dropped; other
+    values get one line naming the key and what to use instead.
+    """
+    if "foreground_percentage" in blocks:
+        value = blocks.pop("foreground_percentage")
+        if blocks.setdefault("foreground_fraction", value) != value:
+            raise ConfigError("blocks.foreground_percentage",
+                              "and blocks.foreground_fraction are the same setting with "
+                              "different values.", "keep one of them.")
+    if blocks.pop("rebalance_for_missing_neighbors", True) is not True:
+        raise ConfigError("blocks.rebalance_for_missing_neighbors",
+                          "false is not supported: the gather always divides the blended "
+                          "fields by the weights of the blocks present.",
+                          "remove the key (true is the behaviour).")
+    if blocks.pop("static_transform_list", None):
+        raise ConfigError("blocks.static_transform_list",
+                          "the block stage always starts from the global affine.",
+                          "remove it; set the starting transform with global_steps.")
+    return blocks
+
+
 def load_schema(path=SCHEMA_PATH):
     """The config schema (config/schema.yaml by default) as a dict."""
     with open(path) as fh:
@@ -121,6 +147,8 @@ def validate(config, schema=None):
     schema = load_schema() if schema is None else schema
     config = copy.deepcopy(config)
     check_schema(config, schema)
+    if config.get("blocks") is not None:
+        bigstream_block_keys(config["blocks"])
     fill_defaults(config, schema)
     config["_global_steps"] = normalize_steps(
         config["global_steps"], "global_steps", FEATURE_STEPS + ("rigid", "affine"))

@@ -35,6 +35,29 @@ def compose_affines(*matrices):
     return out
 
 
+def translation(offset):
+    """4x4 affine ``x -> x + offset`` (µm, z, y, x)."""
+    out = np.eye(4)
+    out[:3, 3] = np.asarray(offset, dtype=float)
+    return out
+
+
+def to_frames(local, fix_origin, mov_origin):
+    """An affine between origin-0 images (voxel 0 at 0 µm) -> the same alignment between
+    images whose voxel 0 sits at ``fix_origin`` / ``mov_origin`` (µm, z, y, x).
+
+    Returns ``T(mov_origin) @ local @ T(-fix_origin)``, (4, 4).
+    """
+    fix_origin = np.asarray(fix_origin, dtype=float)
+    return translation(mov_origin) @ np.asarray(local, dtype=float) @ translation(-fix_origin)
+
+
+def to_local(total, fix_origin, mov_origin):
+    """Inverse of :func:`to_frames`: ``T(-mov_origin) @ total @ T(fix_origin)``, (4, 4)."""
+    mov_origin = np.asarray(mov_origin, dtype=float)
+    return translation(-mov_origin) @ np.asarray(total, dtype=float) @ translation(fix_origin)
+
+
 def physical_grid(start, shape, spacing):
     """Physical coordinates of a region of a voxel grid.
 

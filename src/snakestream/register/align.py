@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import SimpleITK as sitk
 
+from snakestream.errors import AlignmentError
 from snakestream.grid.geometry import apply_affine, compose_affines
 from snakestream.io import downsample
 from snakestream.register import sitk_transforms as st
@@ -217,7 +218,8 @@ def static_affine(static):
 
 
 def run_step(name, params, fix, mov, static=(), *, seed=0, threads=1):
-    """Run one registration step; never raises for a registration failure.
+    """Run one registration step; never raises for a registration failure
+    (unless the step sets bigstream's ``safeguard_exceptions: true``).
 
     Parameters
     ----------
@@ -237,7 +239,14 @@ def run_step(name, params, fix, mov, static=(), *, seed=0, threads=1):
     Returns
     -------
     StepResult with ``qc`` keys: step, status ('ok' or 'fallback'), reason,
-    metric_before, metric_after, iterations, stop, seconds.
+    metric_before, metric_after, iterations, stop, seconds. A fallback is the
+    step's ``default`` matrix when it has one (bigstream's meaning), else the
+    transform it started from.
+
+    Raises
+    ------
+    AlignmentError
+        The step failed and its ``safeguard_exceptions`` is true.
     """
     t0 = time.perf_counter()
     try:
@@ -249,7 +258,21 @@ def run_step(name, params, fix, mov, static=(), *, seed=0, threads=1):
     result.qc.update(step=name, seconds=round(time.perf_counter() - t0, 3))
     if result.qc["status"] == "ok" and not np.all(np.isfinite(result.parameters)):
         result = _fallback(name, "non-finite parameters", result.qc)
+    if result.qc["status"] == "fallback":
+        result = _step_default(name, params, result)
     return result
+
+
+def _step_default(name, params, result):
+    """A failed step's result under bigstream's ``default`` and ``safeguard_exceptions``."""
+    if params.get("safeguard_exceptions"):
+        raise AlignmentError(f"{name} step", result.qc["reason"],
+                             "set safeguard_exceptions: false to continue with the "
+                             "step's default instead.")
+    if params.get("default") is None:
+        return result
+    qc = dict(result.qc, reason=result.qc["reason"] + "; returned the step's default")
+    return StepResult(name, "affine", np.asarray(params["default"], float).ravel(), qc=qc)
 
 
 def _fallback(name, reason, qc=None, start=None):
@@ -260,15 +283,41 @@ def _fallback(name, reason, qc=None, start=None):
     return StepResult(name, "affine", matrix.ravel(), qc=qc)
 
 
+def _worse(params, qc):
+    """Whether a step's result must be dropped: its metric did not improve and the step
+    keeps bigstream's ``final_metric_check`` (feature steps always check)."""
+    return params.get("final_metric_check", True) and not qc["metric_after"] < qc["metric_before"]
+
+
 def _step_images(params, fix, mov):
-    """Images at the step's alignment spacing, masks dropped where the step says false."""
+    """Images at the step's alignment spacing with the step's masks (:func:`step_mask`)."""
     f = block_mean(fix, params["alignment_spacing"])
     m = block_mean(mov, params["alignment_spacing"])
-    if params.get("fix_mask") is False:
-        f = replace(f, mask=None)
-    if params.get("mov_mask") is False:
-        m = replace(m, mask=None)
-    return f, m
+    return (replace(f, mask=step_mask(f, params.get("fix_mask"))),
+            replace(m, mask=step_mask(m, params.get("mov_mask"))))
+
+
+def step_mask(image, setting):
+    """The mask a step uses on ``image`` (bigstream's ``fix_mask``/``mov_mask``).
+
+    Parameters
+    ----------
+    image : Image
+        At the step's alignment spacing, with the configured mask or None.
+    setting : None, bool or list of float
+        None or true: the configured mask; false: none; a list: bigstream's tuple of
+        background intensities, i.e. foreground where the (block-averaged) value is
+        none of them, so a block is foreground when any of its voxels is.
+
+    Returns
+    -------
+    (Z, Y, X) bool array or None.
+    """
+    if setting is None or setting is True:
+        return image.mask
+    if setting is False:
+        return None
+    return ~np.isin(image.data, np.asarray(setting, dtype=image.data.dtype))
 
 
 def _prepare(params, fix, mov, static, seed, threads):
@@ -310,7 +359,7 @@ def _run_linear(name, params, fix, mov, static, *, seed, threads):
     irm.SetInitialTransform(opt, inPlace=True)
     irm.SetOptimizerScalesFromPhysicalShift()
     qc = _execute(irm, f.to_sitk(), m.to_sitk())
-    if not qc["metric_after"] < qc["metric_before"]:
+    if _worse(params, qc):
         return _fallback(name, "metric did not improve; kept the starting transform", qc, start)
     return StepResult(name, "affine", st.sitk_to_affine(opt).ravel(), qc=qc)
 
@@ -329,7 +378,7 @@ def _run_deform_sparse(name, params, fix, mov, static, seed):
     f, m = _step_images(params, fix, mov)
     fixed_parameters = np.array(_bspline(f.to_sitk(), params).GetFixedParameters())
     parameters, qc = sparse_fit(params, f, m, static_affine(static), fixed_parameters, seed)
-    if not qc["metric_after"] < qc["metric_before"]:
+    if _worse(params, qc):
         return _fallback(name, "metric did not improve; identity kept", qc)
     return StepResult(name, "bspline", parameters, fixed_parameters, qc=qc)
 
@@ -341,7 +390,7 @@ def _run_deform_itk(name, params, fix, mov, static, *, seed, threads):
     irm.SetInitialTransformAsBSpline(bspline, inPlace=True,
                                      scaleFactors=params["control_point_levels"])
     qc = _execute(irm, f_img, m.to_sitk())
-    if not qc["metric_after"] < qc["metric_before"]:
+    if _worse(params, qc):
         return _fallback(name, "metric did not improve; identity kept", qc)
     return StepResult(name, "bspline", np.array(bspline.GetParameters()),
                       np.array(bspline.GetFixedParameters()), qc=qc)
@@ -354,7 +403,7 @@ def _run_feature(name, params, fix, mov, static, *, seed, threads):
     prior = static_affine(static)
     qc = {}
     total = run_feature_step(name, params, f, m, prior, seed=seed, qc=qc)
-    if not qc["metric_after"] < qc["metric_before"]:
+    if _worse(params, qc):
         return _fallback(name, "-NCC did not improve; kept the starting transform", qc)
     relative = np.linalg.inv(prior) @ total
     return StepResult(name, "affine", relative.ravel(), qc=qc)
@@ -387,7 +436,8 @@ def run_steps(steps, fix, mov, static=(), *, seed=0, threads=1, log=print):
     static, results = list(static), []
     for name, params in steps:
         result = run_step(name, params, fix, mov, static, seed=seed, threads=threads)
-        log(f"step {name}: {result.qc}")
+        tag = f" [{params['context']}]" if params.get("context") else ""
+        log(f"step {name}{tag}: {result.qc}")
         static.append(result)
         results.append(result)
     return results

@@ -1,7 +1,8 @@
 """The ``ransac`` and ``random`` steps: :mod:`features` applied to :class:`Image` records.
 
 The feature functions work with origin-0 images; here each result is moved
-into the images' physical frames (block crops have non-zero origins).
+into the images' physical frames (block crops have non-zero origins) with
+:func:`~snakestream.grid.geometry.to_frames`.
 
 Both steps report the same metric, ``-NCC`` of the fixed image and the moving
 image pulled through the transform (:func:`features.ncc_score`, a seeded
@@ -11,50 +12,89 @@ and fall back, like a registration step.
 
 import numpy as np
 
+from snakestream.grid.geometry import to_frames, to_local
 from snakestream.register import features
-
-
-def _shift(offset):
-    m = np.eye(4)
-    m[:3, 3] = offset
-    return m
-
-
-def to_frames(local, fix_origin, mov_origin):
-    """Origin-0 affine -> affine between the images' physical frames (µm)."""
-    return _shift(mov_origin) @ local @ _shift(-np.asarray(fix_origin))
-
-
-def to_local(total, fix_origin, mov_origin):
-    """Inverse of :func:`to_frames`."""
-    return _shift(-np.asarray(mov_origin)) @ total @ _shift(fix_origin)
+from snakestream.register.steps import CC_RADIUS_VOX
 
 
 def _masks(fix, mov):
     return {"fix_mask": fix.mask, "mov_mask": mov.mask}
 
 
+def blob_scales_um(params, spacing):
+    """A ransac step's blob and context sizes in µm on an image of ``spacing``.
+
+    bigstream's voxel keys are voxels of the image at the step's alignment spacing:
+    ``blob_sizes`` [min, max] radius, ``num_sigma = min(max - min, num_sigma_max)``
+    radii between them, ``cc_radius`` the descriptor half-width and the border kept
+    free of spots. snakestream's ``blob_radius`` (µm) is one radius with a context of
+    three radii and no border, unless ``cc_radius`` is given.
+
+    Parameters
+    ----------
+    params : dict
+        Normalised ransac step.
+    spacing : (3,) float
+        Voxel size of the fixed image at the step's alignment spacing, µm, z, y, x.
+
+    Returns
+    -------
+    dict of :func:`features.ransac_align` keywords: ``blob_radius_um``,
+    ``max_radius_um``, ``num_scales``, ``context_radius_um`` and ``exclude_border_um``
+    (µm, (3,) arrays where voxel-based; per axis, so anisotropic voxels keep
+    bigstream's voxel meaning).
+    """
+    spacing = np.asarray(spacing, dtype=float)
+    cc = params["cc_radius"]
+    if params["blob_sizes"] is None:
+        radius = params["blob_radius"]
+        return {"blob_radius_um": radius, "max_radius_um": None, "num_scales": 1,
+                "context_radius_um": 3.0 * radius if cc is None else cc * spacing,
+                "exclude_border_um": None if cc is None else cc * spacing}
+    low, high = params["blob_sizes"]
+    cc = CC_RADIUS_VOX if cc is None else cc
+    return {"blob_radius_um": low * spacing, "max_radius_um": high * spacing,
+            "num_scales": min(int(high - low), params["num_sigma_max"]),
+            "context_radius_um": cc * spacing, "exclude_border_um": cc * spacing}
+
+
 def _ransac(params, fix, mov, prior, seed):
     local = features.ransac_align(
-        fix.data, mov.data, fix.spacing, mov.spacing, params["blob_radius"],
+        fix.data, mov.data, fix.spacing, mov.spacing,
+        **blob_scales_um(params, fix.spacing),
         match_threshold=params["match_threshold"],
         align_threshold_um=params["align_threshold"], nspots=params["nspots"], seed=seed,
         initial=to_local(prior, fix.origin, mov.origin),
         scale_range=(1 / params["max_scale_change"], params["max_scale_change"]),
+        min_points=(params["fix_spots_count_threshold"], params["mov_spots_count_threshold"]),
+        min_matches=params["point_matches_threshold"],
+        max_match_distance_um=params["max_spot_match_distance"],
+        diagonal_constraint=params["diagonal_constraint"],
+        fix_threshold=params["fix_spot_detection_kwargs"].get("threshold"),
+        mov_threshold=params["mov_spot_detection_kwargs"].get("threshold"),
         **_masks(fix, mov))
     return to_frames(local, fix.origin, mov.origin)
 
 
 def _random(params, fix, mov, prior, seed):
+    """Best of the random search (bigstream's pipeline also uses the best of ``nreturn``)."""
     score = features.ncc_score(fix.data, mov.data, fix.spacing, mov.spacing, seed=seed)
     local, _ = features.random_affine_search(
         fix.data, mov.data, fix.spacing, mov.spacing, score,
         iterations=params["random_iterations"], max_translation_um=params["max_translation"],
-        max_rotation_rad=params["max_rotation"] if params["max_rotation"] is not None else 0.25,
-        max_scale=params["max_scale"] if params["max_scale"] is not None else 0.1,
-        max_shear=params["max_shear"] if params["max_shear"] is not None else 0.05,
-        seed=seed, initial=to_local(prior, fix.origin, mov.origin))
+        max_rotation_rad=_bound(params, "max_rotation"), max_scale=_bound(params, "max_scale"),
+        max_shear=_bound(params, "max_shear"), seed=seed,
+        initial=to_local(prior, fix.origin, mov.origin))
     return to_frames(local, fix.origin, mov.origin)
+
+
+# bounds of an unset (null) random-search parameter: snakestream searches a little
+# (bigstream would not search it at all)
+RANDOM_BOUNDS = {"max_rotation": 0.25, "max_scale": 1.1, "max_shear": 0.05}
+
+
+def _bound(params, key):
+    return RANDOM_BOUNDS[key] if params[key] is None else params[key]
 
 
 def phase_start(fix, mov):

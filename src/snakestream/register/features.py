@@ -78,6 +78,11 @@ def _parabolic_offset(minus, centre, plus):
 # 1. blob detection
 # ---------------------------------------------------------------------------
 
+def _radius(radius_um):
+    """A blob or context radius as a float64 (3,) array (µm, z, y, x), from one or three values."""
+    return np.broadcast_to(np.asarray(radius_um, dtype=np.float64), (3,)).copy()
+
+
 def blob_response(image, spacing, radius_um):
     """Scale-normalised negative Laplacian of Gaussian at a physical scale.
 
@@ -85,26 +90,37 @@ def blob_response(image, spacing, radius_um):
     ----------
     image : (Z, Y, X) array
     spacing : (3,) float, µm, z, y, x.
-    radius_um : float
-        Blob radius in µm; the Gaussian has ``sigma = radius_um / sqrt(3)`` µm
-        on every axis, i.e. ``sigma / spacing`` voxels per axis.
+    radius_um : float or (3,) float
+        Blob radius in µm (one value, or per axis z, y, x); the Gaussian has
+        ``sigma = radius_um / sqrt(3)`` µm, i.e. ``sigma / spacing`` voxels per axis.
 
     Returns
     -------
-    (Z, Y, X) float32 array, positive at bright blobs. The Laplacian is taken in
-    physical units (each axis' second derivative divided by spacing**2), so the
-    response is isotropic in µm whatever the voxel shape.
+    (Z, Y, X) float32 array, positive at bright blobs:
+    ``-sum_axis sigma_axis**2 * d2/d axis**2`` in physical units, so an isotropic
+    radius gives a response isotropic in µm whatever the voxel shape, and a radius
+    of ``r`` voxels per axis gives skimage's ``-sigma**2 * gaussian_laplace``
+    (bigstream's detector) in voxel units.
     """
     spacing = _spacing(spacing)
-    sigma_um = float(radius_um) / np.sqrt(3.0)
+    sigma_um = _radius(radius_um) / np.sqrt(3.0)
     sigma_vox = sigma_um / spacing
     img = np.asarray(image, dtype=np.float32)
-    lap = np.zeros(img.shape, dtype=np.float32)
+    response = np.zeros(img.shape, dtype=np.float32)
     for axis in range(3):
         order = [0, 0, 0]
         order[axis] = 2
-        lap += ndi.gaussian_filter(img, sigma_vox, order=order) / spacing[axis] ** 2
-    return (-(sigma_um ** 2) * lap).astype(np.float32)
+        second = ndi.gaussian_filter(img, sigma_vox, order=order) / spacing[axis] ** 2
+        response -= (sigma_um[axis] ** 2 * second).astype(np.float32)
+    return response
+
+
+def scale_radii(radius_um, max_radius_um=None, num_scales=1):
+    """The detection scales: ``num_scales`` radii evenly from ``radius_um`` to
+    ``max_radius_um`` (bigstream's ``linspace(min, max, num_sigma)``), (S, 3) µm."""
+    low = _radius(radius_um)
+    high = low if max_radius_um is None else _radius(max_radius_um)
+    return np.linspace(low, high, max(int(num_scales), 1))
 
 
 def _default_threshold(response):
@@ -121,7 +137,7 @@ def _local_maxima(response, spacing, radius_um, threshold):
     The neighbourhood is a box of half-size ``radius_um`` (at least one voxel)
     on each axis.
     """
-    half = np.maximum(1, np.round(float(radius_um) / spacing)).astype(int)
+    half = np.maximum(1, np.round(_radius(radius_um) / spacing)).astype(int)
     peak = ndi.maximum_filter(response, size=tuple(2 * half + 1), mode="nearest")
     return np.argwhere((response == peak) & (response > threshold))
 
@@ -147,8 +163,8 @@ def _inside_border(points_um, shape, spacing, border_um):
     return np.all((points_um >= border_um) & (points_um <= upper), axis=1)
 
 
-def detect_blobs(image, spacing, radius_um, *, threshold=None, max_points=5000,
-                 exclude_border_um=None, mask=None):
+def detect_blobs(image, spacing, radius_um, *, max_radius_um=None, num_scales=1,
+                 threshold=None, max_points=5000, exclude_border_um=None, mask=None):
     """Detect bright blob-like features (nuclei, spots) at a physical scale.
 
     Parameters
@@ -156,17 +172,23 @@ def detect_blobs(image, spacing, radius_um, *, threshold=None, max_points=5000,
     image : (Z, Y, X) array
     spacing : (3,) float
         Voxel size in µm, z, y, x (may be anisotropic).
-    radius_um : float
-        Expected blob radius in µm (LoG sigma = radius_um / sqrt(3) per axis,
-        converted to voxels with ``spacing``; the local-maximum neighbourhood is
-        a box of half-size radius_um).
+    radius_um : float or (3,) float
+        Expected blob radius in µm, one value or per axis (LoG sigma =
+        radius_um / sqrt(3) per axis, converted to voxels with ``spacing``; the
+        local-maximum neighbourhood is a box of half-size radius_um).
+    max_radius_um : float or (3,) float, optional
+        Largest radius, µm: blobs are searched at :func:`scale_radii` and each
+        voxel keeps its strongest scale-normalised response (the smallest radius
+        sets the neighbourhood). Default: ``radius_um`` only.
+    num_scales : int, default 1
+        Number of radii from ``radius_um`` to ``max_radius_um``.
     threshold : float, optional
         Minimum scale-normalised LoG response. Default: median + 3 robust sigma
         (MAD) of the response over the image.
     max_points : int, default 5000
         Keep at most this many points, strongest first.
-    exclude_border_um : float, optional
-        Drop points closer than this to the image faces (µm). Default 0.
+    exclude_border_um : float or (3,) float, optional
+        Drop points closer than this to the image faces (µm, per axis). Default 0.
     mask : (Z, Y, X) bool array, optional
         Keep only peaks whose voxel is True.
 
@@ -182,7 +204,10 @@ def detect_blobs(image, spacing, radius_um, *, threshold=None, max_points=5000,
     empty = (np.zeros((0, 3)), np.zeros(0))
     if image.size == 0 or not np.isfinite(image).all() or np.ptp(image) == 0:
         return empty
-    response = blob_response(image, spacing, radius_um)
+    radii = scale_radii(radius_um, max_radius_um, num_scales)
+    response = blob_response(image, spacing, radii[0])
+    for radius in radii[1:]:
+        np.maximum(response, blob_response(image, spacing, radius), out=response)
     thr = _default_threshold(response) if threshold is None else float(threshold)
     idx = _local_maxima(response, spacing, radius_um, thr)
     if mask is not None:
@@ -191,8 +216,8 @@ def detect_blobs(image, spacing, radius_um, *, threshold=None, max_points=5000,
         return empty
     strengths = response[tuple(idx.T)].astype(np.float64)
     points = _refine_subvoxel(response, idx) * spacing
-    if exclude_border_um:
-        keep = _inside_border(points, image.shape, spacing, float(exclude_border_um))
+    if exclude_border_um is not None and np.any(np.asarray(exclude_border_um) > 0):
+        keep = _inside_border(points, image.shape, spacing, _radius(exclude_border_um))
         points, strengths = points[keep], strengths[keep]
     order = np.argsort(-strengths, kind="stable")[: int(max_points)]
     return points[order], strengths[order]
@@ -203,9 +228,10 @@ def detect_blobs(image, spacing, radius_um, *, threshold=None, max_points=5000,
 # ---------------------------------------------------------------------------
 
 def grid_offsets(radius_um, grid=7):
-    """Offsets (grid**3, 3) in µm of a cube of side 2*radius_um, z, y, x, C order."""
-    t = np.linspace(-float(radius_um), float(radius_um), int(grid))
-    return np.stack(np.meshgrid(t, t, t, indexing="ij"), axis=-1).reshape(-1, 3)
+    """Offsets (grid**3, 3) in µm of a box of side 2*radius_um (one value or per axis),
+    z, y, x, C order."""
+    axes = [np.linspace(-r, r, int(grid)) for r in _radius(radius_um)]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
 
 
 def _normalise_rows(values):
@@ -223,9 +249,10 @@ def describe(image, spacing, points_um, radius_um, *, grid=7, linear=None, smoot
     image : (Z, Y, X) array
     spacing : (3,) float, µm, z, y, x.
     points_um : (N, 3) float, µm, z, y, x.
-    radius_um : float
-        Half-side of the sampled cube in µm (the cube has side 2*radius_um and
-        ``grid`` samples per axis, the same in µm whatever the spacing).
+    radius_um : float or (3,) float
+        Half-side of the sampled box in µm, one value or per axis (the box has
+        side 2*radius_um and ``grid`` samples per axis, the same in µm whatever
+        the spacing).
     grid : int, default 7
     linear : (3, 3) array, optional
         Linear map applied to the grid offsets before sampling. Pass the
@@ -247,7 +274,7 @@ def describe(image, spacing, points_um, radius_um, *, grid=7, linear=None, smoot
         offsets = offsets @ np.asarray(linear, dtype=np.float64).T
     img = np.asarray(image, dtype=np.float32)
     if smooth and grid > 1:
-        step_um = 2.0 * float(radius_um) / (grid - 1)
+        step_um = 2.0 * _radius(radius_um) / (grid - 1)
         img = ndi.gaussian_filter(img, 0.5 * step_um / spacing)
     coords = (points_um[:, None, :] + offsets[None, :, :]) / spacing
     values = ndi.map_coordinates(img, coords.reshape(-1, 3).T, order=1, mode="nearest")
@@ -258,7 +285,7 @@ def describe(image, spacing, points_um, radius_um, *, grid=7, linear=None, smoot
 # 3. matching
 # ---------------------------------------------------------------------------
 
-def match_mutual(desc_fix, desc_mov, min_correlation=0.7):
+def match_mutual(desc_fix, desc_mov, min_correlation=0.7, *, allowed=None):
     """Mutual best matches between two sets of normalised descriptors.
 
     Parameters
@@ -266,6 +293,8 @@ def match_mutual(desc_fix, desc_mov, min_correlation=0.7):
     desc_fix : (N, D) array; desc_mov : (M, D) array
         Zero-mean unit-norm rows (as from ``describe``), so dot = correlation.
     min_correlation : float, default 0.7
+    allowed : (N, M) bool array, optional
+        Pairs that may match at all (e.g. :func:`near_pairs`); others never do.
 
     Returns
     -------
@@ -278,11 +307,22 @@ def match_mutual(desc_fix, desc_mov, min_correlation=0.7):
     if len(desc_fix) == 0 or len(desc_mov) == 0:
         return np.zeros(0, dtype=int), np.zeros(0, dtype=int)
     corr = desc_fix @ desc_mov.T
+    if allowed is not None:
+        corr = np.where(allowed, corr, -np.inf)
     best_mov = np.argmax(corr, axis=1)
     best_fix = np.argmax(corr, axis=0)
     idx_fix = np.arange(len(desc_fix))
     keep = (best_fix[best_mov] == idx_fix) & (corr[idx_fix, best_mov] >= min_correlation)
     return idx_fix[keep], best_mov[keep]
+
+
+def near_pairs(points_fix, points_mov, initial, max_distance_um):
+    """(N, M) bool: fixed and moving points at most ``max_distance_um`` apart once the
+    moving points are brought into the fixed frame by ``initial`` (bigstream's
+    ``max_spot_match_distance``, measured after the static transforms)."""
+    mov_in_fix = apply_affine(np.linalg.inv(_check_affine(initial)), points_mov)
+    d2 = ((np.asarray(points_fix)[:, None, :] - mov_in_fix[None, :, :]) ** 2).sum(-1)
+    return d2 <= float(max_distance_um) ** 2
 
 
 # ---------------------------------------------------------------------------
@@ -428,33 +468,50 @@ def ransac_affine(points_fix, points_mov, threshold_um, *, iterations=5000, seed
     return A, inl
 
 
+def check_diagonal(A, constraint, where="ransac"):
+    """Raise AlignmentError if a diagonal entry of ``A[:3, :3]`` leaves ``1 ± constraint``
+    (bigstream's ``diagonal_constraint``)."""
+    diagonal = np.diag(np.asarray(A, dtype=np.float64)[:3, :3])
+    if np.any(np.abs(diagonal - 1.0) > float(constraint)):
+        raise AlignmentError(
+            where, f"implausible affine: diagonal {np.round(diagonal, 3).tolist()} outside "
+            f"1 ± {constraint} (diagonal_constraint).",
+            "the matches are probably wrong; check blob sizes and overlap, or raise "
+            "diagonal_constraint for a large rotation or scale.")
+
+
 # ---------------------------------------------------------------------------
 # 5. the feature step
 # ---------------------------------------------------------------------------
 
-def _detect_or_raise(image, spacing, radius_um, *, nspots, mask, min_points, which, where):
-    """detect_blobs, raising AlignmentError if fewer than ``min_points``."""
-    points, _ = detect_blobs(image, spacing, radius_um, max_points=nspots, mask=mask)
+def _detect_or_raise(image, spacing, *, min_points, which, where, **detect):
+    """detect_blobs (keywords ``detect``), raising AlignmentError if fewer than ``min_points``."""
+    points, _ = detect_blobs(image, spacing, **detect)
     if len(points) < min_points:
         raise AlignmentError(
             where, f"too few points in the {which} image ({len(points)}, need {min_points}).",
-            "check that the block has content and that blob_radius_um matches the structures.")
+            "check that the block has content and that the blob size matches the structures.")
     return points
 
 
 def ransac_align(fix, mov, fix_spacing, mov_spacing, blob_radius_um, *,
-                 match_threshold=0.7, align_threshold_um=None, nspots=5000, seed=0,
-                 where="ransac", initial=None, context_radius_um=None, grid=7,
-                 fix_mask=None, mov_mask=None, iterations=5000, min_points=12,
-                 min_matches=12, min_inliers=12, scale_range=(0.5, 2.0)):
+                 max_radius_um=None, num_scales=1, match_threshold=0.7,
+                 align_threshold_um=None, nspots=5000, seed=0, where="ransac", initial=None,
+                 context_radius_um=None, exclude_border_um=None, grid=7, fix_mask=None,
+                 mov_mask=None, fix_threshold=None, mov_threshold=None, iterations=5000,
+                 min_points=12, min_matches=12, min_inliers=12, scale_range=(0.5, 2.0),
+                 max_match_distance_um=None, diagonal_constraint=None):
     """Feature-based affine: blobs -> descriptors -> mutual matches -> RANSAC.
 
     Parameters
     ----------
     fix, mov : (Z, Y, X) arrays
     fix_spacing, mov_spacing : (3,) float, µm, z, y, x (may differ).
-    blob_radius_um : float
-        Radius of the blobs (nuclei, spots) to detect, µm.
+    blob_radius_um : float or (3,) float
+        Radius of the blobs (nuclei, spots) to detect, µm (one value or per axis);
+        the smallest radius with ``max_radius_um``.
+    max_radius_um, num_scales
+        Largest radius (µm) and number of radii (:func:`detect_blobs`).
     match_threshold : float, default 0.7
         Minimum descriptor correlation of a mutual match.
     align_threshold_um : float, optional
@@ -474,19 +531,29 @@ def ransac_align(fix, mov, fix_spacing, mov_spacing, blob_radius_um, *,
         returned A maps fixed -> moving directly (it is NOT composed with
         ``initial``). Default: identity, which tolerates rotations up to about
         20 degrees.
-    context_radius_um : float, optional
-        Half-side of the descriptor cube, µm. Default ``3 * blob_radius_um``.
+    context_radius_um : float or (3,) float, optional
+        Half-side of the descriptor box, µm. Default ``3 * blob_radius_um``.
+    exclude_border_um : float or (3,) float, optional
+        Blobs closer than this to a face are not used (µm). Default 0.
     grid : int, default 7
         Descriptor samples per axis.
     fix_mask, mov_mask : bool arrays, optional
         Only detect blobs where True.
+    fix_threshold, mov_threshold : float, optional
+        Minimum LoG response of a blob (:func:`detect_blobs`' default if None).
     iterations : int, default 5000
         RANSAC iterations.
-    min_points, min_matches, min_inliers : int, default 12
-        Safeguards: fewer blobs in either image, fewer mutual matches or fewer
-        RANSAC inliers raise AlignmentError.
+    min_points : int or (int, int), default 12
+        Fewer blobs in the fixed (first) or moving (second) image raise AlignmentError.
+    min_matches, min_inliers : int, default 12
+        Fewer mutual matches or RANSAC inliers raise AlignmentError.
     scale_range : (float, float), default (0.5, 2.0)
         Allowed range of the singular values of A[:3, :3]; outside raises.
+    max_match_distance_um : float, optional
+        Pairs farther apart than this (µm, after ``initial``) never match.
+    diagonal_constraint : float, optional
+        Raise if a diagonal entry of the matrix relative to ``initial``
+        (``inv(initial) @ A``) leaves ``1 ± diagonal_constraint`` (:func:`check_diagonal`).
 
     Returns
     -------
@@ -495,26 +562,34 @@ def ransac_align(fix, mov, fix_spacing, mov_spacing, blob_radius_um, *,
     Raises
     ------
     AlignmentError
-        Too few points, matches or inliers, or an implausible scale.
+        Too few points, matches or inliers, or an implausible scale or diagonal.
     """
     fs, ms = _spacing(fix_spacing), _spacing(mov_spacing)
     initial = np.eye(4) if initial is None else _check_affine(initial)
-    ctx = 3.0 * blob_radius_um if context_radius_um is None else float(context_radius_um)
+    radius = _radius(blob_radius_um)
+    ctx = 3.0 * radius if context_radius_um is None else _radius(context_radius_um)
     if align_threshold_um is None:
-        align_threshold_um = max(blob_radius_um / 2.0, fs.max(), ms.max())
-    pf = _detect_or_raise(fix, fs, blob_radius_um, nspots=nspots, mask=fix_mask,
-                          min_points=min_points, which="fixed", where=where)
-    pm = _detect_or_raise(mov, ms, blob_radius_um, nspots=nspots, mask=mov_mask,
-                          min_points=min_points, which="moving", where=where)
+        align_threshold_um = max(radius.max() / 2.0, fs.max(), ms.max())
+    min_fix, min_mov = np.broadcast_to(np.asarray(min_points, dtype=int), (2,))
+    detect = dict(radius_um=radius, max_radius_um=max_radius_um, num_scales=num_scales,
+                  max_points=nspots, exclude_border_um=exclude_border_um, where=where)
+    pf = _detect_or_raise(fix, fs, mask=fix_mask, threshold=fix_threshold,
+                          min_points=int(min_fix), which="fixed", **detect)
+    pm = _detect_or_raise(mov, ms, mask=mov_mask, threshold=mov_threshold,
+                          min_points=int(min_mov), which="moving", **detect)
     df = describe(fix, fs, pf, ctx, grid=grid)
     dm = describe(mov, ms, pm, ctx, grid=grid, linear=initial[:3, :3])
-    i, j = match_mutual(df, dm, match_threshold)
+    allowed = None if max_match_distance_um is None else \
+        near_pairs(pf, pm, initial, max_match_distance_um)
+    i, j = match_mutual(df, dm, match_threshold, allowed=allowed)
     if len(i) < min_matches:
         raise AlignmentError(
             where, f"too few mutual matches ({len(i)} of {len(pf)}/{len(pm)} points, need {min_matches}).",
             "the images may not overlap; lower match_threshold or give an initial transform.")
     A, _ = ransac_affine(pf[i], pm[j], align_threshold_um, iterations=iterations, seed=seed,
                          min_inliers=min_inliers, scale_range=scale_range, where=where)
+    if diagonal_constraint is not None:
+        check_diagonal(np.linalg.inv(initial) @ A, diagonal_constraint, where)
     return A
 
 
@@ -522,24 +597,23 @@ def ransac_align(fix, mov, fix_spacing, mov_spacing, blob_radius_um, *,
 # 6. bounded random search
 # ---------------------------------------------------------------------------
 
-def _rotation(angles):
-    """Rotation matrix R = Rz @ Ry @ Rx from three angles (rad) about the
-    physical z, y and x axes, acting on (z, y, x) vectors."""
-    out = np.eye(3)
-    for axis, angle in enumerate(angles):
-        c, s = np.cos(angle), np.sin(angle)
-        i, j = [a for a in range(3) if a != axis]
-        r = np.eye(3)
-        r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
-        out = out @ r
-    return out
+def _rotation(rotvec):
+    """Rotation matrix of a rotation vector (radians; axis z, y, x times angle), acting on
+    (z, y, x) vectors (Rodrigues' formula)."""
+    rotvec = np.asarray(rotvec, dtype=np.float64)
+    angle = float(np.linalg.norm(rotvec))
+    if angle == 0.0:
+        return np.eye(3)
+    k = rotvec / angle
+    K = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
+    return np.eye(3) + np.sin(angle) * K + (1.0 - np.cos(angle)) * K @ K
 
 
-def _linear(angles, scales, shears):
+def _linear(rotvec, scales, shears):
     """Linear part R @ diag(scales) @ H, H unit upper triangular with ``shears``."""
     H = np.eye(3)
     H[0, 1], H[0, 2], H[1, 2] = shears
-    return _rotation(angles) @ np.diag(scales) @ H
+    return _rotation(rotvec) @ np.diag(scales) @ H
 
 
 def _about_centre(L, translation, centre):
@@ -554,21 +628,23 @@ def _random_parameters(rng, n, max_translation_um, max_rotation_rad, max_scale, 
     """Draw n parameter sets uniformly within the bounds (log-uniform scale)."""
     t = rng.uniform(-1.0, 1.0, (n, 3)) * max_translation_um
     angles = rng.uniform(-1.0, 1.0, (n, 3)) * max_rotation_rad
-    log_s = np.log1p(max_scale)
+    log_s = np.log(max_scale)
     scales = np.exp(rng.uniform(-log_s, log_s, (n, 3)))
     shears = rng.uniform(-1.0, 1.0, (n, 3)) * max_shear
     return t, angles, scales, shears
 
 
 def random_affine_search(fix, mov, fix_spacing, mov_spacing, score, *, iterations=500,
-                         max_translation_um=None, max_rotation_rad=0.25, max_scale=0.1,
+                         max_translation_um=None, max_rotation_rad=0.25, max_scale=1.1,
                          max_shear=0.05, seed=0, initial=None):
     """Bounded random search for a fixed->moving affine minimising ``score``.
 
     Each candidate is ``initial @ D`` where D is a random rotation, scale and
     shear about the fixed image centre followed by a translation, with every
-    parameter drawn uniformly within its bound. The first candidate is
-    ``initial`` itself (identity by default), so the result never scores worse.
+    parameter drawn uniformly within its bound (bigstream's ``random_affine_search``
+    bounds: ``max_translation``, ``max_rotation``, ``max_scale``, ``max_shear``).
+    The first candidate is ``initial`` itself (identity by default), so the
+    result never scores worse.
 
     Parameters
     ----------
@@ -585,9 +661,9 @@ def random_affine_search(fix, mov, fix_spacing, mov_spacing, score, *, iteration
         Bound on |translation| per axis, µm, z, y, x. Default: 25 % of the
         fixed field of view per axis.
     max_rotation_rad : float, default 0.25
-        Bound on each of the three rotation angles (about z, y, x), radians.
-    max_scale : float, default 0.1
-        Scales are drawn log-uniformly in [1/(1+max_scale), 1+max_scale].
+        Bound on each component (z, y, x) of the rotation vector, radians.
+    max_scale : float, default 1.1
+        Scales (per axis) are drawn log-uniformly in [1/max_scale, max_scale]; 1 fixes them.
     max_shear : float, default 0.05
         Bound on the three upper off-diagonal shear terms.
     seed : int, default 0

@@ -20,11 +20,24 @@ Defaults that differ from bigstream (and why):
   SimpleITK; ``engine: auto`` (default) uses it for anything else.
 * Images are downsampled to ``alignment_spacing`` by block averaging
   (anti-aliased) rather than skip-sampling.
+* ``ransac`` fails below 12 spots per image and 12 matches (bigstream: 100 and
+  50): blocks are small, and a wrong fit is still caught by -NCC and
+  ``diagonal_constraint``. ``safeguard_exceptions`` defaults to false (a failed
+  step falls back, as in bigstream's distributed runs).
+* ``random`` bounds left unset are searched a little (``RANDOM_BOUNDS`` in
+  :mod:`snakestream.register.feature_align`; translation 25 % of the field);
+  bigstream does not search them. Give 0 (1 for ``max_scale``) for that.
+
+Every key of bigstream 5.x's step functions, and what it maps to, is listed in
+docs/bigstream-keys.md.
 """
 
 import copy
 
+import numpy as np
+
 from snakestream.errors import ConfigError
+from snakestream.grid.geometry import to_local
 
 REGISTRATION_STEPS = ("rigid", "affine", "deform")
 FEATURE_STEPS = ("ransac", "random")
@@ -57,8 +70,19 @@ METRIC_ARGS = {
 }
 METRIC_DEFAULTS = {"ANC": {"radius": 12}}
 
-COMMON = {
+# keys of every bigstream step; see _check_every_step for the values snakestream takes
+EVERY_STEP = {
     "alignment_spacing": None,
+    "fix_mask": None,
+    "mov_mask": None,
+    "fix_origin": None,
+    "mov_origin": None,
+    "static_transform_list": None,
+    "default": None,
+    "context": None,
+}
+COMMON = {
+    **EVERY_STEP,
     "shrink_factors": [1],
     "smooth_sigmas": [0.0],
     "optimizer": "RSGD",
@@ -68,21 +92,35 @@ COMMON = {
     "sampling": "NONE",
     "sampling_percentage": None,
     "interpolator": "1",
-    "fix_mask": None,
-    "mov_mask": None,
+    "callback": None,
+    "final_metric_check": True,
 }
 PER_STEP = {
-    "rigid": {"initial_condition": None},
-    "affine": {"initial_condition": None},
+    "rigid": {"initial_condition": None, "rigid": True},
+    "affine": {"initial_condition": None, "rigid": False},
     "deform": {"control_point_spacing": None, "control_point_levels": [1],
                "sampling": "RANDOM", "sampling_percentage": 0.05, "engine": "auto"},
-    "ransac": {"blob_radius": 2.0, "match_threshold": 0.7, "align_threshold": 2.0,
-               "nspots": 5000, "alignment_spacing": None, "fix_mask": None,
-               "mov_mask": None, "max_scale_change": 2.0},
-    "random": {"random_iterations": 500, "max_translation": None, "max_rotation": None,
-               "max_scale": None, "max_shear": None, "alignment_spacing": None,
-               "fix_mask": None, "mov_mask": None},
+    # bigstream's feature_point_ransac_affine_align; blob_radius and max_scale_change are
+    # snakestream's µm/scale alternatives. cc_radius None: 12 vox with blob_sizes,
+    # 3 x blob_radius with blob_radius. The failure counts default to 12, not 100/50.
+    "ransac": {"blob_sizes": None, "blob_radius": None, "num_sigma_max": 15,
+               "cc_radius": None, "nspots": 5000, "match_threshold": 0.7,
+               "max_spot_match_distance": None, "point_matches_threshold": 12,
+               "align_threshold": 2.0, "diagonal_constraint": 0.25,
+               "fix_spots": None, "mov_spots": None,
+               "fix_spots_count_threshold": 12, "mov_spots_count_threshold": 12,
+               "fix_spot_detection_kwargs": {}, "mov_spot_detection_kwargs": {},
+               "safeguard_exceptions": False, "max_scale_change": 2.0},
+    # bigstream's random_affine_search; unset bounds get snakestream's defaults
+    # (bigstream: not searched), see feature_align
+    "random": {"random_iterations": 500, "nreturn": 1, "max_translation": None,
+               "max_rotation": None, "max_scale": None, "max_shear": None,
+               "use_patch_mutual_information": False},
 }
+BLOB_RADIUS_UM = 2.0  # ransac without blob_sizes or blob_radius
+CC_RADIUS_VOX = 12  # bigstream's cc_radius default (with blob_sizes)
+# keys passed on to bigstream's spot detector (skimage blob_log) that snakestream's takes
+SPOT_DETECTION_KEYS = ("threshold",)
 INITIAL_CONDITIONS = ("CENTER", "PHASE")
 ENGINES = ("auto", "sparse", "itk")
 
@@ -90,7 +128,7 @@ ENGINES = ("auto", "sparse", "itk")
 def defaults_for(name):
     """Full default dictionary of a step type."""
     if name in FEATURE_STEPS:
-        return copy.deepcopy(PER_STEP[name])
+        return copy.deepcopy({**EVERY_STEP, **PER_STEP[name]})
     return copy.deepcopy({**COMMON, **PER_STEP[name]})
 
 
@@ -141,11 +179,87 @@ def _normalize_step(step, where, allowed):
             raise ConfigError(f"{where}.{key}", f"unknown key {key!r} for step {name!r}.",
                               f"valid keys: {', '.join(sorted(params))}.")
         params[key] = value
+    _check_every_step(params, where)
     if name in REGISTRATION_STEPS:
         _check_registration(name, params, where)
+        if name != "deform":
+            name = _rigid_name(name, params, where)
     else:
-        _check_feature(params, where)
+        _check_feature(name, params, where)
     return name, params
+
+
+def _check_every_step(params, where):
+    """Keys of every bigstream step: masks, origins, static list, default, context."""
+    for key in ("fix_mask", "mov_mask"):
+        params[key] = _step_mask(params[key], f"{where}.{key}")
+    origins = [_origin(params[key], f"{where}.{key}") for key in ("fix_origin", "mov_origin")]
+    if params["static_transform_list"]:
+        raise ConfigError(f"{where}.static_transform_list",
+                          "is filled by the pipeline (earlier steps, and the global affine "
+                          "for block steps), as in bigstream's alignment_pipeline.",
+                          "remove it; give a starting matrix as initial_condition instead.")
+    params["static_transform_list"] = None
+    if params["default"] is not None:
+        params["default"] = _in_volume_frames(
+            _matrix(params["default"], f"{where}.default", "null or a 4x4 matrix"), *origins)
+    if params.get("initial_condition") is not None and \
+            not isinstance(params["initial_condition"], str):
+        params["initial_condition"] = _in_volume_frames(
+            _matrix(params["initial_condition"], f"{where}.initial_condition",
+                    "CENTER, PHASE, null or a 4x4 matrix"), *origins)
+    params["fix_origin"] = params["mov_origin"] = None  # applied to the matrices above
+    if params["context"] is not None:
+        params["context"] = str(params["context"])
+
+
+def _step_mask(value, where):
+    """null/true (the configured mask), false (none) or a list of background values."""
+    if value is None or isinstance(value, bool):
+        return value
+    values = value if isinstance(value, (list, tuple)) else None
+    if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return [float(v) for v in values]
+    raise ConfigError(where, f"{value!r}: a step mask is null/true (the configured mask), "
+                      "false (no mask) or a list of background intensity values.",
+                      "give a mask file as fixed.mask / moving.mask of the volume entry.")
+
+
+def _origin(value, where):
+    """(3,) µm origin (z, y, x) of bigstream's fix_origin/mov_origin; null is 0."""
+    if value is None:
+        return np.zeros(3)
+    try:
+        origin = np.asarray(value, dtype=float).reshape(3)
+        assert np.all(np.isfinite(origin))
+    except Exception:
+        raise ConfigError(where, f"{value!r}: must be three numbers (µm, z, y, x) or null.") \
+            from None
+    return origin
+
+
+def _matrix(value, where, what):
+    try:
+        matrix = np.asarray(value, dtype=float)
+        assert matrix.shape == (4, 4) and np.all(np.isfinite(matrix))
+    except Exception:
+        raise ConfigError(where, f"must be {what}, got {value!r}.") from None
+    return matrix
+
+
+def _in_volume_frames(matrix, fix_origin, mov_origin):
+    """A fixed -> moving matrix written in frames with bigstream's ``fix_origin`` and
+    ``mov_origin`` (µm), in snakestream's frames (voxel 0 at 0 µm), as a nested 4x4 list."""
+    return to_local(matrix, fix_origin, mov_origin).tolist()
+
+
+def _rigid_name(name, params, where):
+    """bigstream's ``rigid`` key: an affine step with ``rigid: true`` is a rigid step."""
+    if not isinstance(params["rigid"], bool):
+        raise ConfigError(f"{where}.rigid", f"{params['rigid']!r}: must be true or false.")
+    if name == "rigid":
+        params["rigid"] = True  # bigstream's rigid step sets it whatever was given
+    return "rigid" if params["rigid"] else name
 
 
 def _check_registration(name, params, where):
@@ -174,6 +288,12 @@ def _check_registration(name, params, where):
     spacing = params["alignment_spacing"]
     if spacing is not None and not float(spacing) > 0:
         raise ConfigError(f"{where}.alignment_spacing", "must be a positive µm value or null.")
+    if params["callback"] is not None:
+        raise ConfigError(f"{where}.callback", "a Python callable cannot be given in a config.",
+                          "remove it; each step's QC line (metric before/after, iterations, "
+                          "stop condition) is written to the log.")
+    if not isinstance(params["final_metric_check"], bool):
+        raise ConfigError(f"{where}.final_metric_check", "must be true or false.")
     if name == "deform":
         _check_deform(params, where)
     else:
@@ -205,54 +325,117 @@ def _check_deform(params, where):
 
 def _check_initial(params, where):
     init = params["initial_condition"]
-    if init is None or (isinstance(init, str) and init in INITIAL_CONDITIONS):
-        return
-    try:
-        import numpy as np
-        matrix = np.asarray(init, dtype=float)
-        assert matrix.shape == (4, 4)
-    except Exception:
-        raise ConfigError(f"{where}.initial_condition",
-                          f"must be CENTER, PHASE, null or a 4x4 matrix, got {init!r}.") from None
-    params["initial_condition"] = matrix.tolist()
+    if init is None or not isinstance(init, str) or init in INITIAL_CONDITIONS:
+        return  # a matrix was checked with the step's origins (_check_every_step)
+    raise ConfigError(f"{where}.initial_condition",
+                      f"must be CENTER, PHASE, null or a 4x4 matrix, got {init!r}.")
 
 
-# ransac/random keys: (check, message); null is allowed where the default is null
+# ransac/random numeric keys: (check, message); null is allowed where the default is null
 _FEATURE_CHECKS = {
     "blob_radius": (lambda v: v > 0, "must be a positive radius in µm (e.g. a nucleus radius)"),
+    "num_sigma_max": (lambda v: v >= 1 and v == int(v), "must be a whole number >= 1"),
+    "cc_radius": (lambda v: v > 0, "must be a positive half-width in voxels"),
     "match_threshold": (lambda v: -1 <= v <= 1, "must be a correlation in [-1, 1], e.g. 0.7"),
+    "max_spot_match_distance": (lambda v: v > 0, "must be a positive distance in µm, or null"),
+    "point_matches_threshold": (lambda v: v >= 4 and v == int(v),
+                                "must be a whole number of matches >= 4"),
+    "fix_spots_count_threshold": (lambda v: v >= 4 and v == int(v),
+                                  "must be a whole number of spots >= 4"),
+    "mov_spots_count_threshold": (lambda v: v >= 4 and v == int(v),
+                                  "must be a whole number of spots >= 4"),
     "align_threshold": (lambda v: v > 0, "must be a positive inlier distance in µm"),
+    "diagonal_constraint": (lambda v: v > 0, "must be > 0 (0.25 allows diagonals 0.75 to 1.25)"),
     "nspots": (lambda v: v >= 12 and v == int(v), "must be a whole number of points >= 12"),
     "max_scale_change": (lambda v: v > 1, "must be > 1 (2.0 allows scales 0.5 to 2)"),
     "random_iterations": (lambda v: v >= 1 and v == int(v), "must be a positive whole number"),
+    "nreturn": (lambda v: v >= 1 and v == int(v), "must be a positive whole number"),
     "max_translation": (lambda v: v >= 0, "must be a bound >= 0 in µm, or null for 25 % of the field"),
     "max_rotation": (lambda v: v >= 0, "must be a bound >= 0 in radians"),
-    "max_scale": (lambda v: v >= 0, "must be >= 0 (0.1 allows scales 1/1.1 to 1.1)"),
+    "max_scale": (lambda v: v >= 1, "must be >= 1 (1.1 allows scales 1/1.1 to 1.1)"),
     "max_shear": (lambda v: v >= 0, "must be >= 0"),
     "alignment_spacing": (lambda v: v > 0, "must be a positive µm value or null"),
 }
+_INTEGER_KEYS = ("num_sigma_max", "point_matches_threshold", "fix_spots_count_threshold",
+                 "mov_spots_count_threshold", "nspots", "random_iterations", "nreturn")
 
 
-def _check_feature(params, where):
-    """Check the numeric settings of a ransac/random step (one-line errors)."""
+def _check_feature(name, params, where):
+    """Check the settings of a ransac/random step (one-line errors)."""
     for key, (ok, message) in _FEATURE_CHECKS.items():
-        value = params.get(key)
-        if key not in params or value is None:
-            continue
-        per_axis = key == "max_translation" and isinstance(value, (list, tuple))
-        values = list(value) if per_axis else [value]
-        try:
-            good = (len(values) == (3 if per_axis else 1)
-                    and all(not isinstance(v, bool) and ok(float(v)) for v in values))
-        except (TypeError, ValueError):
-            good = False
-        if not good:
-            raise ConfigError(f"{where}.{key}", f"{value!r}: {message}"
-                              f"{' (or three, z,y,x)' if key == 'max_translation' else ''}.")
-        if per_axis:
-            params[key] = [float(v) for v in values]
-        else:
-            params[key] = int(value) if key in ("nspots", "random_iterations") else float(value)
+        if key in params and params[key] is not None:
+            params[key] = _checked_number(params[key], ok, message, f"{where}.{key}",
+                                          per_axis=key == "max_translation",
+                                          integer=key in _INTEGER_KEYS)
+    if name == "ransac":
+        _check_ransac(params, where)
+    elif params["use_patch_mutual_information"] is not False:
+        raise ConfigError(f"{where}.use_patch_mutual_information",
+                          "patch mutual information is not implemented; the random step "
+                          "scores candidates by -NCC.", "leave it false or remove it.")
+
+
+def _checked_number(value, ok, message, where, *, per_axis=False, integer=False):
+    """``value`` as float (int with ``integer``; three floats if ``per_axis`` and a list)."""
+    three = per_axis and isinstance(value, (list, tuple))
+    values = list(value) if three else [value]
+    try:
+        good = (len(values) == (3 if three else 1)
+                and all(not isinstance(v, bool) and ok(float(v)) for v in values))
+    except (TypeError, ValueError):
+        good = False
+    if not good:
+        raise ConfigError(where, f"{value!r}: {message}{' (or three, z,y,x)' if per_axis else ''}.")
+    if three:
+        return [float(v) for v in values]
+    return int(value) if integer else float(value)
+
+
+def _check_ransac(params, where):
+    """bigstream's ransac keys: blob sizes (vox) or blob_radius (µm), spots, detector kwargs."""
+    sizes = params["blob_sizes"]
+    if sizes is not None and params["blob_radius"] is not None:
+        raise ConfigError(f"{where}.blob_sizes", "and blob_radius both give the blob size.",
+                          "keep one: blob_sizes [min, max] in voxels (bigstream) or "
+                          "blob_radius in µm.")
+    if sizes is not None:
+        params["blob_sizes"] = _blob_sizes(sizes, f"{where}.blob_sizes")
+    elif params["blob_radius"] is None:
+        params["blob_radius"] = BLOB_RADIUS_UM
+    for key in ("fix_spots", "mov_spots"):
+        if params[key] is not None:
+            raise ConfigError(f"{where}.{key}", "spot coordinates cannot be given to a step "
+                              "in a config (they would have to be per block).",
+                              "remove it; spots are detected with blob_sizes.")
+    for key in ("fix_spot_detection_kwargs", "mov_spot_detection_kwargs"):
+        params[key] = _spot_detection_kwargs(params[key], f"{where}.{key}")
+    if not isinstance(params["safeguard_exceptions"], bool):
+        raise ConfigError(f"{where}.safeguard_exceptions", "must be true or false.")
+
+
+def _blob_sizes(value, where):
+    """bigstream's ``blob_sizes``: [min, max] radius in voxels, 0 < min <= max."""
+    try:
+        low, high = (float(v) for v in value)
+        assert 0 < low <= high and not any(isinstance(v, bool) for v in value)
+    except Exception:
+        raise ConfigError(where, f"{value!r}: must be [min, max] blob radius in voxels at the "
+                          "step's alignment_spacing, 0 < min <= max.", "e.g. [2, 6].") from None
+    return [low, high]
+
+
+def _spot_detection_kwargs(value, where):
+    value = {} if value is None else value
+    if not isinstance(value, dict):
+        raise ConfigError(where, "must be a mapping.")
+    for key, v in value.items():
+        if key not in SPOT_DETECTION_KEYS:
+            raise ConfigError(f"{where}.{key}", f"the spot detector does not take {key!r}.",
+                              "use threshold (minimum scale-normalised LoG response); the "
+                              "border is cc_radius, the scales blob_sizes/num_sigma_max.")
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ConfigError(f"{where}.{key}", f"{v!r}: must be a number.")
+    return {k: float(v) for k, v in value.items()}
 
 
 def _check_choice(params, key, choices, where, transform=lambda v: v):
