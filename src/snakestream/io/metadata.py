@@ -12,7 +12,8 @@ import numpy as np
 
 from snakestream.errors import InputError
 
-__all__ = ["SPACING_FIX", "as_floats", "check_spacing", "hierarchy_spacing", "um_per_unit"]
+__all__ = ["SPACING_FIX", "as_floats", "check_spacing", "hierarchy_spacing", "ome_levels",
+           "um_per_unit"]
 
 SPACING_FIX = "put `spacing: [z, y, x]` (µm) for this volume in the config"
 
@@ -106,6 +107,53 @@ def _ome_scale(transforms):
     return None
 
 
+def _ome_translation(transforms, n):
+    for t in transforms or []:
+        if isinstance(t, dict) and t.get("type") == "translation":
+            return as_floats(t.get("translation"))
+    return np.zeros(n)
+
+
+def _ome_multiscales(attrs):
+    """The 'multiscales' list of a group's attrs (NGFF 0.4 top level, 0.5 under 'ome')."""
+    return attrs.get("multiscales") or (attrs.get("ome") or {}).get("multiscales") or []
+
+
+def ome_levels(attrs, relpath):
+    """The levels of the OME-Zarr multiscale image that holds dataset `relpath`.
+
+    Parameters
+    ----------
+    attrs : dict
+        Attributes of the group that holds the 'multiscales' metadata.
+    relpath : str
+        Path of one of its datasets, relative to the group.
+
+    Returns
+    -------
+    list of (str, numpy.ndarray, numpy.ndarray) or None
+        Each level's dataset path (relative to the group), its 'scale' and its
+        'translation' (0 where none is given) over the last 3 axes (z, y, x), in
+        the metadata's units, in the metadata's order; None when no multiscale
+        image lists `relpath` or a level has no 3 numeric scales.
+    """
+    for ms in _ome_multiscales(attrs):
+        datasets = [ds for ds in ms.get("datasets", []) if isinstance(ds, dict)]
+        if relpath not in [str(ds.get("path", "")).strip("/") for ds in datasets]:
+            continue
+        levels = []
+        for ds in datasets:
+            transforms = ds.get("coordinateTransformations")
+            scale = _ome_scale(transforms)
+            if not isinstance(scale, np.ndarray) or len(scale) < 3:
+                return None
+            shift = _ome_translation(transforms, len(scale))
+            shift = shift[-3:] if isinstance(shift, np.ndarray) and len(shift) >= 3 else np.zeros(3)
+            levels.append((str(ds.get("path", "")).strip("/"), scale[-3:], shift))
+        return levels
+    return None
+
+
 def _ome_units(axes):
     """µm per unit of the last 3 OME axes (1 where the unit is missing or unknown)."""
     if not axes or not all(isinstance(a, dict) for a in axes[-3:]):
@@ -115,8 +163,7 @@ def _ome_units(axes):
 
 def _ome_spacing(attrs, relpath):
     """Spacing of dataset `relpath` from OME-Zarr 'multiscales' in a group's `attrs`."""
-    multiscales = attrs.get("multiscales") or (attrs.get("ome") or {}).get("multiscales")
-    for ms in multiscales or []:
+    for ms in _ome_multiscales(attrs):
         for ds in ms.get("datasets", []):
             if str(ds.get("path", "")).strip("/") != relpath:
                 continue

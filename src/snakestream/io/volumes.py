@@ -26,7 +26,7 @@ from snakestream.io.atomic import atomic_path
 from snakestream.io.datasets import label, no_dataset, require_exists
 from snakestream.io.metadata import SPACING_FIX, check_spacing
 
-__all__ = ["Volume", "open_volume", "require_finite", "write_volume"]
+__all__ = ["Volume", "format_of", "open_volume", "require_finite", "write_volume"]
 
 _EXTENSIONS = {
     ".zarr": "zarr",
@@ -45,7 +45,7 @@ _OPENERS = {"zarr": zarr_store.open_dataset, "n5": n5.open_dataset,
 _DEFAULT_CHUNKS = (64, 256, 256)
 
 
-def _format_of(path):
+def format_of(path):
     """Format key ('zarr', 'n5', 'hdf5', 'nrrd', 'tiff') from the path's extension."""
     ext = os.path.splitext(os.fspath(path).rstrip("/\\"))[1].lower()
     if ext not in _EXTENSIONS:
@@ -166,7 +166,7 @@ def open_volume(path, dataset=None, spacing=None):
         unknown spacing.
     """
     path = os.fspath(path)
-    kind = _format_of(path)
+    kind = format_of(path)
     require_exists(path)
     opened = _OPENERS[kind](path, dataset)
     where = label(path, opened.dataset)
@@ -238,7 +238,7 @@ def write_volume(path, array, spacing, *, dataset=None, chunks=None, zarr_format
         or a dtype N5 cannot store.
     """
     path = os.fspath(path)
-    kind = _format_of(path)
+    kind = format_of(path)
     array = np.asarray(array)
     _check_3d(path, array.shape)
     spacing = check_spacing(spacing, path, "write_volume's argument")
