@@ -15,7 +15,8 @@ must stay cheap: it opens the volumes' metadata, never the images' pixels, and
 keeps the block grid as NumPy arrays (50,000 blocks take about 0.1 s, mostly their ids).
 With a fixed mask, each block's foreground fraction decides whether the block is
 a job at all; the fractions are computed once (one streaming pass over the mask,
-the only pixels read at parse time) and cached under ``<output>/.cache``, so later
+or over its coarsest pyramid level with 8 voxels across a block core, the only pixels
+read at parse time) and cached under ``<output>/.cache``, so later
 parses only load a small array.
 """
 
