@@ -20,8 +20,9 @@ asked for and decoding, not the disk.
 
 Usage::
 
-    .venv/bin/python benchmarks/pyramid_global.py                       # ~3 min on 2 cores
-    .venv/bin/python benchmarks/pyramid_global.py --shape 64x512x512   # smoke, ~30 s
+    .venv/bin/python benchmarks/pyramid_global.py --shape 64x512x512   # ~5 min on 2 busy cores
+    .venv/bin/python benchmarks/pyramid_global.py --shape 32x256x256   # smoke, ~40 s
+    .venv/bin/python benchmarks/pyramid_global.py                      # 128x1024x1024
 
 Writes ``benchmarks/out/pyramid_global/results.json`` and prints a Markdown table;
 the generated files are deleted at the end unless ``--keep``.
