@@ -106,7 +106,7 @@ def _ome_relative(attrs, name):
 
 
 def _n5_relative(members, name):
-    """{dataset: (ratio, offset in full voxels)} (z, y, x) from ``s0 … sN``'s downsamplingFactors."""
+    """{dataset: (ratio, offset in full voxels)} (z, y, x) from s0 … sN's downsamplingFactors."""
     if not _N5_LEVEL.fullmatch(name):
         return {}
     factors = {}
