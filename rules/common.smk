@@ -190,6 +190,8 @@ def report_inputs(wildcards):
         "overlay": f"{OUT}/global/overlay.png",
         "aligned": f"{OUT}/aligned.zarr",
         "warp": OUTPUT_IMAGES["aligned"]["slabs"],
+        # the overview reads a coarse level of aligned.zarr: wait until it is filled
+        "pyramid": f"{OUT}/pyramid/aligned.json",
     }
     if BLOCKS:
         inputs.update(table=BLOCK_TABLE, qc=f"{OUT}/blocks/qc.tsv", field=FIELD,

@@ -13,7 +13,7 @@ with rule_context(snakemake):  # noqa: F821
     p = snakemake.params  # noqa: F821
     fix = open_image(p.fixed)
     grid = fixed_block_grid(fix, p.fixed, blocksize=p.blocksize, overlap=p.overlap,
-                            threshold=p.threshold, cache_dir=p.cache)
+                            threshold=p.threshold, cache_dir=p.cache, log=print)
     table = grid.table()
     print(f"{len(table)} blocks, {int(table.aligned.sum())} to align")
     with atomic_path(snakemake.output[0]) as tmp:  # noqa: F821

@@ -29,7 +29,8 @@ with rule_context(snakemake, threads=snakemake.params.itk_threads):  # noqa: F82
         with open(tmp, "w") as fh:
             json.dump({"affine": affine.tolist(), "steps": qc}, fh, indent=1)
     spacing = overlay_spacing(fix)
-    small_fix, small_mov = downsample_volume(fix, spacing), downsample_volume(mov, spacing)
+    small_fix, small_mov = (downsample_volume(vol, spacing, purpose="global overlay", log=print)
+                            for vol in (fix, mov))
     write_png(snakemake.output.overlay,  # noqa: F821
               affine_overlay(small_fix, small_mov, [np.eye(4), affine],
                              ["BEFORE (IDENTITY)", "AFTER GLOBAL AFFINE"]))

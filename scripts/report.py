@@ -19,8 +19,11 @@ MAX_PIXELS = 256  # longest axis of the report's overlay views
 
 
 def low_res(vol, target):
-    """Block-averaged copy of a volume at about ``target`` µm: (array, spacing)."""
-    image = downsample_volume(vol, target)
+    """Block-averaged copy of a volume at about ``target`` µm: (array, spacing).
+
+    Read from the coarsest pyramid level that gives it; the log names the level.
+    """
+    image = downsample_volume(vol, target, purpose="report overview", log=print)
     return image.data, image.spacing
 
 

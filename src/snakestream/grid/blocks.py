@@ -48,18 +48,21 @@ def below_threshold_qc(row):
     return {"id": row["id"], "status": "skipped", "reason": row["reason"], "steps": []}
 
 
-def nearest_voxel(index, spacing, other_spacing, n_other):
+def nearest_voxel(index, spacing, other_spacing, n_other, *, offset=0.0):
     """Along one axis: the voxel of another grid nearest to each voxel ``index``.
 
-    Voxel centres sit at index x spacing (µm) on both grids, which share the
-    origin; the result is clipped to ``[0, n_other)`` (edges extended). The one
-    rule for masks at another resolution: block selection and mask crops use it.
+    Voxel centres sit at index x spacing (µm) on this grid and at ``offset`` +
+    index x ``other_spacing`` on the other (``offset`` 0: the grids share the
+    origin, as a mask at another resolution does; a pyramid level's offset is
+    :attr:`snakestream.io.pyramids.Level.offset`); the result is clipped to
+    ``[0, n_other)`` (edges extended). The one rule for masks at another
+    resolution: block selection and mask crops use it.
     """
-    nearest = np.floor(np.asarray(index) * spacing / other_spacing + 0.5).astype(int)
+    nearest = np.floor((np.asarray(index) * spacing - offset) / other_spacing + 0.5).astype(int)
     return np.clip(nearest, 0, n_other - 1)
 
 
-def _axis_weights(n_fixed, fixed_spacing, n_mask, mask_spacing, block):
+def _axis_weights(n_fixed, fixed_spacing, n_mask, mask_spacing, block, offset):
     """(blocks x mask voxels) sparse counts along one axis.
 
     Entry [b, j]: fixed voxels of block ``b``'s core whose nearest mask voxel is ``j``.
@@ -67,12 +70,13 @@ def _axis_weights(n_fixed, fixed_spacing, n_mask, mask_spacing, block):
     from scipy import sparse
 
     i = np.arange(n_fixed)
-    j = nearest_voxel(i, fixed_spacing, mask_spacing, n_mask)
+    j = nearest_voxel(i, fixed_spacing, mask_spacing, n_mask, offset=offset)
     shape = (int(np.ceil(n_fixed / block)), int(n_mask))
     return sparse.csr_matrix((np.ones(n_fixed, np.float32), (i // block, j)), shape=shape)
 
 
-def foreground_fractions(mask, shape, spacing, blocksize, slab_voxels=1 << 22):
+def foreground_fractions(mask, shape, spacing, blocksize, slab_voxels=1 << 22, *,
+                         offset=(0.0, 0.0, 0.0)):
     """Fraction of each block core (fixed voxels) whose nearest mask voxel is set.
 
     The mask is read once, in z slabs of about ``slab_voxels`` voxels (~4 M: ~30 MB of
@@ -87,13 +91,16 @@ def foreground_fractions(mask, shape, spacing, blocksize, slab_voxels=1 << 22):
     shape, spacing : fixed image shape (z,y,x) and spacing (µm, z,y,x).
     blocksize : sequence of 3 int
         Block core in fixed voxels.
+    offset : sequence of 3 float
+        Centre of the mask's voxel 0 from the fixed image's voxel 0, µm (z,y,x);
+        non-zero for a coarse pyramid level of a mask (:func:`nearest_voxel`).
 
     Returns
     -------
     (gz, gy, gx) float array of fractions in [0, 1], the block grid's shape.
     """
-    w = [_axis_weights(shape[a], spacing[a], mask.shape[a], mask.spacing[a], blocksize[a])
-         for a in range(3)]
+    w = [_axis_weights(shape[a], spacing[a], mask.shape[a], mask.spacing[a], blocksize[a],
+                       float(offset[a])) for a in range(3)]
     grid = tuple(m.shape[0] for m in w)
     total = np.zeros(grid)
     _, ny, nx = mask.shape

@@ -15,7 +15,8 @@ must stay cheap: it opens the volumes' metadata, never the images' pixels, and
 keeps the block grid as NumPy arrays (50,000 blocks take about 0.1 s, mostly their ids).
 With a fixed mask, each block's foreground fraction decides whether the block is
 a job at all; the fractions are computed once (one streaming pass over the mask,
-the only pixels read at parse time) and cached under ``<output>/.cache``, so later
+or over its coarsest pyramid level with 8 voxels across a block core, the only pixels
+read at parse time) and cached under ``<output>/.cache``, so later
 parses only load a small array.
 """
 
@@ -31,6 +32,7 @@ from snakestream.grid.blocks import COLUMNS, block_id, foreground_fractions, n_s
 from snakestream.grid.inputs import open_image, open_mask
 from snakestream.io.atomic import atomic_path
 from snakestream.io.chunks import slab_bounds
+from snakestream.io.pyramids import pick_level
 
 
 def overlap_voxels(blocksize, overlap):
@@ -201,7 +203,41 @@ def build_table(shape, blocksize, overlap, foreground=None, threshold=None):
                            threshold=threshold).table()
 
 
-def fixed_block_grid(fix_vol, fixed, *, blocksize, overlap, threshold, cache_dir):
+# The foreground test reads the coarsest level of a multiscale mask that still has
+# this many voxels across a block core on every axis.
+MASK_VOXELS_PER_CORE = 8
+
+
+def mask_for_blocks(mask, fix_vol, blocksize):
+    """The level of a fixed mask the block table's foreground test reads.
+
+    Parameters
+    ----------
+    mask : snakestream.io.volumes volume
+        The configured fixed mask (its full level).
+    fix_vol : snakestream.io.volumes volume
+        The fixed image (its spacing is used).
+    blocksize : sequence of 3 int
+        Block core in fixed voxels (z,y,x).
+
+    Returns
+    -------
+    level_vol : snakestream.io.volumes volume
+        The coarsest level of the mask's pyramid whose spacing is at most a
+        :data:`MASK_VOXELS_PER_CORE`-th of a block core (µm) on every axis; the
+        mask itself when it has no pyramid or no level is that fine.
+    offset : numpy.ndarray
+        Centre of its voxel 0 from the mask's voxel 0, µm (z,y,x).
+    message : str
+        One line naming the level (:func:`snakestream.io.pyramids.pick_level`).
+    """
+    core_um = np.asarray(blocksize, float) * np.asarray(fix_vol.spacing)
+    level_vol, level, _, message = pick_level(mask, core_um / MASK_VOXELS_PER_CORE,
+                                              purpose="block table foreground")
+    return level_vol, level.offset, message
+
+
+def fixed_block_grid(fix_vol, fixed, *, blocksize, overlap, threshold, cache_dir, log=None):
     """The block grid of the fixed volume, its mask deciding which blocks are aligned.
 
     Parameters
@@ -215,14 +251,21 @@ def fixed_block_grid(fix_vol, fixed, *, blocksize, overlap, threshold, cache_dir
         ``blocks.foreground_fraction``.
     cache_dir : str
         Folder of the foreground cache (:func:`cached_foreground`).
+    log : callable, optional
+        Called with one line naming the mask level read (:func:`mask_for_blocks`).
 
     Returns
     -------
     BlockGrid
     """
     mask = open_mask(fixed, fix_vol)
-    foreground = None if mask is None else cached_foreground(
-        mask, fix_vol.shape, fix_vol.spacing, blocksize, cache_dir)
+    foreground = None
+    if mask is not None:
+        level_vol, offset, message = mask_for_blocks(mask, fix_vol, blocksize)
+        if log is not None:
+            log(message)
+        foreground = cached_foreground(level_vol, fix_vol.shape, fix_vol.spacing, blocksize,
+                                       cache_dir, offset=offset)
     grid = BlockGrid.build(fix_vol.shape, blocksize, overlap, foreground=foreground,
                            threshold=threshold)
     require_aligned_blocks(grid, fix_vol.shape, mask=mask)
@@ -395,21 +438,22 @@ def _mtimes(path, dataset):
     return [os.stat(p).st_mtime_ns for p in paths if os.path.exists(p)]
 
 
-def cached_foreground(mask, shape, spacing, blocksize, cache_dir):
+def cached_foreground(mask, shape, spacing, blocksize, cache_dir, *, offset=(0.0, 0.0, 0.0)):
     """:func:`snakestream.grid.blocks.foreground_fractions`, cached in ``cache_dir``.
 
     The cache key covers the mask's path, dataset, selection (channel, time point),
-    shape, spacing and modification times, and the fixed grid and block size; delete
-    ``cache_dir`` after editing a mask in place without changing its files' times.
+    shape, spacing, offset (µm, z,y,x: a pyramid level's) and modification times, and
+    the fixed grid and block size; delete ``cache_dir`` after editing a mask in place
+    without changing its files' times.
     """
     key = json.dumps([os.path.abspath(mask.path), mask.dataset, list(mask.selection),
                       list(mask.shape), np.asarray(mask.spacing).tolist(), list(shape),
                       np.asarray(spacing).tolist(), [int(b) for b in blocksize],
-                      _mtimes(mask.path, mask.dataset)])
+                      _mtimes(mask.path, mask.dataset), np.asarray(offset, float).tolist()])
     path = os.path.join(cache_dir, f"foreground-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy")
     if os.path.exists(path):
         return np.load(path)
-    fractions = foreground_fractions(mask, shape, spacing, blocksize)
+    fractions = foreground_fractions(mask, shape, spacing, blocksize, offset=offset)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.save(fh, fractions)
     return fractions

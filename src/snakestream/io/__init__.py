@@ -15,7 +15,9 @@ channel axes: the ``channel``/``timepoint`` of a volume entry),
 :mod:`~snakestream.io.datasets` (which dataset of a file, what an opener returns),
 :mod:`~snakestream.io.tensorstore_arrays` (how N5 and Zarr chunks are read and N5
 written through tensorstore),
-:mod:`~snakestream.io.downsample` (block means), :mod:`~snakestream.io.atomic`
+:mod:`~snakestream.io.downsample` (block means), :mod:`~snakestream.io.pyramids`
+(the levels of a multiscale group, and reading the coarsest one a stage can use),
+:mod:`~snakestream.io.atomic`
 (atomic writes) and :mod:`~snakestream.io.chunks` (chunk grids). Import names from
 these modules; the package re-exports nothing.
 

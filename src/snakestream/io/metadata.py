@@ -15,7 +15,7 @@ import numpy as np
 from snakestream.errors import InputError
 
 __all__ = ["SPACING_FIX", "as_floats", "check_spacing", "hierarchy_axes", "hierarchy_spacing",
-           "named_axes", "um_per_unit"]
+           "named_axes", "ome_levels", "um_per_unit"]
 
 SPACING_FIX = "put `spacing: [z, y, x]` (µm) for this volume in the config"
 
@@ -109,6 +109,48 @@ def _ome_scale(transforms):
     return None
 
 
+def _ome_translation(transforms, n):
+    for t in transforms or []:
+        if isinstance(t, dict) and t.get("type") == "translation":
+            return as_floats(t.get("translation"))
+    return np.zeros(n)
+
+
+def ome_levels(attrs, relpath):
+    """The levels of the OME-Zarr multiscale image that holds dataset `relpath`.
+
+    Parameters
+    ----------
+    attrs : dict
+        Attributes of the group that holds the 'multiscales' metadata.
+    relpath : str
+        Path of one of its datasets, relative to the group.
+
+    Returns
+    -------
+    list of (str, numpy.ndarray, numpy.ndarray) or None
+        Each level's dataset path (relative to the group), its 'scale' and its
+        'translation' (0 where none is given) over the last 3 axes (z, y, x), in
+        the metadata's units, in the metadata's order; None when no multiscale
+        image lists `relpath` or a level has no 3 numeric scales.
+    """
+    for ms in _ome_attrs(attrs).get("multiscales") or []:
+        datasets = [ds for ds in ms.get("datasets", []) if isinstance(ds, dict)]
+        if relpath not in [str(ds.get("path", "")).strip("/") for ds in datasets]:
+            continue
+        levels = []
+        for ds in datasets:
+            transforms = ds.get("coordinateTransformations")
+            scale = _ome_scale(transforms)
+            if not isinstance(scale, np.ndarray) or len(scale) < 3:
+                return None
+            shift = _ome_translation(transforms, len(scale))
+            shift = shift[-3:] if isinstance(shift, np.ndarray) and len(shift) >= 3 else np.zeros(3)
+            levels.append((str(ds.get("path", "")).strip("/"), scale[-3:], shift))
+        return levels
+    return None
+
+
 def _ome_units(axes):
     """µm per unit of the last 3 OME axes (1 where the unit is missing or unknown)."""
     if not axes or not all(isinstance(a, dict) for a in axes[-3:]):
@@ -127,7 +169,7 @@ def _ome_entry(attrs, relpath):
     `relpath`, or None."""
     for ms in _ome_attrs(attrs).get("multiscales") or []:
         for ds in ms.get("datasets", []):
-            if str(ds.get("path", "")).strip("/") == relpath:
+            if isinstance(ds, dict) and str(ds.get("path", "")).strip("/") == relpath:
                 return ms, ds
     return None
 

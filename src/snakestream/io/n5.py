@@ -30,7 +30,7 @@ from snakestream.io.datasets import Opened, ancestors, label, no_dataset, pick_d
 from snakestream.io.metadata import hierarchy_spacing
 from snakestream.io.tensorstore_arrays import failed_file, file_spec, open_array, read_region
 
-__all__ = ["open_dataset", "write_dataset"]
+__all__ = ["group_members", "open_dataset", "write_dataset"]
 
 _N5_TYPES = ("uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64",
              "float32", "float64")
@@ -112,6 +112,34 @@ def open_dataset(path, dataset):
     shape, block, dtype = _n5_meta(attrs, where)
     found = hierarchy_spacing(attrs, groups)
     return Opened(name, shape, dtype, block, found, functools.partial(_n5_read, ds_dir, where))
+
+
+def group_members(path, group):
+    """A group's attributes and the datasets directly in it (only attributes are read).
+
+    Parameters
+    ----------
+    path : str
+        N5 container.
+    group : str
+        Group path inside it ("" for the root).
+
+    Returns
+    -------
+    (dict, dict)
+        The group's attributes, and ``{name: (shape, attrs)}`` of its child
+        datasets, shape (z, y, x); ({}, {}) when `group` is not a folder.
+    """
+    folder = _n5_dir(path, group)
+    if not os.path.isdir(folder):
+        return {}, {}
+    members = {}
+    for name in sorted(os.listdir(folder)):
+        attrs = _n5_attrs(os.path.join(folder, name)) if os.path.isdir(
+            os.path.join(folder, name)) else {}
+        if _n5_is_dataset(attrs):
+            members[name] = (tuple(int(n) for n in attrs["dimensions"][::-1]), attrs)
+    return _n5_attrs(folder), members
 
 
 def _n5_read(ds_dir, where, slices):

@@ -30,7 +30,7 @@ from snakestream.io.datasets import label, no_dataset, require_exists
 from snakestream.io.metadata import SPACING_FIX, as_floats, check_spacing
 from snakestream.io.selection import NOT_3D_FIX, conventional_axes, full_index, select, spatial
 
-__all__ = ["Volume", "open_volume", "require_finite", "write_volume"]
+__all__ = ["Volume", "format_of", "open_volume", "require_finite", "write_volume"]
 
 _EXTENSIONS = {
     ".zarr": "zarr",
@@ -49,7 +49,7 @@ _OPENERS = {"zarr": zarr_store.open_dataset, "n5": n5.open_dataset,
 _DEFAULT_CHUNKS = (64, 256, 256)
 
 
-def _format_of(path):
+def format_of(path):
     """Format key ('zarr', 'n5', 'hdf5', 'nrrd', 'tiff') from the path's extension."""
     ext = os.path.splitext(os.fspath(path).rstrip("/\\"))[1].lower()
     if ext not in _EXTENSIONS:
@@ -83,11 +83,15 @@ class Volume:
         Index of the stored array this volume is (:func:`~snakestream.io.selection.select`):
         an int on each time or channel axis, None on the 3 space axes; (None, None,
         None) for a 3-D array.
+    channel, timepoint : int, str or None
+        The selection as asked for (:func:`open_volume`), so the same image's other
+        pyramid levels open at the same channel and time point.
     """
 
     def __init__(self, path, dataset, shape, dtype, spacing, reader, *, chunks=None,
-                 selection=(None, None, None)):
+                 selection=(None, None, None), channel=None, timepoint=None):
         self.path, self.dataset = str(path), dataset
+        self.channel, self.timepoint = channel, timepoint  # as asked (open_volume's keys)
         self.shape = tuple(int(n) for n in shape)
         self.dtype = np.dtype(dtype).newbyteorder("=")
         self.spacing = np.asarray(spacing, dtype=np.float64)
@@ -195,7 +199,7 @@ def open_volume(path, dataset=None, spacing=None, *, channel=None, timepoint=Non
         axes and the key), a bad `channel` or `timepoint`, bad or unknown spacing.
     """
     path = os.fspath(path)
-    kind = _format_of(path)
+    kind = format_of(path)
     require_exists(path)
     opened = _OPENERS[kind](path, dataset)
     where = label(path, opened.dataset)
@@ -212,7 +216,8 @@ def open_volume(path, dataset=None, spacing=None, *, channel=None, timepoint=Non
                          "file's metadata gives it.", SPACING_FIX)
     chunks = spatial(opened.chunks, axes) if opened.chunks else None
     return Volume(path, opened.dataset, spatial(opened.shape, axes), opened.dtype, spacing,
-                  opened.reader, chunks=chunks, selection=selection)
+                  opened.reader, chunks=chunks, selection=selection, channel=channel,
+                  timepoint=timepoint)
 
 
 def require_finite(array, where):
@@ -270,7 +275,7 @@ def write_volume(path, array, spacing, *, dataset=None, chunks=None, zarr_format
         or a dtype N5 cannot store.
     """
     path = os.fspath(path)
-    kind = _format_of(path)
+    kind = format_of(path)
     array = np.asarray(array)
     _check_3d(path, array.shape)
     spacing = check_spacing(spacing, path, "write_volume's argument")

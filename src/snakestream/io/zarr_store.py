@@ -24,7 +24,7 @@ from snakestream.io.datasets import (Opened, ancestors, label, no_dataset, pick_
 from snakestream.io.metadata import check_spacing, hierarchy_axes, hierarchy_spacing, named_axes
 from snakestream.io.tensorstore_arrays import failed_file, file_spec, open_array, read_region
 
-__all__ = ["create_zarr", "open_dataset", "open_zarr_array", "write_dataset"]
+__all__ = ["create_zarr", "group_members", "open_dataset", "open_zarr_array", "write_dataset"]
 
 
 def _zarr_node(path, mode="r"):
@@ -72,6 +72,32 @@ def open_dataset(path, dataset):
     driver = _tensorstore_driver(_array_dir(path, name), array.metadata.zarr_format)
     return Opened(name, array.shape, np.dtype(array.dtype), array.chunks, found,
                   functools.partial(_read_zarr, path, name, driver), axes, labels)
+
+
+def group_members(path, group):
+    """A group's attributes and the arrays directly in it (only metadata is read).
+
+    Parameters
+    ----------
+    path : str
+        Zarr v2/v3 store.
+    group : str
+        Group path inside it ("" for the root).
+
+    Returns
+    -------
+    (dict, dict)
+        The group's attributes, and ``{name: (shape, attrs)}`` of its child arrays
+        (shape in the array's own axis order); ({}, {}) when `group` is not a group.
+    """
+    import zarr
+
+    root = _zarr_node(path)
+    node = root.get(group) if group else root
+    if not isinstance(node, zarr.Group):
+        return {}, {}
+    return dict(node.attrs), {name: (tuple(arr.shape), dict(arr.attrs))
+                              for name, arr in node.arrays()}
 
 
 def _array_dir(path, name):

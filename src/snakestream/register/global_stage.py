@@ -4,57 +4,69 @@ import numpy as np
 
 from snakestream.errors import InputError
 from snakestream.grid.geometry import compose_affines, physical_grid
-from snakestream.io.downsample import read_downsampled
+from snakestream.io.pyramids import read_coarse
 from snakestream.io.volumes import require_finite
 from snakestream.register.align import Image, downsample_factors, run_steps
 from snakestream.register.similarity import ncc_after_affine
 
 
-def downsample_volume(vol, alignment_spacing):
-    """A whole volume block-averaged toward ``alignment_spacing``.
+def downsample_volume(vol, alignment_spacing, *, purpose="global stage", log=None):
+    """A whole volume block-averaged toward ``alignment_spacing``, from its coarsest usable level.
 
     Parameters
     ----------
     vol : Volume
-        z, y, x volume with spacing in µm.
+        z, y, x volume with spacing in µm (the configured, full level).
     alignment_spacing : float or None
         Target voxel size, µm (factors as :func:`~snakestream.register.align.downsample_factors`).
+    purpose : str
+        Who reads it, for the log line.
+    log : callable, optional
+        Called with one line naming the pyramid level read
+        (:func:`~snakestream.io.pyramids.read_coarse`).
 
     Returns
     -------
-    Image with float32 data, spacing ``vol.spacing * factors`` and its origin at the
-    centre of the first block (µm).
+    Image with float32 data, spacing about ``vol.spacing * factors`` (exactly, when
+    the pyramid's levels divide the factors) and its origin at the centre of the
+    first block (µm, relative to ``vol``'s voxel 0).
     """
     factors = downsample_factors(vol.spacing, alignment_spacing)
-    data = read_downsampled(vol, factors)
-    require_finite(data, vol.path)
-    origin = (factors - 1) / 2 * vol.spacing
-    return Image(data, vol.spacing * factors, origin)
+    coarse = read_coarse(vol, factors, purpose=purpose)
+    if log is not None:
+        log(coarse.message)
+    require_finite(coarse.data, vol.path)
+    return Image(coarse.data, coarse.spacing, coarse.offset)
 
 
-def mask_on_image(mask_vol, image):
-    """A mask volume (any resolution, same physical frame) as a boolean array on ``image``'s grid."""
+def mask_on_image(mask_vol, image, *, log=None):
+    """A mask volume (any resolution, same physical frame) as a boolean array on ``image``'s grid.
+
+    The mask is block-averaged (from its coarsest usable pyramid level) to about
+    ``image``'s spacing, thresholded at 0.5 and sampled at ``image``'s voxel
+    centres (nearest voxel). ``log`` gets the line naming the level read.
+    """
     from scipy.ndimage import map_coordinates
 
     factors = np.maximum(np.floor(image.spacing / mask_vol.spacing), 1).astype(int)
-    small = read_downsampled(mask_vol, factors) > 0.5
-    small_spacing = mask_vol.spacing * factors
-    small_origin = (factors - 1) / 2 * mask_vol.spacing
+    coarse = read_coarse(mask_vol, factors, purpose="global stage mask")
+    if log is not None:
+        log(coarse.message)
     pts = physical_grid((0, 0, 0), image.data.shape, image.spacing) + image.origin
-    idx = ((pts.reshape(-1, 3) - small_origin) / small_spacing).T
-    return map_coordinates(small.astype(np.uint8), idx, order=0, mode="nearest") \
+    idx = ((pts.reshape(-1, 3) - coarse.offset) / coarse.spacing).T
+    return map_coordinates((coarse.data > 0.5).astype(np.uint8), idx, order=0, mode="nearest") \
         .reshape(image.data.shape).astype(bool)
 
 
-def images_for(steps, vol, mask_vol):
+def images_for(steps, vol, mask_vol, *, log=None):
     """One Image per distinct alignment_spacing among ``steps`` (dict keyed by spacing)."""
     out = {}
     for _, params in steps:
         key = params.get("alignment_spacing")
         if key not in out:
-            image = downsample_volume(vol, key)
+            image = downsample_volume(vol, key, log=log)
             if mask_vol is not None:
-                image.mask = mask_on_image(mask_vol, image)
+                image.mask = mask_on_image(mask_vol, image, log=log)
                 if not image.mask.any():
                     raise InputError(mask_vol.path, "mask is empty (no voxel above 0.5).",
                                      "check the mask file, or remove it from the config.")
@@ -75,7 +87,8 @@ def global_align(steps, fix_vol, mov_vol, fix_mask_vol=None, mov_mask_vol=None, 
     fix_mask_vol, mov_mask_vol : Volume, optional
         Masks in the same physical frames (any resolution).
     threads, log
-        As in :func:`~snakestream.register.align.run_steps`.
+        As in :func:`~snakestream.register.align.run_steps`; ``log`` also gets one
+        line per image and spacing naming the pyramid level read.
 
     Returns
     -------
@@ -85,8 +98,8 @@ def global_align(steps, fix_vol, mov_vol, fix_mask_vol=None, mov_mask_vol=None, 
         Per-step QC, with the normalised cross-correlation before and after each
         step (``ncc_before``, ``ncc_after``) measured at that step's resolution.
     """
-    fixes = images_for(steps, fix_vol, fix_mask_vol)
-    movs = images_for(steps, mov_vol, mov_mask_vol)
+    fixes = images_for(steps, fix_vol, fix_mask_vol, log=log)
+    movs = images_for(steps, mov_vol, mov_mask_vol, log=log)
     static, qcs = [], []
     for name, params in steps:
         key = params.get("alignment_spacing")
