@@ -1,4 +1,4 @@
-"""Tests for snakestream.register.features (issue 7): blobs, descriptors, RANSAC, searches.
+"""Tests for snakestream.register.features: blobs, descriptors, RANSAC, searches.
 
 All data are synthetic and made here: a nuclei-like volume of gaussian blobs,
 and a moving volume rendered by pull sampling through a known fixed->moving

@@ -1,4 +1,4 @@
-"""Global alignment that survives large round-to-round motion (issue 7).
+"""Global alignment that survives large round-to-round motion.
 
 A generated pair: the same nuclei-like field seen by two rounds whose fields
 of view are offset by 22 % (y, x) and 10 % (z) and rotated 18 degrees about z,
