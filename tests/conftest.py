@@ -65,9 +65,15 @@ def cluster_config(data, out):
 
     The cluster tests (stand-in LSF, real SLURM) run it on a CLUSTER_SHAPE pair.
     """
-    cfg = demo_config(data, out, threads={"global": 1}, output_chunks=[16, 48, 48])
+    cfg = demo_config(data, out)
     if cfg.get("truth"):
         cfg["truth"] = os.path.join(data, "truth.npz")
+    return fast_settings(cfg)
+
+
+def fast_settings(cfg):
+    """``cfg`` (in place) with few iterations, small blocks and small output chunks."""
+    cfg.update(threads={"global": 1}, output_chunks=[16, 48, 48])
     for _, step in cfg["global_steps"]:
         step["optimizer_args"]["numberOfIterations"] = 50
     cfg["blocks"].update(blocksize=[12, 48, 48], foreground_fraction=0.3)

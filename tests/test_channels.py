@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import DEMO_SPACING, demo_config, snakemake, write_config
+from conftest import DEMO_SPACING, demo_config, fast_settings, snakemake, write_config
 from snakestream.config import validate
 from snakestream.errors import ConfigError, InputError
 from snakestream.grid.inputs import open_image, open_mask
@@ -319,20 +319,9 @@ def five_d(demo_data):
     return root
 
 
-def _fast(cfg):
-    """The demo with few iterations and small blocks (as tests/test_cluster.py's runs)."""
-    cfg.update(threads={"global": 1}, output_chunks=[16, 48, 48])
-    for _, step in cfg["global_steps"]:
-        step["optimizer_args"]["numberOfIterations"] = 50
-    cfg["blocks"].update(blocksize=[12, 48, 48], foreground_fraction=0.3)
-    for (_, step), iterations in zip(cfg["blocks"]["steps"], (30, 20)):
-        step["optimizer_args"]["numberOfIterations"] = iterations
-    return cfg
-
-
 def _five_d_config(root, out):
     data = root / "data"
-    cfg = _fast(demo_config(data, root / out))
+    cfg = fast_settings(demo_config(data, root / out))
     cfg["fixed"] = {"path": str(data / "fix5.ome.zarr"), "dataset": "s0", "timepoint": 1,
                     "channel": "DAPI", "mask": {"path": str(data / "masks.h5"), "channel": 1}}
     cfg["moving"] = {"path": str(data / "mov5.ome.zarr"), "dataset": "s0", "timepoint": 1,
