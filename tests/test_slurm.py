@@ -342,26 +342,33 @@ def test_main_process_killed_mid_blocks_then_documented_recovery(slurm, referenc
                                                                   tmp_path):
     """kill -9 of the main Snakemake while block batches run on SLURM. The README's
     recovery (scancel --name <run ID>, --unlock, the same command again) keeps every
-    block whose batch had finished and reruns only the others; same field.
+    block file written before the cancel, including those of batches the killed process
+    never saw end, and runs align_block for exactly the missing blocks; same field.
 
-    Batches of 2 here (3 batches on 2 CPUs): the kill comes when Snakemake has seen
-    a batch finish and another still runs (the third batch's first block sleeps 40 s,
-    test-only hook, so that it does whatever Snakemake's poll interval)."""
-    spec = {"events": str(tmp_path / "events.jsonl"), "roles": [{}, {}, {}, {}, {"sleep_once": 40}]}
-    (tmp_path / "faults.json").write_text(json.dumps(spec))
-    env = dict(slurm.env, PYTHONPATH=FAULTS_HOOK, SNAKESTREAM_TEST_FAULTS=str(tmp_path / "faults.json"))
+    Batches of 2 here (3 batches on 2 CPUs): the main process is killed as soon as a
+    block file appears; its batch jobs go on without it, so the batch that finishes
+    next leaves block files that Snakemake's record still marks incomplete; then the
+    run's jobs are cancelled while the others are still queued or running."""
+    work = str(reference["root"] / "work_killed")
     with run_profile(slurm, reference, profile, "killed", "--group-components", "blocks=2",
-                     env=env, field_only=True, reuse_global=True) as run:
+                     field_only=True, reuse_global=True) as run:
+        files = {bid: os.path.join(run.out, "blocks", *bid.split("_")[:2], f"{bid}.npz")
+                 for bid in reference["blocks"]}
         deadline = time.time() + 240
-        while time.time() < deadline and run.proc.poll() is None:
-            if re.search(r"Finished jobid: \S+ \(Rule: align_block\)", run.output()) and \
-                    any(s == "RUNNING" for _, s, _ in slurm.queue(run.run_id())):
-                break
-            time.sleep(0.2)
+        while time.time() < deadline and run.proc.poll() is None and \
+                not any(os.path.exists(f) for f in files.values()):
+            time.sleep(0.1)
         assert run.proc.poll() is None, f"run ended before the kill:\n{run.output()[-3000:]}"
         run.proc.kill()  # SIGKILL: no cleanup, the SLURM jobs keep running
         run.proc.wait(timeout=10)
         first_id = run.run_id()
+        # a batch ends on its own while another is still queued or running
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            states = [s for _, s, _ in slurm.queue(first_id)]
+            if "COMPLETED" in states and {"RUNNING", "PENDING"} & set(states):
+                break
+            time.sleep(0.1)
         assert any(s in ("RUNNING", "PENDING") for _, s, _ in slurm.queue(first_id)), \
             "the killed run's jobs still run on SLURM"
     # (1) cancel the killed run's jobs (README), and wait until they are gone
@@ -370,37 +377,46 @@ def test_main_process_killed_mid_blocks_then_documented_recovery(slurm, referenc
         if not [j for j in slurm.queue(first_id) if j[1] in ("RUNNING", "PENDING", "COMPLETING")]:
             break
         time.sleep(0.5)
-    work = str(reference["root"] / "work_killed")
     incomplete = _incomplete(work)
-    files = {bid: os.path.join(run.out, "blocks", *bid.split("_")[:2], f"{bid}.npz")
-             for bid in reference["blocks"]}
-    # finished: the block's batch finished (Snakemake's record; blocks that ended
-    # inside a batch still running at the kill are marked incomplete and run again)
-    done = {bid: os.path.getmtime(f) for bid, f in files.items()
-            if os.path.exists(f) and f not in incomplete}
-    assert 0 < len(done) < len(files), f"kill not mid-stage: {sorted(done)}"
-    # (2) the killed process left its lock: --unlock, (3) the same command again
+    present = {bid: open(f, "rb").read() for bid, f in files.items() if os.path.exists(f)}
+    missing = sorted(set(files) - set(present))
+    # the killed process never saw these batches end, yet no written block is marked
+    # incomplete: each batch's own Snakemake clears a block's mark when the block ends
+    assert present and missing, f"kill not mid-stage: present {sorted(present)}"
+    assert not {files[bid] for bid in present} & incomplete, "written blocks marked incomplete"
+    print(f"after the kill: {len(present)} of {len(files)} block files, missing {missing}")
+    # (2) the killed process left its lock: --unlock
     cmd = [sys.executable, "-m", "snakemake", *run.args]
     locked = subprocess.run(cmd, cwd=ROOT, env=slurm.env, capture_output=True, text=True, timeout=120)
     assert locked.returncode != 0 and "cannot be locked" in locked.stdout + locked.stderr
     unlock = subprocess.run(cmd + ["--unlock"], cwd=ROOT, env=slurm.env, capture_output=True,
                             text=True, timeout=120)
     assert unlock.returncode == 0, unlock.stderr[-3000:]
+    # (3) the same command again: align_block runs for exactly the missing blocks
     rerun = Run(run.args, slurm.env, reference["root"] / "killed_rerun.log")
     try:
         rerun.check(rerun.wait(timeout=300))
     finally:
         rerun.stop()
+    log = rerun.output()
+    rerun_ids = re.findall(r"^\s*output: \S*/blocks/z\d+/y\d+/(z\d+_y\d+_x\d+)\.npz\s*$", log, re.M)
+    assert sorted(rerun_ids) == missing, f"rerun aligned {sorted(rerun_ids)}, missing {missing}"
+    assert len(re.findall(r"Finished jobid: \S+ \(Rule: align_block\)", log)) == len(missing)
     second = run_jobs(slurm, rerun.run_id())
     qcs = block_qc(run.out)
     assert sorted(qcs) == reference["blocks"], "nothing lost"
     for bid, path in files.items():
-        if bid in done:  # its batch had finished before the kill: kept as it was
-            assert os.path.getmtime(path) == done[bid], f"finished block {bid} ran again"
+        if bid in present:  # written before the kill: kept as it was
+            assert open(path, "rb").read() == present[bid], f"block {bid} written again"
         else:  # the rest ran in the rerun's SLURM jobs
             assert qcs[bid]["slurm_job_id"] in second, f"block {bid} not from the rerun"
     assert "rule_global_align" not in {j["Comment"] for j in second.values()}
     assert_same_field(reference, run.out)
+    # and nothing is left to do
+    again = subprocess.run(cmd + ["-n"], cwd=ROOT, env=slurm.env, capture_output=True, text=True,
+                           timeout=120)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, \
+        (again.stdout + again.stderr)[-3000:]
 
 
 def test_profile_defaults_on_slurm_with_accounting(slurm, reference):
