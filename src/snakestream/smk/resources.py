@@ -24,7 +24,10 @@ import numpy as np
 from snakestream.grid.layout import region_shape
 from snakestream.register.steps import uses_sparse_engine
 
-BASE_MB = 400             # Python + SimpleITK + zarr once imported
+# Python + SimpleITK + zarr once imported (~400 MB), plus the Snakemake that a cluster
+# job step starts around the rule (~150 MB resident; a real SLURM with memory
+# enforcement killed block steps at 482 MB against a 447 MB request).
+BASE_MB = 600
 BYTES_PER_VOXEL = 48      # float32 crops, pyramid copies, gradients, masks (measured order)
 MOVING_GROWTH = 1.5 ** 3  # default margin: a quarter of the region on each side
 # Seconds per metric sample per optimizer iteration, one thread (slowest measured).
