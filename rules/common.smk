@@ -57,6 +57,8 @@ BLOCK_FILE = f"{BLOCKS_DIR}/z{{bz}}/y{{by}}/z{{bz}}_y{{by}}_x{{bx}}.npz"
 BLOCK_LOG = f"{OUT}/logs/blocks/z{{bz}}/y{{by}}/z{{bz}}_y{{by}}_x{{bx}}.log"
 EXTRAS = {v["name"]: v for v in CFG["extra_volumes"]}
 POINTS = {v["name"]: v for v in CFG["points"]}
+CHALLENGE_FILE = (None if CFG["challenge"] is None else
+                  f"{OUT}/challenge/{CFG['challenge']['name']}.h5")
 
 
 def warp_markers(folder, n_slabs):
@@ -199,6 +201,18 @@ def report_inputs(wildcards):
     return inputs
 
 
+def label_inputs(wildcards):
+    """Label scores: the fixed labels, the warped moving labels and the field's det J."""
+    name = CFG["labels"]["moving"]
+    inputs = {"fixed": volume_path(CFG["labels"]["fixed"]),
+              "moving": volume_path(EXTRAS[name]),
+              "warped": OUTPUT_IMAGES[f"extra_{name}"]["zarr"],
+              "slabs": OUTPUT_IMAGES[f"extra_{name}"]["slabs"]}
+    if BLOCKS:
+        inputs["gather"] = gathered()
+    return inputs
+
+
 def all_targets(wildcards):
     """Every file a complete run leaves (rule all)."""
     out = [GLOBAL_AFFINE, f"{OUT}/global/qc.json"]
@@ -209,4 +223,8 @@ def all_targets(wildcards):
     out += [f"{OUT}/points/{name}.csv" for name in POINTS]
     if CFG["exports"]["itk"]:
         out.append(f"{OUT}/itk/affine.tfm")
+    if CHALLENGE_FILE:
+        out.append(CHALLENGE_FILE)
+    if CFG["labels"]:
+        out.append(f"{OUT}/qc/label_scores.tsv")
     return out

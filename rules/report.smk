@@ -19,3 +19,21 @@ rule report:
         f"{OUT}/benchmarks/report.tsv"
     script:
         "../scripts/report.py"
+
+
+rule label_scores:
+    input:
+        unpack(label_inputs),
+    output:
+        labels=f"{OUT}/qc/labels.tsv",
+        summary=f"{OUT}/qc/label_scores.tsv",
+    params:
+        fixed=lambda wc: CFG["labels"]["fixed"],
+        moving=lambda wc: EXTRAS[CFG["labels"]["moving"]],
+        slab_z=CFG["output_chunks"][0],
+    log:
+        f"{OUT}/logs/label_scores.log",
+    benchmark:
+        f"{OUT}/benchmarks/label_scores.tsv"
+    script:
+        "../scripts/label_scores.py"

@@ -184,3 +184,23 @@ rule itk_export:
         f"{OUT}/benchmarks/itk_export.tsv"
     script:
         "../scripts/itk_export.py"
+
+
+rule challenge_export:
+    input:
+        unpack(field_inputs),
+        affine=GLOBAL_AFFINE,
+    output:
+        CHALLENGE_FILE,
+    params:
+        name=lambda wc: CFG["challenge"]["name"],
+        fixed_shape=list(LAYOUT.shape),
+        fixed_spacing=LAYOUT.spacing.tolist(),
+        moving_spacing=LAYOUT.moving_spacing.tolist(),
+        slab_z=CFG["output_chunks"][0],
+    log:
+        f"{OUT}/logs/challenge_export.log",
+    benchmark:
+        f"{OUT}/benchmarks/challenge_export.tsv"
+    script:
+        "../scripts/challenge_export.py"

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import psutil
 import pytest
+from scipy.ndimage import gaussian_filter
 
 from conftest import DEMO_SPACING, demo_config, snakemake, write_config
 from snakestream.fields.blockfile import load_block
@@ -26,10 +27,19 @@ def _add_transform_outputs(cfg, data):
     """Ask for every 'use the transform' output: labels, points both ways, inverse, ITK."""
     truth = load_truth(str(data / "truth.npz"))
     mov = open_volume(str(data / "mov.h5"), "/ch0")
-    image = mov.read()
+    image = gaussian_filter(mov.read().astype(float), 1.5)  # regions, not noise speckle
     labels = (image > np.percentile(image, 80)).astype(np.uint16) * 7
     labels[image > np.percentile(image, 97)] = 300
     write_volume(str(data / "labels.zarr"), labels, mov.spacing, dataset="s0")
+    # the fixed labels: the moving ones pulled through the known truth (nearest)
+    fix = open_volume(str(data / "fix.zarr"), "s0")
+    grid = np.stack(np.indices(fix.shape), -1) * fix.spacing
+    idx = np.rint(truth.transform(grid.reshape(-1, 3)) / mov.spacing).astype(int)
+    inside = np.all((idx >= 0) & (idx < mov.shape), axis=1)
+    fixed_labels = np.zeros(len(idx), labels.dtype)
+    fixed_labels[inside] = labels[tuple(idx[inside].T)]
+    write_volume(str(data / "fixed_labels.zarr"), fixed_labels.reshape(fix.shape),
+                 fix.spacing, dataset="s0")
     pd.DataFrame(truth.landmarks_fixed, columns=list("zyx")).assign(
         spot=np.arange(len(truth.landmarks_fixed))).to_csv(data / "fixed_pts.csv", index=False)
     pd.DataFrame(truth.landmarks_moving / mov.spacing, columns=list("zyx")).to_csv(
@@ -38,6 +48,9 @@ def _add_transform_outputs(cfg, data):
         inverse=True, exports={"itk": True, "itk_total_field": True},
         extra_volumes=[{"name": "labels", "path": str(data / "labels.zarr"), "dataset": "s0",
                         "interpolation": "nearest"}],
+        labels={"fixed": {"path": str(data / "fixed_labels.zarr"), "dataset": "s0"},
+                "moving": "labels"},
+        challenge={"name": "pair5"},
         points=[{"name": "to_moving", "path": str(data / "fixed_pts.csv")},
                 {"name": "to_fixed", "path": str(data / "moving_vox.csv"), "units": "voxel",
                  "direction": "moving_to_fixed"}])
@@ -234,6 +247,50 @@ def test_labels_keep_values_and_ome_zarr_has_levels(run):
     assert level2.read().any() and np.all(level2.spacing > np.array(SPACING))
 
 
+def test_label_scores_against_the_truth_warp(run):
+    """Dice of our warped labels against the labels pulled through the known truth: above
+    0.9 on average (0.95 measured) and above what the global affine alone gives (0.89)."""
+    from scipy.ndimage import map_coordinates
+
+    from snakestream.qc.labels import label_scores
+
+    summary = pd.read_csv(run["out"] / "qc" / "label_scores.tsv", sep="\t").iloc[0]
+    per_label = pd.read_csv(run["out"] / "qc" / "labels.tsv", sep="\t")
+    assert set(per_label["label"]) == {7, 300}
+    data = run["root"] / "data"
+    fixed = open_volume(str(data / "fixed_labels.zarr"), "s0")
+    moving = open_volume(str(data / "labels.zarr"), "s0")
+    affine = np.loadtxt(run["out"] / "global" / "affine.mat")
+    pts = np.stack(np.indices(fixed.shape), -1) * fixed.spacing @ affine[:3, :3].T + affine[:3, 3]
+    global_only = map_coordinates(moving.read(), (pts / moving.spacing).transpose(3, 0, 1, 2),
+                                  order=0, mode="constant")
+    _, before = label_scores(fixed.read(), global_only, {0, 7, 300})
+    print("blocks:", summary.to_dict(), "global only:", before)
+    assert summary["dice_mean"] > 0.9 and summary["dice_mean"] > before["dice_mean"] + 0.03
+    assert summary["hd95_mean_vox"] <= before["hd95_mean_vox"]
+    assert 0 < summary["sdlogj"] < 0.2 and summary["folded_voxels"] == 0
+
+
+def test_challenge_submission_reproduces_the_aligned_image(run):
+    """Read with h5py, applied with map_coordinates exactly as RnR-ExM's evaluator does."""
+    import h5py
+    from scipy.ndimage import map_coordinates
+
+    with h5py.File(run["out"] / "challenge" / "pair5.h5", "r") as f:
+        assert list(f) == ["pair5"] and f["pair5"].dtype == np.float16
+        disp = f["pair5"][...].astype(np.float32)
+    assert disp.shape == SHAPE + (3,)
+    moving = open_volume(str(run["root"] / "data" / "mov.h5"), "/ch0").read().astype(float)
+    D, H, W, _ = disp.shape
+    identity = np.meshgrid(np.arange(D), np.arange(H), np.arange(W), indexing="ij")
+    warped = map_coordinates(moving, identity + disp.transpose(3, 0, 1, 2), order=1)
+    aligned = open_volume(str(run["out"] / "aligned.zarr"), "0").read().astype(float)
+    inside = aligned > 0
+    rel = np.abs(warped - aligned)[inside].mean() / aligned[inside].mean()
+    print(f"challenge warp vs aligned.zarr: mean relative difference {rel:.2e}")
+    assert rel < 0.01
+
+
 def test_coarse_field_reuses_blocks_and_keeps_accuracy(run, tmp_path):
     """field_downsample stores the field on every 2nd voxel: ~8x less, TRE nearly unchanged."""
     import copy
@@ -244,7 +301,7 @@ def test_coarse_field_reuses_blocks_and_keeps_accuracy(run, tmp_path):
         shutil.copytree(run["out"] / part, out / part, copy_function=shutil.copy2)
     cfg = copy.deepcopy(run["cfg"])
     cfg.update(output=str(out), field_downsample=[2, 2, 2], inverse=False, points=[],
-               extra_volumes=[])
+               extra_volumes=[], labels=None, challenge=None)
     proc = snakemake(write_config(tmp_path / "coarse.yaml", cfg), tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "rule align_block" not in proc.stdout + proc.stderr

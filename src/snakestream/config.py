@@ -155,7 +155,26 @@ def validate(config, schema=None):
     if config["blocks"] is not None:
         config["_block_steps"] = normalize_steps(
             config["blocks"]["steps"], "blocks.steps", FEATURE_STEPS + REGISTRATION_STEPS)
+    check_labels(config)
     return config
+
+
+def check_labels(config):
+    """``labels.moving`` must name an ``extra_volumes`` entry warped with nearest neighbours."""
+    labels = config.get("labels")
+    if labels is None:
+        return
+    extras = {v["name"]: v for v in config["extra_volumes"]}
+    name = labels["moving"]
+    if name not in extras:
+        raise ConfigError("labels.moving", f"{name!r} is not an extra_volumes name "
+                          f"(have: {', '.join(sorted(extras)) or 'none'}); add the moving "
+                          "label image to extra_volumes with interpolation: nearest and "
+                          "give its name here.")
+    if extras[name]["interpolation"] != "nearest":
+        raise ConfigError("labels.moving", f"extra volume {name!r} is warped with "
+                          f"{extras[name]['interpolation']} interpolation, which mixes "
+                          f"labels; set interpolation: nearest on it.")
 
 
 def load(path, schema=None):

@@ -5,6 +5,8 @@ Each gather slab reports :func:`jacobian_stats` of its chunks; the report merges
 and SDlogJ.
 """
 
+import json
+
 import numpy as np
 
 LOGJ_BINS = np.linspace(-1.0, 1.0, 81)  # histogram edges of log det(I + grad d)
@@ -51,3 +53,13 @@ def merge_jacobian_stats(parts):
     out["sdlogj"] = float(np.sqrt(max(meansq - mean ** 2, 0.0)))
     out["edges"] = LOGJ_BINS.tolist()
     return out
+
+
+def read_slab_stats(paths):
+    """:func:`merge_jacobian_stats` of the gather slabs' marker files (JSON with a
+    ``jacobian`` entry each), or None without any."""
+    parts = []
+    for path in paths:
+        with open(path) as fh:
+            parts.append(json.load(fh).get("jacobian"))
+    return merge_jacobian_stats(parts)

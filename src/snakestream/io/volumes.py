@@ -129,6 +129,14 @@ class Volume:
         data = np.asarray(self._reader(full_index(self.selection, slices)))
         return np.array(data, dtype=self.dtype, copy=None, order="C")
 
+    def __getitem__(self, key):
+        """``vol[z0:z1]``, ``vol[a:b, c:d, e:f]``: :meth:`read` with NumPy's slicing
+        (missing axes are whole, stops past the end are clipped; slices of step 1 only)."""
+        key = key if isinstance(key, tuple) else (key,)
+        key = key + (slice(None),) * (3 - len(key))
+        return self.read(tuple(slice(*s.indices(n)[:2]) if isinstance(s, slice) else s
+                               for s, n in zip(key, self.shape)))
+
 
 def _check_region(region, shape, where):
     """Normalize `region` to 3 slices with int bounds inside `shape`."""
