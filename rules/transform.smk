@@ -191,16 +191,16 @@ rule challenge_export:
         unpack(field_inputs),
         affine=GLOBAL_AFFINE,
     output:
-        CHALLENGE_FILE,
+        f"{OUT}/challenge/{{name}}.h5",
     params:
-        name=lambda wc: CFG["challenge"]["name"],
+        name=lambda wc: wc.name,
         fixed_shape=list(LAYOUT.shape),
         fixed_spacing=LAYOUT.spacing.tolist(),
         moving_spacing=LAYOUT.moving_spacing.tolist(),
         slab_z=CFG["output_chunks"][0],
     log:
-        f"{OUT}/logs/challenge_export.log",
+        f"{OUT}/logs/challenge_export/{{name}}.log",
     benchmark:
-        f"{OUT}/benchmarks/challenge_export.tsv"
+        f"{OUT}/benchmarks/challenge_export/{{name}}.tsv"
     script:
         "../scripts/challenge_export.py"
