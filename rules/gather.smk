@@ -10,6 +10,8 @@ rule init_deform:
     params:
         shape=LAYOUT.field_shape,
         chunks=LAYOUT.field_chunks,
+        shard_chunks=LAYOUT.field_shard_chunks,
+        zarr_format=LAYOUT.zarr_format,
         spacing=LAYOUT.field_spacing.tolist(),
         vector=True,
         dtype="float32",

@@ -9,6 +9,8 @@ rule init_extra:
     params:
         shape=LAYOUT.shape,
         chunks=LAYOUT.chunks,
+        shard_chunks=LAYOUT.shard_chunks,
+        zarr_format=LAYOUT.zarr_format,
         spacing=LAYOUT.spacing.tolist(),
         dtype=extra_dtype,
         levels=CFG["pyramid_levels"],
@@ -69,6 +71,8 @@ rule init_inverse:
     params:
         shape=LAYOUT.field_shape,
         chunks=LAYOUT.field_chunks,
+        shard_chunks=LAYOUT.field_shard_chunks,
+        zarr_format=LAYOUT.zarr_format,
         spacing=LAYOUT.field_spacing.tolist(),
         vector=True,
         dtype="float32",
@@ -110,6 +114,8 @@ rule init_fixed_on_moving:
     params:
         shape=LAYOUT.moving_shape,
         chunks=LAYOUT.moving_chunks,
+        shard_chunks=LAYOUT.moving_shard_chunks,
+        zarr_format=LAYOUT.zarr_format,
         spacing=LAYOUT.moving_spacing.tolist(),
         dtype=LAYOUT.fixed_dtype,
         levels=CFG["pyramid_levels"],

@@ -10,6 +10,8 @@ rule init_aligned:
     params:
         shape=LAYOUT.shape,
         chunks=LAYOUT.chunks,
+        shard_chunks=LAYOUT.shard_chunks,
+        zarr_format=LAYOUT.zarr_format,
         spacing=LAYOUT.spacing.tolist(),
         dtype=LAYOUT.moving_dtype,
         levels=CFG["pyramid_levels"],

@@ -156,7 +156,22 @@ def validate(config, schema=None):
         config["_block_steps"] = normalize_steps(
             config["blocks"]["steps"], "blocks.steps", FEATURE_STEPS + REGISTRATION_STEPS)
     check_labels(config)
+    check_output_zarr(config)
     return config
+
+
+def check_output_zarr(config):
+    """``output_zarr.shard_chunks`` needs Zarr v3 and must divide ``output_chunks``."""
+    inner, shard = config["output_zarr"]["shard_chunks"], config["output_chunks"]
+    if inner is None:
+        return
+    if config["output_zarr"]["format"] != 3:
+        raise ConfigError("output_zarr.shard_chunks", "sharding needs Zarr v3; set "
+                          "output_zarr.format: 3 (or shard_chunks: null).")
+    if any(s % i for s, i in zip(shard, inner)):
+        raise ConfigError("output_zarr.shard_chunks", f"{inner} does not divide the shard "
+                          f"shape output_chunks {shard} on every axis; choose shard_chunks "
+                          f"whose z, y, x divide {shard}.")
 
 
 def check_labels(config):

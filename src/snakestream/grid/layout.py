@@ -31,7 +31,7 @@ from snakestream.errors import ConfigError
 from snakestream.grid.blocks import COLUMNS, block_id, foreground_fractions, n_slabs, table_bounds
 from snakestream.grid.inputs import open_image, open_mask
 from snakestream.io.atomic import atomic_path
-from snakestream.io.chunks import slab_bounds
+from snakestream.io.chunks import slab_bounds, write_units
 from snakestream.io.pyramids import pick_level
 
 
@@ -339,6 +339,11 @@ class Layout:
         The fixed image's dtype, the moving image's shape (z,y,x) and spacing (µm).
     field_step : tuple of int
         deform.zarr stores every ``field_step``-th fixed voxel per axis (z,y,x).
+    zarr_format : int
+        Zarr version (2 or 3) of the outputs.
+    shard_chunks : tuple of int or None
+        Chunks inside each shard of the outputs on the fixed grid (``chunks`` is
+        then the shard shape); None without sharding.
     blocks : BlockGrid or None
         The block grid; None when the config has no block stage.
     """
@@ -352,17 +357,21 @@ class Layout:
     moving_shape: tuple = None
     moving_spacing: np.ndarray = None
     field_step: tuple = (1, 1, 1)
+    zarr_format: int = 2
+    shard_chunks: tuple = None
     blocks: BlockGrid = None
 
     @classmethod
     def from_config(cls, cfg):
         """Layout of a validated config (opens both volumes' metadata, and the fixed mask once)."""
         fix, mov = open_image(cfg["fixed"]), open_image(cfg["moving"])
-        chunks = tuple(min(int(c), int(n)) for c, n in zip(cfg["output_chunks"], fix.shape))
+        fmt = cfg["output_zarr"]
+        chunks, inner = write_units(fix.shape, cfg["output_chunks"], fmt["shard_chunks"])
         layout = cls(tuple(int(n) for n in fix.shape), fix.spacing, chunks, str(mov.dtype),
                      fixed_dtype=str(fix.dtype), moving_shape=tuple(int(n) for n in mov.shape),
                      moving_spacing=mov.spacing,
-                     field_step=tuple(int(f) for f in cfg["field_downsample"]))
+                     field_step=tuple(int(f) for f in cfg["field_downsample"]),
+                     zarr_format=fmt["format"], shard_chunks=inner)
         blocks = cfg["blocks"]
         if blocks is not None:
             layout.blocks = fixed_block_grid(
@@ -387,11 +396,21 @@ class Layout:
         """Spacing of deform.zarr's grid, µm."""
         return self.spacing * np.asarray(self.field_step)
 
+    def _field_units(self):
+        return write_units(self.field_shape,
+                           [-(-c // f) for c, f in zip(self.chunks, self.field_step)],
+                           None if self.shard_chunks is None else
+                           [-(-c // f) for c, f in zip(self.shard_chunks, self.field_step)])
+
     @property
     def field_chunks(self):
-        """Chunks of deform.zarr (the output chunks subsampled likewise)."""
-        return tuple(max(1, min(-(-c // f), n)) for c, f, n in
-                     zip(self.chunks, self.field_step, self.field_shape))
+        """Chunks (shards when sharded) of deform.zarr: the output's, subsampled likewise."""
+        return self._field_units()[0]
+
+    @property
+    def field_shard_chunks(self):
+        """Chunks inside deform.zarr's shards (None without sharding)."""
+        return self._field_units()[1]
 
     @property
     def n_field_slabs(self):
@@ -414,8 +433,13 @@ class Layout:
 
     @property
     def moving_chunks(self):
-        """Output chunks of images on the moving grid (the inverse warp)."""
-        return tuple(min(c, n) for c, n in zip(self.chunks, self.moving_shape))
+        """Output chunks (shards) of images on the moving grid (the inverse warp)."""
+        return write_units(self.moving_shape, self.chunks, self.shard_chunks)[0]
+
+    @property
+    def moving_shard_chunks(self):
+        """Chunks inside the shards of images on the moving grid (None without sharding)."""
+        return write_units(self.moving_shape, self.chunks, self.shard_chunks)[1]
 
     @property
     def n_moving_slabs(self):

@@ -36,13 +36,45 @@ def slab_bounds(shape, chunks, slab):
     return z0, min(z0 + int(chunks[0]), int(shape[0]))
 
 
+def write_units(shape, chunks, inner=None):
+    """What one job writes whole, and the chunks inside it, of an output on a grid.
+
+    Parameters
+    ----------
+    shape : sequence of 3 int
+        The output's grid, voxels, z, y, x.
+    chunks : sequence of 3 int
+        The configured write unit: the chunk of an unsharded output, the shard of
+        a sharded one.
+    inner : sequence of 3 int, optional
+        Chunks inside each shard (Zarr v3 sharding); None for no sharding.
+
+    Returns
+    -------
+    (write_unit, inner) : tuple of int, tuple of int or None
+        Both no larger than the grid needs (a unit never exceeds the grid, rounded
+        up to whole inner chunks), the unit a multiple of ``inner`` per axis.
+    """
+    shape = [int(n) for n in shape]
+    if inner is None:
+        return tuple(min(int(c), n) for c, n in zip(chunks, shape)), None
+    inner = tuple(max(1, min(int(i), n)) for i, n in zip(inner, shape))
+    unit = tuple(-(-min(int(c), -(-n // i) * i) // i) * i
+                 for c, n, i in zip(chunks, shape, inner))
+    return unit, inner
+
+
 def for_each_chunk(out, slab, fill):
     """Write every chunk of one z slab of ``out`` (or of all of it) from ``fill``.
+
+    A sharded Zarr v3 array is written one whole shard at a time (its slabs are one
+    shard row thick), so a job never rewrites part of a shard another job writes.
 
     Parameters
     ----------
     out : zarr-like array, (Z, Y, X) or (Z, Y, X, C)
-        Array written in place; its first three axes are the chunked z, y, x grid.
+        Array written in place; its first three axes are the chunked (or sharded)
+        z, y, x grid.
     slab : int or None
         Slab number (see :func:`slab_bounds`), or None for the whole array.
     fill : callable
@@ -51,9 +83,10 @@ def for_each_chunk(out, slab, fill):
 
     Returns
     -------
-    int, the number of chunks written.
+    int, the number of chunks (shards) written.
     """
-    shape, chunks = tuple(out.shape[:3]), tuple(out.chunks[:3])
+    shape = tuple(out.shape[:3])
+    chunks = tuple((getattr(out, "shards", None) or out.chunks)[:3])
     z0, z1 = (0, shape[0]) if slab is None else slab_bounds(shape, chunks, slab)
     count = 0
     for start in chunk_starts((z0, 0, 0), (z1,) + shape[1:], chunks):

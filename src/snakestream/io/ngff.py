@@ -1,4 +1,8 @@
-"""OME-Zarr (NGFF 0.4) image outputs: level 0 written by slab jobs, a pyramid after.
+"""OME-Zarr image outputs: level 0 written by slab jobs, a pyramid after.
+
+Zarr v2 groups carry NGFF 0.4 metadata (``multiscales`` in the group attributes),
+Zarr v3 groups NGFF 0.5 (the same under ``attrs["ome"]`` with ``version``), with
+optional sharding of every level.
 
 The group holds arrays ``0``, ``1``, ... with ``multiscales`` metadata giving each
 level's scale in micrometers, so napari (OME-Zarr reader) and neuroglancer open
@@ -9,7 +13,8 @@ than y/x, which keeps anisotropic light-sheet data sensible.
 import numpy as np
 import zarr
 
-from snakestream.io.chunks import for_each_chunk
+from snakestream.io.chunks import for_each_chunk, write_units
+from snakestream.io.zarr_store import zarr_compressor, zarr_layout
 
 
 def level_factors(spacing, levels):
@@ -23,19 +28,29 @@ def level_factors(spacing, levels):
     return factors
 
 
-def multiscales(spacing, factors, name):
-    """NGFF 0.4 ``multiscales`` attribute for the given level factors (µm)."""
+def multiscales(spacing, factors, name, version="0.4"):
+    """NGFF ``multiscales`` attribute for the given level factors (µm); 0.5 puts the
+    version beside it (:func:`ome_attrs`) instead of inside."""
     axes = [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"]
     datasets = [{"path": str(k), "coordinateTransformations": [
         {"type": "scale", "scale": [float(s) for s in np.asarray(spacing) * f]},
         {"type": "translation",
          "translation": [float(t) for t in (f - 1) / 2 * np.asarray(spacing)]}]}
         for k, f in enumerate(factors)]
-    return [{"version": "0.4", "name": name, "axes": axes, "datasets": datasets}]
+    entry = {"name": name, "axes": axes, "datasets": datasets}
+    return [{"version": version, **entry} if version == "0.4" else entry]
 
 
-def create_image(path, shape, dtype, chunks, spacing, *, levels=3, name="image", attrs=None):
-    """Create an empty NGFF image group (Zarr v2), overwriting what is at `path`.
+def ome_attrs(spacing, factors, name, zarr_format):
+    """The group attributes of an image: NGFF 0.4 for Zarr v2, 0.5 for Zarr v3."""
+    if zarr_format == 2:
+        return {"multiscales": multiscales(spacing, factors, name)}
+    return {"ome": {"version": "0.5", "multiscales": multiscales(spacing, factors, name, "0.5")}}
+
+
+def create_image(path, shape, dtype, chunks, spacing, *, levels=3, name="image", attrs=None,
+                 zarr_format=2, shard_chunks=None):
+    """Create an empty NGFF image group, overwriting what is at `path`.
 
     Parameters
     ----------
@@ -54,6 +69,10 @@ def create_image(path, shape, dtype, chunks, spacing, *, levels=3, name="image",
         Image name in the ``multiscales`` metadata.
     attrs : dict, optional
         Extra JSON attributes of the group.
+    zarr_format : {2, 3}
+        Zarr v2 with NGFF 0.4, or Zarr v3 with NGFF 0.5.
+    shard_chunks : tuple of 3 int, optional
+        Chunks inside each shard (Zarr v3); ``chunks`` is then the shard shape.
 
     Returns
     -------
@@ -61,15 +80,16 @@ def create_image(path, shape, dtype, chunks, spacing, *, levels=3, name="image",
         Level ``0``, filled with zeros, open for writing. Each level array has
         attribute 'spacing' (z, y, x, µm).
     """
-    root = zarr.open_group(str(path), mode="w", zarr_format=2)
+    root = zarr.open_group(str(path), mode="w", zarr_format=zarr_format)
     factors = level_factors(spacing, levels)
     for k, f in enumerate(factors):
         lshape = tuple(int(np.ceil(n / s)) for n, s in zip(shape, f))
-        lchunks = tuple(min(c, n) for c, n in zip(chunks, lshape))
-        arr = root.create_array(str(k), shape=lshape, chunks=lchunks, dtype=dtype,
-                                fill_value=0, overwrite=True)
+        unit, inner = write_units(lshape, chunks, shard_chunks)
+        arr = root.create_array(str(k), shape=lshape, dtype=dtype, fill_value=0,
+                                overwrite=True, compressors=zarr_compressor(zarr_format),
+                                **zarr_layout(unit, inner))
         arr.attrs["spacing"] = [float(s) for s in np.asarray(spacing) * f]
-    root.attrs.update({**(attrs or {}), "multiscales": multiscales(spacing, factors, name)})
+    root.attrs.update({**(attrs or {}), **ome_attrs(spacing, factors, name, zarr_format)})
     return root["0"]
 
 
@@ -116,7 +136,8 @@ def build_pyramid(path, labels=False):
         Number of levels in the group.
     """
     root = zarr.open_group(str(path), mode="r+")
-    n = len(root.attrs["multiscales"][0]["datasets"])
+    ome = root.attrs.get("ome", root.attrs)
+    n = len(ome["multiscales"][0]["datasets"])
     for k in range(1, n):
         build_level(root, k, labels)
     return n

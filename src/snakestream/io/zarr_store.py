@@ -24,7 +24,7 @@ from snakestream.io.datasets import (Opened, ancestors, label, no_dataset, pick_
 from snakestream.io.metadata import check_spacing, hierarchy_axes, hierarchy_spacing, named_axes
 from snakestream.io.tensorstore_arrays import failed_file, file_spec, open_array, read_region
 
-__all__ = ["create_zarr", "group_members", "open_dataset", "open_zarr_array", "write_dataset"]
+__all__ = ["create_zarr", "zarr_compressor", "zarr_layout", "group_members", "open_dataset", "open_zarr_array", "write_dataset"]
 
 
 def _zarr_node(path, mode="r"):
@@ -134,7 +134,8 @@ def _read_zarr(path, name, driver, slices):
                          "re-create the Zarr array") from exc
 
 
-def _zarr_compressor(zarr_format):
+def zarr_compressor(zarr_format):
+    """The outputs' compressor, blosc/zstd level 3 with byte shuffle, for Zarr v2 or v3."""
     if zarr_format == 2:
         import numcodecs
 
@@ -153,7 +154,7 @@ def write_dataset(path, array, spacing, dataset, chunks, zarr_format):
     import zarr
 
     kwargs = dict(shape=array.shape, chunks=chunks, dtype=array.dtype,
-                  compressors=_zarr_compressor(zarr_format),
+                  compressors=zarr_compressor(zarr_format),
                   attributes={"spacing": [float(v) for v in spacing]})
     if dataset:
         group = zarr.open_group(path, mode="w", zarr_format=zarr_format)
@@ -163,21 +164,43 @@ def write_dataset(path, array, spacing, dataset, chunks, zarr_format):
     target[...] = array
 
 
-def create_zarr(path, shape, dtype, chunks, spacing, attrs=None):
-    """Create (overwriting) a Zarr v2 array at the root of `path` for outputs.
+def zarr_layout(chunks, shard_chunks=None):
+    """``create_array`` keywords for a write unit, sharded when ``shard_chunks`` is given.
+
+    Parameters
+    ----------
+    chunks : tuple of int
+        The write unit (chunk, or shard when sharded), z, y, x (a trailing vector
+        axis is allowed).
+    shard_chunks : tuple of int, optional
+        Chunks inside each shard, as many axes as ``chunks``, dividing it.
+    """
+    if shard_chunks is None:
+        return {"chunks": tuple(chunks)}
+    return {"shards": tuple(chunks), "chunks": tuple(shard_chunks)}
+
+
+def create_zarr(path, shape, dtype, chunks, spacing, attrs=None, *, zarr_format=2,
+                shard_chunks=None):
+    """Create (overwriting) a Zarr array at the root of `path` for outputs.
 
     Parameters
     ----------
     path : str or os.PathLike
         Output ``*.zarr`` directory.
     shape, chunks : tuple of int
-        Array and chunk shape (z, y, x) (a trailing vector axis is allowed).
+        Array and chunk shape (z, y, x) (a trailing vector axis is allowed); with
+        ``shard_chunks``, ``chunks`` is the shard shape.
     dtype : numpy dtype
         Voxel type.
     spacing : sequence of 3 float
         Voxel size (z, y, x) in µm, stored as attribute 'spacing'.
     attrs : dict, optional
         Extra JSON attributes.
+    zarr_format : {2, 3}
+        Zarr version of the store.
+    shard_chunks : tuple of int, optional
+        Chunks inside each shard (Zarr v3 only), as many axes as ``chunks``.
 
     Returns
     -------
@@ -189,9 +212,10 @@ def create_zarr(path, shape, dtype, chunks, spacing, attrs=None):
     path = os.fspath(path)
     spacing = check_spacing(spacing, path, "create_zarr's argument")
     attributes = {**(attrs or {}), "spacing": [float(v) for v in spacing]}
-    return zarr.create_array(path, shape=tuple(shape), chunks=tuple(chunks), dtype=dtype,
-                             zarr_format=2, compressors=_zarr_compressor(2), fill_value=0,
-                             attributes=attributes, overwrite=True)
+    return zarr.create_array(path, shape=tuple(shape), dtype=dtype, zarr_format=zarr_format,
+                             compressors=zarr_compressor(zarr_format), fill_value=0,
+                             attributes=attributes, overwrite=True,
+                             **zarr_layout(chunks, shard_chunks))
 
 
 def open_zarr_array(path, mode="r"):
