@@ -9,8 +9,9 @@ The slices are embedded as grayscale PNGs only (the fixed tile and the moving ti
 each stage, uint8 after one robust intensity window per image; field maps as uint8
 codes); the page composes the renderings on canvases in JavaScript. The page honours a
 URL fragment, e.g. ``report.html#axis=y&slice=3&sort=-seconds``: slider position
-``slice`` (0-based stop) on ``axis``, and the block table sorted by a column
-(``-`` descending). When every canvas is drawn ``<body>`` gets ``data-ready="1"``.
+``slice`` (0-based stop) on ``axis``, and the block table sorted by a column as if
+its header were clicked (``-``: twice, descending); each canvas carries a
+``data-digest`` of its pixels. When every canvas is drawn ``<body>`` gets ``data-ready="1"``.
 
 Typical use (scripts/report.py does this with the run's files)::
 
@@ -318,7 +319,7 @@ def blocks_section(table, qc, backdrops, spacing):
     options = "".join(f'<option value="{n}">z slice {z}</option>'
                       for n, (z, _, _) in enumerate(backdrops))
     legend = "".join(f'<span class="sw" style="background:{c}"></span>{html.escape(s)} '
-                     for s, c in STATUS_COLOUR.items())
+                     for s, c in STATUS_COLOUR.items() if s in counts)
     text += (f'<p>block cores over the fixed slice <select id="bmap-select">{options}</select>'
              f' &nbsp; {legend}</p>'
              + colour_bar([_gain_colour(0, 1), _gain_colour(1, 1)], "0", fmt(top, "gain"),
@@ -434,10 +435,17 @@ SCRIPT = r"""
     ctx.fillStyle = '#222'; ctx.fillRect(0, 0, w, h + 16);
     ctx.imageSmoothingEnabled = false; ctx.drawImage(off, 0, 0, w, h);
     var um = niceLength(cols * A.colSpacing / 4), len = um * pxPerUm;
-    ctx.fillStyle = '#fff'; ctx.fillRect(w - len - 6, h - 8, len, 4);
-    ctx.font = '11px sans-serif'; ctx.fillText(um + ' µm', w - len - 6, h - 11);
+    ctx.fillStyle = '#fff'; ctx.strokeStyle = '#000'; ctx.fillRect(w - len - 6, h - 8, len, 4);
+    ctx.strokeRect(w - len - 6.5, h - 8.5, len + 1, 5);  // visible on white maps too
+    ctx.font = '11px sans-serif'; ctx.lineWidth = 2; ctx.strokeText(um + ' µm', w - len - 6, h - 11);
+    ctx.lineWidth = 1; ctx.fillText(um + ' µm', w - len - 6, h - 11);
     ctx.fillText(A.cols + ' →', w / 2 - 8, h + 12);
     ctx.save(); ctx.translate(10, h / 2 + 8); ctx.rotate(Math.PI / 2); ctx.fillText(A.rows + ' →', 0, 0); ctx.restore();
+  }
+  function digest(px) {  // FNV-1a of the drawn pixels: the tests compare slider stops by it
+    var h = 2166136261;
+    for (var i = 0; i < px.length; i++) { h ^= px[i]; h = Math.imul(h, 16777619) >>> 0; }
+    return h.toString(16);
   }
   function show(name, pos) {
     var A = D.axes[name], stop = A.stops[pos], P = stop.png, rows = stop.size[0], cols = stop.size[1];
@@ -455,7 +463,9 @@ SCRIPT = r"""
         var mode = cv.dataset.mode, st = cv.dataset.stage;
         var img = {fixed: px.fixed, moving: st ? px[st] : px.fixed, dmag: px.dmag, detj: px.detj,
                    fixedOutline: px.fixed_outline, movOutline: st ? px['outline_' + st] : null};
-        paint(cv, compose(mode, img, rows, cols), A, rows, cols);
+        var data = compose(mode, img, rows, cols);
+        paint(cv, data, A, rows, cols);
+        cv.dataset.digest = digest(data.data);
       });
       panel.dataset.shown = String(stop.index);
     });
@@ -468,9 +478,12 @@ SCRIPT = r"""
     slider.addEventListener('input', function () { show(name, parseInt(slider.value, 10)); });
     jobs.push(show(name, pos));
   });
-  if (F.sort) {
-    var t = document.getElementById('blocks');
-    if (t) sortTable(t, F.sort.replace(/^-/, ''), F.sort.charAt(0) === '-');
+  if (F.sort) {  // as clicks on the header: once ascending, twice descending
+    var t = document.getElementById('blocks'), col = F.sort.replace(/^-/, '');
+    if (t) Array.prototype.forEach.call(t.tHead.rows[0].cells, function (th) {
+      if (th.textContent !== col) return;
+      th.click(); if (F.sort.charAt(0) === '-') th.click();
+    });
   }
   if (F.axis && document.getElementById('axis-' + F.axis)) document.getElementById('axis-' + F.axis).scrollIntoView();
   Promise.all(jobs).then(function () { body.dataset.ready = '1'; }, function (e) {
