@@ -189,11 +189,8 @@ def report_inputs(wildcards):
     inputs = {
         "affine": GLOBAL_AFFINE,
         "global_qc": f"{OUT}/global/qc.json",
-        "overlay": f"{OUT}/global/overlay.png",
-        "aligned": f"{OUT}/aligned.zarr",
+        # the slices are resampled from the inputs; the report still comes last
         "warp": OUTPUT_IMAGES["aligned"]["slabs"],
-        # the overview reads a coarse level of aligned.zarr: wait until it is filled
-        "pyramid": f"{OUT}/pyramid/aligned.json",
     }
     if BLOCKS:
         inputs.update(table=BLOCK_TABLE, qc=f"{OUT}/blocks/qc.tsv", field=FIELD,

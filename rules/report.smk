@@ -1,4 +1,5 @@
-# Stage 5: one standalone HTML QC page. Changing report settings reruns only this.
+# Stage 5: one standalone HTML QC page. Changing report settings reruns only this; the
+# page shows the config as run, so a changed config reruns it too.
 
 
 rule report:
@@ -8,9 +9,10 @@ rule report:
         f"{OUT}/report.html",
     params:
         fixed=CFG["fixed"],
+        moving=CFG["moving"],
         blocks=BLOCKS,
-        truth=CFG["truth"],
         output=OUT,
+        config=CFG,  # shown in the report as run
     resources:
         mem_mb=report_mem_mb,
     log:

@@ -60,5 +60,5 @@ def pyramid_mem_mb(wildcards, attempt):
 
 
 def report_mem_mb(wildcards, attempt):
-    """The report: its overviews and one read slab."""
+    """The report: its slice tiles and what they sample."""
     return _res.report_mem_mb(attempt)

@@ -269,7 +269,7 @@ def test_block_random_search_is_seeded(pair, block):
 # ---------------------------------------------------------------------------
 
 def read_png(path):
-    """Decode an 8-bit RGB, non-interlaced, filter-0 PNG (what write_png writes); checks CRCs."""
+    """Decode an 8-bit RGB, non-interlaced PNG (what write_png writes: filter 0 or 4); checks CRCs."""
     data = Path(path).read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     pos, idat, header = 8, b"", None
@@ -286,8 +286,26 @@ def read_png(path):
     (width, height), rest = header
     assert rest[:2] == b"\x08\x02"
     rows = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(height, 1 + 3 * width)
-    assert np.all(rows[:, 0] == 0)
-    return rows[:, 1:].reshape(height, width, 3)
+    assert set(rows[:, 0]) <= {0, 4}  # none or Paeth
+    return _unfilter(rows, 3).reshape(height, width, 3)
+
+
+def _unfilter(rows, bpp):
+    """Undo PNG filters 0 (none) and 4 (Paeth) byte by byte, as the PNG spec states them."""
+    out = np.zeros((rows.shape[0], rows.shape[1] - 1), np.int64)
+    for r, row in enumerate(rows):
+        for i, v in enumerate(row[1:].astype(np.int64)):
+            if row[0] == 0:
+                out[r, i] = v
+                continue
+            a = out[r, i - bpp] if i >= bpp else 0
+            b = out[r - 1, i] if r else 0
+            c = out[r - 1, i - bpp] if r and i >= bpp else 0
+            p = a + b - c
+            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+            pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+            out[r, i] = (v + pred) % 256
+    return out.astype(np.uint8)
 
 
 def agreement(rgb):

@@ -259,9 +259,9 @@ def test_affine_from_the_levels_recovers_the_known_transform(pyramid_run):
     assert after < 0.25 * before, (before, after)
 
 
-def test_report_log_names_the_level_of_its_overviews(pyramid_run):
+def test_report_log_names_the_full_resolution_images_it_slices(pyramid_run):
     root, paths = pyramid_run
     log = _log(root, "report.log")
-    # the overviews' ~0.2 µm is finer than level 0 here: the log says so and names it
-    assert f"report overview: {paths['fix']} configured level 's0' of 3" in log, log
-    assert f"report overview: {root / 'out' / 'aligned.zarr'} configured level '0' of 3" in log
+    # the report's slices are full resolution: level 0 of both pyramids, no overviews
+    assert "report slices:" in log and "full resolution" in log, log
+    assert f"{paths['fix']} [s0]" in log and f"{paths['mov']} [s0]" in log, log

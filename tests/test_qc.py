@@ -5,7 +5,7 @@ import pandas as pd
 from snakestream.grid.layout import build_table
 from snakestream.grid.locate import blocks_at
 from snakestream.fields.jacobian import jacobian_det, jacobian_stats, merge_jacobian_stats
-from snakestream.qc.report import page, svg_block_map, svg_histogram
+from snakestream.qc.report import block_map_svg, blocks_section, page, svg_histogram
 
 
 def test_jacobian_of_a_linear_field_is_exact():
@@ -40,10 +40,19 @@ def test_blocks_at_finds_the_core_owner_first():
 
 def test_report_pieces_render():
     table = build_table((20, 40, 40), (10, 20, 20), 0.5)
+    table["aligned"] = [True] * 7 + [False]
     qc = pd.DataFrame({"id": table.id, "status": ["ok"] * 6 + ["fallback", "skipped"],
-                       "s0_affine_metric_before": -0.5, "s1_deform_metric_after": -0.9})
-    svg = svg_block_map(table, qc)
-    assert svg.count("<rect") == len(table) and "#e4572e" in svg
+                       "reason": [""] * 6 + ["diverged", "foreground 0.1 < 0.3"],
+                       "s0_affine_metric_before": -0.5, "s1_deform_metric_after": -0.9,
+                       "s0_affine_iterations": 10, "s1_deform_iterations": 5,
+                       "seconds": 1.23456, "peak_mem_mb": 300.4})
+    backdrop = np.zeros((40, 40), np.uint8)
+    svg, top = block_map_svg(table, qc, backdrop, (0.8, 0.4, 0.4), 12)
+    in_row = ((table.cz0 <= 12) & (table.cz1 > 12)).sum()
+    assert svg.count('class="block"') == in_row and abs(top - 0.4) < 1e-9
+    section = blocks_section(table, qc, [(2, 1, backdrop), (12, 1, backdrop)], (0.8, 0.4, 0.4))
+    assert "below threshold: 1" in section and "skipped" not in section
+    assert "<td>15</td>" in section and "<td>1.2</td>" in section and "#e4572e" in section
     hist = svg_histogram([0, 3, 10, 2], [-1, -0.5, 0, 0.5, 1])
-    html = page("t", [("Blocks", svg), ("J", hist)])
-    assert html.startswith("<!doctype html>") and html.count("<svg") == 2
+    html = page("t", [("Blocks", section), ("J", hist)])
+    assert html.startswith("<!doctype html>") and html.count("<svg") == 3

@@ -228,15 +228,31 @@ def _chunk(tag, data):
             + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF))
 
 
+def _paeth_filtered(rows, bpp):
+    """PNG filter type 4 (Paeth) of every row of (H, W*bpp) uint8 bytes, as uint8.
+
+    The predictor uses the unfiltered neighbours (left, up, up-left), so the whole image
+    filters at once; smooth maps and images compress several times better than unfiltered.
+    """
+    x = rows.astype(np.int16)
+    a, b, c = np.zeros_like(x), np.zeros_like(x), np.zeros_like(x)
+    a[:, bpp:], b[1:] = x[:, :-bpp], x[:-1]
+    c[1:, bpp:] = x[:-1, :-bpp]
+    p = a + b - c
+    pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
+    pred = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+    return ((x - pred) % 256).astype(np.uint8)
+
+
 def png_bytes(rgb):
-    """Encode an (H, W, 3) uint8 (or (H, W) grey) array as PNG bytes (8-bit, no filter)."""
+    """Encode an (H, W, 3) uint8 (or (H, W) grey) array as PNG bytes (8-bit, Paeth filter)."""
     img = np.asarray(rgb)
     if img.dtype != np.uint8 or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3):
         raise ValueError(f"PNG needs (H, W, 3) or (H, W) uint8, got {img.shape} {img.dtype}")
     height, width = img.shape[:2]
     colour_type = 2 if img.ndim == 3 else 0
-    rows = np.ascontiguousarray(img).reshape(height, -1)
-    raw = np.hstack([np.zeros((height, 1), np.uint8), rows]).tobytes()  # filter 0 per row
+    rows = _paeth_filtered(np.ascontiguousarray(img).reshape(height, -1), 3 if img.ndim == 3 else 1)
+    raw = np.hstack([np.full((height, 1), 4, np.uint8), rows]).tobytes()  # filter 4 per row
     header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header)
             + _chunk(b"IDAT", zlib.compress(raw, 6)) + _chunk(b"IEND", b""))

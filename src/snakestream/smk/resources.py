@@ -46,8 +46,10 @@ SECONDS_PER_SLAB_VOXEL = 5e-6  # measured ~1.5-2 us per voxel (demo), all blocks
 MIN_SLAB_MB, MIN_SLAB_MINUTES = 1000, 10
 # Pyramid: one chunk of a level from the 2x2x2 (at most) finer chunks below it, float64.
 BYTES_PER_PYRAMID_VOXEL = 8 * 8 * 2
-# Report: block-averaged overviews (longest axis ~256 voxels) of a few volumes, float64,
-# read through the same slabs as the global stage.
+# Report: full-resolution slice tiles (9 stops x 3 axes, <= 256 x 256 voxels), the parts
+# of the moving image and field they sample, and whole fixed z slices under the block
+# map; budgeted as the old overviews (4 x 256^3 float64), which covers the 560 MB peak
+# measured on 256 x 1024 x 1024 (benchmarks/report_size.py).
 REPORT_OVERVIEW_VOXELS = 256 ** 3
 REPORT_OVERVIEWS = 4
 
@@ -172,6 +174,6 @@ def pyramid_mem_mb(chunks, attempt=1):
 
 
 def report_mem_mb(attempt=1):
-    """Memory request (MB) of the report: its overviews and one read slab."""
+    """Memory request (MB) of the report: its slice tiles and what they sample."""
     overviews = REPORT_OVERVIEWS * REPORT_OVERVIEW_VOXELS * 8 / 1e6
     return int(math.ceil(BASE_MB + GLOBAL_SLAB_MB + overviews)) * attempt
