@@ -8,22 +8,13 @@ import pandas as pd
 import numpy as np
 import yaml
 
-from snakestream.fields.jacobian import merge_jacobian_stats
+from snakestream.fields.jacobian import read_slab_stats
 from snakestream.grid.inputs import open_image, open_mask
 from snakestream.io.atomic import atomic_path
 from snakestream.io.zarr_store import open_zarr_array
 from snakestream.qc import report as rp
 from snakestream.qc.provenance import library_versions, wall_times
 from snakestream.smk.runtime import rule_context
-
-
-def jacobian_stats(slab_paths):
-    """Whole-field det J statistics merged from the gather slabs' markers."""
-    parts = []
-    for path in slab_paths:
-        with open(path) as fh:
-            parts.append(json.load(fh).get("jacobian"))
-    return merge_jacobian_stats(parts)
 
 
 with rule_context(snakemake):  # noqa: F821
@@ -47,7 +38,7 @@ with rule_context(snakemake):  # noqa: F821
         global_steps=steps,
         table=pd.read_csv(i.table, sep="\t") if p.blocks else None,
         qc=pd.read_csv(i.qc, sep="\t") if p.blocks else None,
-        jacobian=jacobian_stats(i.gather) if p.blocks else None,
+        jacobian=read_slab_stats(i.gather) if p.blocks else None,
         landmarks=pd.read_csv(landmarks, sep="\t") if landmarks else None,
         provenance=provenance, title=f"snakestream report: {p.output}")
     with atomic_path(snakemake.output[0]) as tmp:  # noqa: F821

@@ -13,7 +13,7 @@ import re
 import shutil
 import subprocess
 
-import pytest
+import debian
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
          "--virtual-time-budget=8000", "--no-first-run", "--disable-extensions"]
@@ -30,17 +30,7 @@ def chromium():
 
 def ensure_chromium():
     """The chromium binary, installed with apt-get when missing (root); else skip."""
-    if chromium():
-        return chromium()
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip("headless Chromium is missing and cannot be installed here (needs root "
-                    "and apt-get): apt-get install -y chromium")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-        if proc.returncode != 0:
-            pytest.skip(f"{' '.join(cmd)} failed, so no headless Chromium: "
-                        f"{proc.stderr.strip()[-300:]}")
+    debian.ensure_packages(["chromium"], ["chromium"])
     return chromium()
 
 

@@ -42,6 +42,8 @@ import time
 
 import pytest
 
+import debian
+
 PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
 COMMANDS = ["slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "sinfo", "scancel", "munged"]
 # accounting (SlurmCluster.accounting()): slurmdbd on a MariaDB of its own
@@ -68,23 +70,9 @@ def _machine_mb():
     return kb // 1024
 
 
-_APT_UPDATED = []
-
-
 def ensure_packages(packages=PACKAGES, commands=COMMANDS):
     """Install Debian's SLURM and munge when a command is missing (root only)."""
-    if all(shutil.which(c) or os.path.exists(f"/usr/sbin/{c}") for c in commands):
-        return
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip(f"SLURM is not installed and cannot be (needs root and apt-get): "
-                    f"apt-get install {' '.join(packages)}")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    steps = [] if _APT_UPDATED else [["apt-get", "update", "-qq"]]
-    _APT_UPDATED.append(True)
-    for cmd in steps + [["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages]]:
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    debian.ensure_packages(packages, commands)
 
 
 def write_conf(root, real_memory_mb, ports, dbd_port=None):
