@@ -195,6 +195,8 @@ def report_inputs(wildcards):
     if BLOCKS:
         inputs.update(table=BLOCK_TABLE, qc=f"{OUT}/blocks/qc.tsv", field=FIELD,
                       gather=gathered())
+    if CFG["labels"]:
+        inputs.update(labels=f"{OUT}/qc/labels.tsv", label_scores=f"{OUT}/qc/label_scores.tsv")
     return inputs
 
 

@@ -40,6 +40,8 @@ with rule_context(snakemake):  # noqa: F821
         qc=pd.read_csv(i.qc, sep="\t") if p.blocks else None,
         jacobian=read_slab_stats(i.gather) if p.blocks else None,
         landmarks=pd.read_csv(landmarks, sep="\t") if landmarks else None,
+        labels=(pd.read_csv(i.label_scores, sep="\t"), pd.read_csv(i.labels, sep="\t"))
+        if i.get("labels") else None,
         provenance=provenance, title=f"snakestream report: {p.output}")
     with atomic_path(snakemake.output[0]) as tmp:  # noqa: F821
         with open(tmp, "w") as fh:

@@ -269,6 +269,8 @@ def test_label_scores_against_the_truth_warp(run):
     assert summary["dice_mean"] > 0.9 and summary["dice_mean"] > before["dice_mean"] + 0.03
     assert summary["hd95_mean_vox"] <= before["hd95_mean_vox"]
     assert 0 < summary["sdlogj"] < 0.2 and summary["folded_voxels"] == 0
+    report = (run["out"] / "report.html").read_text()
+    assert "Label scores (RnR-ExM)" in report and f"{summary['dice_mean']:.3f}" in report
 
 
 def test_challenge_submission_reproduces_the_aligned_image(run):

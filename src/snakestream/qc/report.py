@@ -558,6 +558,23 @@ def landmarks_section(tre):
                              "max µm"])
 
 
+def labels_section(summary, per_label):
+    """Label scores from qc/label_scores.tsv and qc/labels.tsv (DataFrames), as RnR-ExM
+    scores them: the summary, then the 20 labels with the lowest Dice."""
+    s = summary.iloc[0]
+    head = [(int(s["labels"]), fmt(s["dice_mean"], "ncc"), fmt(s["dice_p30"], "ncc"),
+             fmt(s["hd95_mean_vox"], "s"),
+             fmt(s["sdlogj"], "sd") if "sdlogj" in s else "—")]
+    worst = per_label.sort_values("dice").head(20)
+    rows = [(int(r["label"]), int(r["fixed_voxels"]), int(r["warped_voxels"]),
+             fmt(r["dice"], "ncc"), fmt(r["hd95_vox"], "s")) for _, r in worst.iterrows()]
+    return (table_html(head, ["labels scored", "mean Dice", "Dice 30th pct",
+                              "mean HD95 (voxels)", "SDlogJ"])
+            + "<h3>lowest Dice</h3>"
+            + table_html(rows, ["label", "fixed voxels", "warped voxels", "Dice",
+                                "HD95 (voxels)"]))
+
+
 def provenance_section(*, config_text, versions, date, wall_times):
     """The config as run, library versions, the date and wall time per rule.
 
@@ -582,7 +599,8 @@ def provenance_section(*, config_text, versions, date, wall_times):
 
 def render_report(fix_vol, mov_vol, affine, *, field=None, fix_mask=None, mov_mask=None,
                   global_steps=None, table=None, qc=None, jacobian=None, landmarks=None,
-                  provenance=None, title="snakestream report", count=9, tile=256):
+                  labels=None, provenance=None, title="snakestream report", count=9,
+                  tile=256):
     """The whole report page as an HTML string.
 
     Parameters
@@ -603,6 +621,8 @@ def render_report(fix_vol, mov_vol, affine, *, field=None, fix_mask=None, mov_ma
         Merged whole-field det J statistics.
     landmarks : DataFrame, optional
         qc/landmarks.tsv (stage, n, median_um, p95_um, mean_um, max_um).
+    labels : (DataFrame, DataFrame), optional
+        qc/label_scores.tsv and qc/labels.tsv (:mod:`snakestream.qc.labels`).
     provenance : dict, optional
         Keyword arguments of :func:`provenance_section`.
     count, tile : int
@@ -627,6 +647,8 @@ def render_report(fix_vol, mov_vol, affine, *, field=None, fix_mask=None, mov_ma
                          jacobian_section(jacobian)))
     if landmarks is not None:
         sections.append(("Landmark target registration error", landmarks_section(landmarks)))
+    if labels is not None:
+        sections.append(("Label scores (RnR-ExM)", labels_section(*labels)))
     if provenance is not None:
         sections.append(("Provenance", provenance_section(**provenance)))
     return page(title, sections)
