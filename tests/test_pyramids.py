@@ -3,7 +3,8 @@
 The pyramids are written by the ecosystem's own writers: ome-zarr-py
 (``ome_zarr.writer.write_image``, NGFF 0.4 on Zarr v2 and 0.5 on Zarr v3) and
 tensorstore (N5 ``s0 … s2``, levels made by its ``downsample`` driver, with the
-``downsamplingFactors`` attribute n5-viewer and BigStitcher write).
+``downsamplingFactors`` and group ``pixelResolution`` attributes n5-spark, n5-viewer and
+BigStitcher write).
 """
 import json
 import os
@@ -16,6 +17,7 @@ from conftest import demo_config, snakemake, write_config
 from snakestream.demo.scene import load_truth
 from snakestream.fields.transform import transform_points
 from snakestream.grid.layout import fixed_block_grid
+from snakestream.io import n5
 from snakestream.io.downsample import read_downsampled
 from snakestream.io.pyramids import pyramid_levels, read_coarse
 from snakestream.io.volumes import open_volume
@@ -44,10 +46,11 @@ def write_ome_pyramid(path, data, spacing, *, version="0.4", factors=LEVELS, met
 
 
 def write_n5_pyramid(path, data, spacing, *, factors=LEVELS):
-    """An N5 pyramid written by tensorstore: ``s<k>`` block means of ``s0`` by `factors`.
-
-    Each level gets 'downsamplingFactors' (x, y, z); s0 keeps tensorstore's own
-    'resolution' (x, y, z, µm), the only spacing in the file.
+    """An N5 pyramid as n5-spark / BigStitcher leave it: ``s<k>`` block means of ``s0``
+    by `factors`, written by tensorstore's n5 driver (its ``downsample`` driver makes the
+    levels), each with ``downsamplingFactors`` (x, y, z), and the group's
+    ``pixelResolution`` (x, y, z, µm), the only spacing in the file
+    (:func:`snakestream.io.n5.set_pyramid_attributes`).
     """
     import tensorstore as ts
 
@@ -55,23 +58,12 @@ def write_n5_pyramid(path, data, spacing, *, factors=LEVELS):
         return {"driver": "n5", "kvstore": {"driver": "file", "path": os.path.join(path, f"s{k}")}}
 
     for k, f in enumerate(factors):
-        if k == 0:
-            src = data.T
-            extra = {"dimension_units": [f"{s}um" for s in spacing[::-1]]}
-        else:
-            src = ts.downsample(ts.open(spec(0)).result(), list(f[::-1]), "mean")
-            extra = {}
+        src = data.T if k == 0 else ts.downsample(ts.open(spec(0)).result(), list(f[::-1]),
+                                                  "mean")
         dst = ts.open(spec(k), create=True, dtype=ts.dtype(data.dtype.name), shape=src.shape,
-                      chunk_layout=ts.ChunkLayout(chunk_shape=[32, 32, 16]), **extra).result()
+                      chunk_layout=ts.ChunkLayout(chunk_shape=[32, 32, 16])).result()
         dst.write(src).result()
-        attrs_path = os.path.join(path, f"s{k}", "attributes.json")
-        with open(attrs_path) as fh:
-            attrs = json.load(fh)
-        attrs["downsamplingFactors"] = list(f[::-1])
-        with open(attrs_path, "w") as fh:
-            json.dump(attrs, fh)
-    with open(os.path.join(path, "attributes.json"), "w") as fh:
-        json.dump({"n5": "4.0.0"}, fh)
+    n5.set_pyramid_attributes(str(path), spacing, factors)
     return str(path)
 
 
