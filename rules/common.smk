@@ -2,6 +2,7 @@
 # image metadata, and with a fixed mask a small cached array of block foreground
 # fractions (one streaming pass over the mask the first time). Each cluster job
 # re-parses this file.
+import functools
 import json
 import os
 import re
@@ -19,7 +20,7 @@ except ImportError:
         "(or run `make install` there and use .venv/bin/snakemake)."
     ) from None
 
-from snakestream.config import load_schema, validate
+from snakestream.config import auto_mask_path, load_schema, validate
 from snakestream.errors import SnakestreamError
 from snakestream.grid.blocks import block_relpath
 from snakestream.grid.layout import Layout
@@ -39,7 +40,8 @@ except SnakestreamError as err:
 
 # The fixed grid and the block grid, computed here from image metadata (and the fixed
 # mask's cached foreground fractions), so every job, local or on a cluster, sees the
-# same DAG without checkpoints.
+# same DAG. A fixed `mask: auto` is the output of checkpoint auto_mask: until it is
+# written, LAYOUT.mask_pending is set and block_layout() waits for the checkpoint.
 try:
     LAYOUT = Layout.from_config(CFG)
 except SnakestreamError as err:
@@ -87,6 +89,7 @@ wildcard_constraints:
     slab=r"\d+",
     name=r"[A-Za-z0-9_.-]+",
     image="|".join(map(re.escape, OUTPUT_IMAGES)),
+    role="fixed|moving",
 
 
 # ---------------------------------------------------------------- input functions
@@ -103,17 +106,44 @@ def mask_paths(spec):
     return [mask if isinstance(mask, str) else mask["path"]]
 
 
+def _mask_stamp(path):
+    """Modification times of a written mask store (they change when it is rewritten)."""
+    return tuple(os.stat(p).st_mtime_ns for p in (path, os.path.join(path, ".zattrs")))
+
+
+@functools.lru_cache(maxsize=4)
+def _layout_with_mask(stamp):
+    return Layout.from_config(CFG)
+
+
+def block_layout():
+    """LAYOUT with its blocks selected by the fixed mask.
+
+    With ``fixed.mask: auto`` the mask is checkpoint auto_mask's output: this waits
+    for it (Snakemake re-evaluates the input functions that call this once it is
+    written), then makes the layout again from the written file (once per version of it).
+    """
+    mask = CFG["fixed"].get("mask")
+    if not (BLOCKS and isinstance(mask, dict) and mask.get("auto")):
+        return LAYOUT
+    checkpoints.auto_mask.get(role="fixed")
+    try:
+        return _layout_with_mask(_mask_stamp(mask["path"]))
+    except SnakestreamError as err:
+        raise WorkflowError(f"snakestream input error: {err}") from None
+
+
 def block_file(bid):
     return f"{BLOCKS_DIR}/{block_relpath(bid)}"
 
 
 def blocks_for_slab(wildcards):
     """Block files whose region touches one gather slab (not the whole list)."""
-    return [block_file(b) for b in LAYOUT.blocks_in_field_slab(int(wildcards.slab))]
+    return [block_file(b) for b in block_layout().blocks_in_field_slab(int(wildcards.slab))]
 
 
 def blocks_for_row(wildcards):
-    return [block_file(b) for b in LAYOUT.blocks_in_row(int(wildcards.bz))]
+    return [block_file(b) for b in block_layout().blocks_in_row(int(wildcards.bz))]
 
 
 def gathered(slabs=None):

@@ -10,6 +10,10 @@ fraction of it added on *each* side (bigstream's meaning), so with overlap 0.5
 a block's region is twice its core and neighbours' regions cover a skipped
 block completely. Regions are clipped to the image; cores tile it exactly.
 
+A fixed ``mask: auto`` is written by a job (rule auto_mask, a checkpoint): until it
+is, the layout has no mask (``Layout.mask_pending``) and the workflow's input functions
+that list a slab's or row's blocks wait for the checkpoint, then make the layout again.
+
 Every Snakemake process (the main one and each cluster job) builds the layout, so it
 must stay cheap: it opens the volumes' metadata, never the images' pixels, and
 keeps the block grid as NumPy arrays (50,000 blocks take about 0.1 s, mostly their ids).
@@ -29,7 +33,7 @@ import numpy as np
 
 from snakestream.errors import ConfigError
 from snakestream.grid.blocks import COLUMNS, block_id, foreground_fractions, n_slabs, table_bounds
-from snakestream.grid.inputs import open_image, open_mask
+from snakestream.grid.inputs import auto_mask_pending, open_image, open_mask
 from snakestream.io.atomic import atomic_path
 from snakestream.io.chunks import slab_bounds
 from snakestream.io.pyramids import pick_level
@@ -314,9 +318,10 @@ def check_other_inputs(cfg, fix_vol, mov_vol):
     line, before any job runs. The fixed mask is opened by :func:`fixed_block_grid`
     when there is a block stage.
     """
-    if cfg["blocks"] is None:
-        open_mask(cfg["fixed"], fix_vol)
-    open_mask(cfg["moving"], mov_vol)
+    for spec, vol, needed in ((cfg["fixed"], fix_vol, cfg["blocks"] is None),
+                              (cfg["moving"], mov_vol, True)):
+        if needed and not auto_mask_pending(spec):
+            open_mask(spec, vol)
     for extra in cfg["extra_volumes"]:
         open_image(extra)
 
@@ -341,6 +346,9 @@ class Layout:
         deform.zarr stores every ``field_step``-th fixed voxel per axis (z,y,x).
     blocks : BlockGrid or None
         The block grid; None when the config has no block stage.
+    mask_pending : bool
+        The fixed mask is ``auto`` and not written yet: ``blocks`` is the grid
+        without a mask (every block aligned) until a layout is made once it is.
     """
 
     shape: tuple
@@ -353,10 +361,15 @@ class Layout:
     moving_spacing: np.ndarray = None
     field_step: tuple = (1, 1, 1)
     blocks: BlockGrid = None
+    mask_pending: bool = False
 
     @classmethod
     def from_config(cls, cfg):
-        """Layout of a validated config (opens both volumes' metadata, and the fixed mask once)."""
+        """Layout of a validated config (opens both volumes' metadata, and the fixed mask once).
+
+        A fixed ``mask: auto`` not written yet leaves the block grid unmasked and
+        ``mask_pending`` set; the workflow makes the layout again once it is.
+        """
         fix, mov = open_image(cfg["fixed"]), open_image(cfg["moving"])
         chunks = tuple(min(int(c), int(n)) for c, n in zip(cfg["output_chunks"], fix.shape))
         layout = cls(tuple(int(n) for n in fix.shape), fix.spacing, chunks, str(mov.dtype),
@@ -365,8 +378,10 @@ class Layout:
                      field_step=tuple(int(f) for f in cfg["field_downsample"]))
         blocks = cfg["blocks"]
         if blocks is not None:
+            layout.mask_pending = auto_mask_pending(cfg["fixed"])
             layout.blocks = fixed_block_grid(
-                fix, cfg["fixed"], blocksize=blocks["blocksize"], overlap=blocks["overlap"],
+                fix, {} if layout.mask_pending else cfg["fixed"],
+                blocksize=blocks["blocksize"], overlap=blocks["overlap"],
                 threshold=blocks["foreground_fraction"],
                 cache_dir=os.path.join(cfg["output"], ".cache"))
         check_other_inputs(cfg, fix, mov)
