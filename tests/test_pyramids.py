@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from conftest import demo_config, snakemake, write_config
+from conftest import demo_config, fast_settings, snakemake, write_config
 from snakestream.demo.scene import load_truth
 from snakestream.fields.transform import transform_points
 from snakestream.grid.layout import fixed_block_grid
@@ -21,6 +21,7 @@ from snakestream.io import n5
 from snakestream.io.downsample import read_downsampled
 from snakestream.io.pyramids import pyramid_levels, read_coarse
 from snakestream.io.volumes import open_volume
+from snakestream.io.zarr_store import open_zarr_array
 from snakestream.qc.metrics import tre
 from snakestream.register.align import downsample_factors
 from snakestream.register.global_stage import downsample_volume
@@ -257,3 +258,45 @@ def test_report_log_names_the_level_of_its_overviews(pyramid_run):
     # the overviews' ~0.2 µm is finer than level 0 here: the log says so and names it
     assert f"report overview: {paths['fix']} configured level 's0' of 3" in log, log
     assert f"report overview: {root / 'out' / 'aligned.zarr'} configured level '0' of 3" in log
+
+
+@pytest.fixture(scope="module")
+def n5_run(demo_data):
+    """The demo pair as N5 pyramids the way n5-spark / BigStitcher leave them (both
+    images; the fixed mask as given), the whole workflow with blocks, fast settings."""
+    root = demo_data("n5_pyramids", (32, 96, 96), seed=2)
+    data = root / "data"
+    fix_vol, mov_vol = open_volume(data / "fix.zarr", "s0"), open_volume(data / "mov.h5", "/ch0")
+    paths = {"fix": write_n5_pyramid(root / "fix.n5", fix_vol.read(), fix_vol.spacing),
+             "mov": write_n5_pyramid(root / "mov.n5", mov_vol.read(), mov_vol.spacing)}
+    cfg = fast_settings(demo_config(data, root / "out"))
+    cfg["fixed"].update(path=paths["fix"], dataset="s0", spacing=None)
+    cfg["moving"].update(path=paths["mov"], dataset="s0", spacing=None)
+    proc = snakemake(write_config(root / "config.yaml", cfg), root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root, paths
+
+
+def test_n5_pyramids_end_to_end_global_stage_reads_level_s2(n5_run):
+    root, paths = n5_run
+    log = _log(root, "global_align.log")
+    for key in ("fix", "mov"):
+        assert f"global stage: {paths[key]} pyramid level 's2'" in log, log[:2000]
+    assert (root / "out" / "report.html").exists()
+
+
+def test_n5_pyramids_end_to_end_register_against_the_truth(n5_run):
+    root, _ = n5_run
+    truth = load_truth(str(root / "data" / "truth.npz"))
+    out = root / "out"
+    affine = np.loadtxt(out / "global" / "affine.mat")
+    field = open_zarr_array(str(out / "deform.zarr"))
+    pts, target = truth.landmarks_fixed, truth.landmarks_moving
+    before = tre(pts, target)["median"]
+    after_global = tre(transform_points(pts, affine), target)["median"]
+    after_blocks = tre(transform_points(pts, affine, field[...], field.attrs["spacing"]),
+                       target)["median"]
+    print(f"N5 pyramids end to end: median TRE {before:.3f} µm before, {after_global:.3f} "
+          f"after the global affine, {after_blocks:.3f} after the blocks")
+    assert after_global < 0.25 * before
+    assert after_blocks < min(0.5, after_global)
