@@ -23,6 +23,7 @@ except ImportError:
 from snakestream.config import auto_mask_path, load_schema, validate
 from snakestream.errors import SnakestreamError
 from snakestream.grid.blocks import block_relpath
+from snakestream.grid.inputs import is_auto_mask
 from snakestream.grid.layout import Layout
 
 SCRIPTS = os.path.join(workflow.basedir, "scripts")  # the rule scripts
@@ -123,12 +124,11 @@ def block_layout():
     for it (Snakemake re-evaluates the input functions that call this once it is
     written), then makes the layout again from the written file (once per version of it).
     """
-    mask = CFG["fixed"].get("mask")
-    if not (BLOCKS and isinstance(mask, dict) and mask.get("auto")):
+    if not (BLOCKS and is_auto_mask(CFG["fixed"])):
         return LAYOUT
     checkpoints.auto_mask.get(role="fixed")
     try:
-        return _layout_with_mask(_mask_stamp(mask["path"]))
+        return _layout_with_mask(_mask_stamp(CFG["fixed"]["mask"]["path"]))
     except SnakestreamError as err:
         raise WorkflowError(f"snakestream input error: {err}") from None
 

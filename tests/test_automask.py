@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import DEMO_SPACING, demo_config, fast_settings, snakemake, write_config
-from snakestream.config import auto_mask_path, validate
+from snakestream.config import auto_mask_path, load, validate
 from snakestream.errors import InputError
 from snakestream.grid.automask import compute_mask, otsu_threshold, write_mask
 from snakestream.grid.blocks import read_table
@@ -213,3 +213,25 @@ def test_global_stage_uses_both_auto_masks(auto_run):
     log = (auto_run["out"] / "logs" / "global_align.log").read_text()
     for role in ("fixed", "moving"):
         assert f"global stage mask: {auto_run['out'] / 'masks' / f'{role}.ome.zarr'}" in log, log
+
+
+def test_an_edited_auto_mask_is_used_and_not_recomputed(auto_run):
+    """Last in the module: it edits the run's fixed mask (as napari would, in place)."""
+    import zarr
+
+    root, out = auto_run["root"], auto_run["out"]
+    table = read_table(str(out / "blocks" / "table.tsv"))
+    row = table[~table["aligned"]].iloc[-1]  # a block the computed mask leaves out
+    mask = zarr.open_group(str(out / "masks" / "fixed.ome.zarr"), mode="r+")["0"]
+    scale = read_ome_zarr(out / "masks" / "fixed.ome.zarr")[1]
+    lo = np.floor(np.array([row.cz0, row.cy0, row.cx0]) * DEMO_SPACING / scale).astype(int)
+    hi = np.ceil(np.array([row.cz1, row.cy1, row.cx1]) * DEMO_SPACING / scale).astype(int)
+    mask[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = 1
+    cfg = load(str(root / "config.yaml"))
+    grid = Layout.from_config(cfg).blocks
+    assert grid.aligned[list(grid.ids).index(row.id)], "the edited mask was not read"
+    proc = snakemake(root / "config.yaml", root, "-n")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    planned = proc.stdout + proc.stderr
+    assert "rule align_block:" in planned and f"{row.id}.npz" in planned, planned[-3000:]
+    assert "rule auto_mask:" not in planned, planned[-3000:]

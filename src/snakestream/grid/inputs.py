@@ -60,11 +60,16 @@ def open_mask(spec, image_vol):
     return vol
 
 
+def is_auto_mask(spec):
+    """Whether a volume entry's mask is ``mask: auto`` (written by the run)."""
+    mask = spec.get("mask")
+    return isinstance(mask, dict) and bool(mask.get("auto"))
+
+
 def auto_mask_pending(spec):
     """Whether a volume entry's mask is ``auto`` and its file is not written yet."""
-    mask = spec.get("mask")
-    return (isinstance(mask, dict) and bool(mask.get("auto"))
-            and not os.path.exists(os.path.join(mask["path"], ".zattrs")))
+    return is_auto_mask(spec) and not os.path.exists(os.path.join(spec["mask"]["path"],
+                                                                  ".zattrs"))
 
 
 def check_mask_extent(mask_vol, image_vol):

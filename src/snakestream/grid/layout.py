@@ -33,7 +33,7 @@ import numpy as np
 
 from snakestream.errors import ConfigError
 from snakestream.grid.blocks import COLUMNS, block_id, foreground_fractions, n_slabs, table_bounds
-from snakestream.grid.inputs import auto_mask_pending, open_image, open_mask
+from snakestream.grid.inputs import auto_mask_pending, is_auto_mask, open_image, open_mask
 from snakestream.io.atomic import atomic_path
 from snakestream.io.chunks import slab_bounds
 from snakestream.io.pyramids import pick_level
@@ -269,7 +269,8 @@ def fixed_block_grid(fix_vol, fixed, *, blocksize, overlap, threshold, cache_dir
         if log is not None:
             log(message)
         foreground = cached_foreground(level_vol, fix_vol.shape, fix_vol.spacing, blocksize,
-                                       cache_dir, offset=offset)
+                                       cache_dir, offset=offset,
+                                       every_file=is_auto_mask(fixed))
     grid = BlockGrid.build(fix_vol.shape, blocksize, overlap, foreground=foreground,
                            threshold=threshold)
     require_aligned_blocks(grid, fix_vol.shape, mask=mask)
@@ -447,24 +448,33 @@ class Layout:
         return self.blocks.rows
 
 
-def _mtimes(path, dataset):
-    """Modification times that change when a mask store is rewritten."""
+def _mtimes(path, dataset, *, every_file=False):
+    """Modification times that change when a mask store is rewritten (and, with
+    `every_file`, the newest of its files': a chunk edited in place)."""
     paths = [path] + ([os.path.join(path, dataset.strip("/"))] if dataset else [])
-    return [os.stat(p).st_mtime_ns for p in paths if os.path.exists(p)]
+    times = [os.stat(p).st_mtime_ns for p in paths if os.path.exists(p)]
+    if every_file:
+        times.append(max((os.stat(os.path.join(folder, f)).st_mtime_ns
+                          for folder, _, files in os.walk(path) for f in files), default=0))
+    return times
 
 
-def cached_foreground(mask, shape, spacing, blocksize, cache_dir, *, offset=(0.0, 0.0, 0.0)):
+def cached_foreground(mask, shape, spacing, blocksize, cache_dir, *, offset=(0.0, 0.0, 0.0),
+                      every_file=False):
     """:func:`snakestream.grid.blocks.foreground_fractions`, cached in ``cache_dir``.
 
     The cache key covers the mask's path, dataset, selection (channel, time point),
     shape, spacing, offset (µm, z,y,x: a pyramid level's) and modification times, and
     the fixed grid and block size; delete ``cache_dir`` after editing a mask in place
-    without changing its files' times.
+    without changing its files' times. With `every_file` the key also has the newest
+    modification time of any file in the mask's store (a walk over it: meant for the
+    small masks ``mask: auto`` writes, which the user may edit chunk by chunk).
     """
     key = json.dumps([os.path.abspath(mask.path), mask.dataset, list(mask.selection),
                       list(mask.shape), np.asarray(mask.spacing).tolist(), list(shape),
                       np.asarray(spacing).tolist(), [int(b) for b in blocksize],
-                      _mtimes(mask.path, mask.dataset), np.asarray(offset, float).tolist()])
+                      _mtimes(mask.path, mask.dataset, every_file=every_file),
+                      np.asarray(offset, float).tolist()])
     path = os.path.join(cache_dir, f"foreground-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy")
     if os.path.exists(path):
         return np.load(path)
