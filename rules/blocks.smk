@@ -4,7 +4,7 @@
 rule block_table:
     input:
         fixed=volume_path(CFG["fixed"]),
-        masks=mask_paths(CFG["fixed"]),
+        masks=mask_inputs("fixed"),
     output:
         f"{OUT}/blocks/table.tsv",
     params:

@@ -107,6 +107,32 @@ def mask_paths(spec):
     return [mask if isinstance(mask, str) else mask["path"]]
 
 
+def _store_files(folder):
+    """Every file of a store written by a job, but Snakemake's own timestamp file."""
+    return sorted(os.path.join(top, name) for top, _, names in os.walk(folder)
+                  for name in names if name != ".snakemake_timestamp")
+
+
+def mask_inputs(*roles):
+    """An input function: the mask files of the ``roles``' volume entries ("fixed", "moving").
+
+    A given mask is its path (:func:`mask_paths`). A ``mask: auto`` is checkpoint
+    auto_mask's store, listed file by file once it is written: Snakemake dates a
+    directory output by its own timestamp file, so only the files inside make an
+    edited mask (a chunk repainted in napari) newer than what was made from it.
+    """
+    def inputs(wildcards):
+        files = []
+        for role in roles:
+            if is_auto_mask(CFG[role]):
+                files += _store_files(checkpoints.auto_mask.get(role=role).output[0])
+            else:
+                files += mask_paths(CFG[role])
+        return files
+
+    return inputs
+
+
 def _mask_stamp(path):
     """Modification times of a written mask store (they change when it is rewritten)."""
     return tuple(os.stat(p).st_mtime_ns for p in (path, os.path.join(path, ".zattrs")))

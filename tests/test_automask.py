@@ -216,7 +216,8 @@ def test_global_stage_uses_both_auto_masks(auto_run):
 
 
 def test_an_edited_auto_mask_is_used_and_not_recomputed(auto_run):
-    """Last in the module: it edits the run's fixed mask (as napari would, in place)."""
+    """Last in the module: it edits the run's fixed mask (as napari would, in place) and
+    runs again: the stages that read the mask rerun, the mask is not recomputed."""
     import zarr
 
     root, out = auto_run["root"], auto_run["out"]
@@ -233,5 +234,12 @@ def test_an_edited_auto_mask_is_used_and_not_recomputed(auto_run):
     proc = snakemake(root / "config.yaml", root, "-n")
     assert proc.returncode == 0, proc.stderr[-3000:]
     planned = proc.stdout + proc.stderr
-    assert "rule align_block:" in planned and f"{row.id}.npz" in planned, planned[-3000:]
+    for rule in ("block_table", "global_align", "align_block"):
+        assert f"rule {rule}:" in planned, (rule, planned[-3000:])
     assert "rule auto_mask:" not in planned, planned[-3000:]
+    proc = snakemake(root / "config.yaml", root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = read_table(str(out / "blocks" / "table.tsv"))
+    assert table.set_index("id").loc[row.id, "aligned"]
+    qc = read_table(str(out / "blocks" / "qc.tsv")).set_index("id")
+    assert qc.loc[row.id, "status"] in ("ok", "fallback"), qc.loc[row.id, "status"]
