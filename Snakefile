@@ -1,6 +1,6 @@
 # snakestream: blockwise registration of two large 3-D volumes.
 #   snakemake --cores 2 --configfile config/demo.yaml
-# Stages: fixed grid -> global affine -> block table -> one job per block
+# Stages: fixed grid -> (auto masks) -> global affine -> block table -> one job per block
 #         -> gather (linear blending, per z slab) -> warp (per z slab)
 from snakemake.utils import min_version
 
@@ -11,6 +11,7 @@ include: "rules/common.smk"
 include: "rules/resources.smk"
 include: "rules/scheduler.smk"
 include: "rules/worker.smk"
+include: "rules/masks.smk"
 include: "rules/global.smk"
 include: "rules/blocks.smk"
 include: "rules/gather.smk"

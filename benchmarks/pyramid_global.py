@@ -88,12 +88,7 @@ def write_n5(folder, data, *, levels, compression="gzip"):
         level = data if k == 0 else np.rint(block_mean(data, f)).astype(data.dtype)
         chunks = tuple(min(c, n) for c, n in zip((64, 128, 128), level.shape))
         n5.write_dataset(root, f"s{k}", level, SPACING * f, chunks, compression)
-        attrs_path = os.path.join(root, f"s{k}", "attributes.json")
-        with open(attrs_path) as fh:
-            attrs = json.load(fh)
-        attrs["downsamplingFactors"] = list(f[::-1])
-        with open(attrs_path, "w") as fh:
-            json.dump(attrs, fh)
+    n5.set_pyramid_attributes(root, SPACING, FACTORS if levels else FACTORS[:1])
     return root, "s0"
 
 

@@ -4,7 +4,7 @@
 rule block_table:
     input:
         fixed=volume_path(CFG["fixed"]),
-        masks=mask_paths(CFG["fixed"]),
+        masks=mask_inputs("fixed"),
     output:
         f"{OUT}/blocks/table.tsv",
     params:
@@ -23,7 +23,8 @@ rule block_table:
 
 
 rule align_block:
-    # Jobs are made for the blocks the parse-time mask test keeps (LAYOUT.blocks.aligned);
+    # Jobs are made for the blocks the mask test keeps (block_layout().blocks.aligned: at
+    # parse time, or once checkpoint auto_mask has written a fixed `mask: auto`);
     # asking for another block's file records it as skipped without reading pixels.
     # A shell rule, not script:, so that a job whose warm worker runs it
     # (src/snakestream/smk/worker.py, local runs) starts no more than a small client.

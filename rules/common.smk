@@ -2,6 +2,7 @@
 # image metadata, and with a fixed mask a small cached array of block foreground
 # fractions (one streaming pass over the mask the first time). Each cluster job
 # re-parses this file.
+import functools
 import json
 import os
 import re
@@ -19,9 +20,10 @@ except ImportError:
         "(or run `make install` there and use .venv/bin/snakemake)."
     ) from None
 
-from snakestream.config import load_schema, validate
+from snakestream.config import auto_mask_path, load_schema, validate
 from snakestream.errors import SnakestreamError
 from snakestream.grid.blocks import block_relpath
+from snakestream.grid.inputs import is_auto_mask
 from snakestream.grid.layout import Layout
 
 SCRIPTS = os.path.join(workflow.basedir, "scripts")  # the rule scripts
@@ -39,7 +41,8 @@ except SnakestreamError as err:
 
 # The fixed grid and the block grid, computed here from image metadata (and the fixed
 # mask's cached foreground fractions), so every job, local or on a cluster, sees the
-# same DAG without checkpoints.
+# same DAG. A fixed `mask: auto` is the output of checkpoint auto_mask: until it is
+# written, LAYOUT.mask_pending is set and block_layout() waits for the checkpoint.
 try:
     LAYOUT = Layout.from_config(CFG)
 except SnakestreamError as err:
@@ -89,6 +92,7 @@ wildcard_constraints:
     slab=r"\d+",
     name=r"[A-Za-z0-9_.-]+",
     image="|".join(map(re.escape, OUTPUT_IMAGES)),
+    role="fixed|moving",
 
 
 # ---------------------------------------------------------------- input functions
@@ -105,17 +109,69 @@ def mask_paths(spec):
     return [mask if isinstance(mask, str) else mask["path"]]
 
 
+def _store_files(folder):
+    """Every file of a store written by a job, but Snakemake's own timestamp file."""
+    return sorted(os.path.join(top, name) for top, _, names in os.walk(folder)
+                  for name in names if name != ".snakemake_timestamp")
+
+
+def mask_inputs(*roles):
+    """An input function: the mask files of the ``roles``' volume entries ("fixed", "moving").
+
+    A given mask is its path (:func:`mask_paths`). A ``mask: auto`` is checkpoint
+    auto_mask's store, listed file by file once it is written: Snakemake dates a
+    directory output by its own timestamp file, so only the files inside make an
+    edited mask (a chunk repainted in napari) newer than what was made from it.
+    """
+    def inputs(wildcards):
+        files = []
+        for role in roles:
+            if is_auto_mask(CFG[role]):
+                files += _store_files(checkpoints.auto_mask.get(role=role).output[0])
+            else:
+                files += mask_paths(CFG[role])
+        return files
+
+    return inputs
+
+
+def _mask_stamp(path):
+    """Modification times of a written mask store (they change when it is rewritten)."""
+    return tuple(os.stat(p).st_mtime_ns for p in (path, os.path.join(path, ".zattrs")))
+
+
+@functools.lru_cache(maxsize=4)
+def _layout_with_mask(stamp):
+    return Layout.from_config(CFG)
+
+
+def block_layout():
+    """LAYOUT with its blocks selected by the fixed mask.
+
+    With ``fixed.mask: auto`` the mask is checkpoint auto_mask's output: this waits
+    for it (Snakemake re-evaluates the input functions that call this once it is
+    written), then makes the layout again from the written file (once per version of it).
+    """
+    if not (BLOCKS and is_auto_mask(CFG["fixed"])):
+        return LAYOUT
+    checkpoints.auto_mask.get(role="fixed")
+    try:
+        return _layout_with_mask(_mask_stamp(CFG["fixed"]["mask"]["path"]))
+    except SnakestreamError as err:
+        raise WorkflowError(f"snakestream input error: {err}") from None
+
+
 def block_file(bid):
     return f"{BLOCKS_DIR}/{block_relpath(bid)}"
 
 
 def blocks_for_slab(wildcards):
     """Block files whose region touches one gather slab (not the whole list)."""
-    return [block_file(b) for b in LAYOUT.blocks_in_field_slab(int(wildcards.slab))]
+    return [block_file(b) for b in block_layout().blocks_in_field_slab(int(wildcards.slab))]
 
 
 def blocks_for_row(wildcards):
-    return [block_file(b) for b in LAYOUT.blocks_in_row(int(wildcards.bz))]
+    return [block_file(b) for b in block_layout().blocks_in_row(int(wildcards.bz))]
 
 
 def gathered(slabs=None):

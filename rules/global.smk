@@ -5,7 +5,7 @@ rule global_align:
     input:
         fixed=volume_path(CFG["fixed"]),
         moving=volume_path(CFG["moving"]),
-        masks=mask_paths(CFG["fixed"]) + mask_paths(CFG["moving"]),
+        masks=mask_inputs("fixed", "moving"),
     output:
         affine=f"{OUT}/global/affine.mat",
         qc=f"{OUT}/global/qc.json",

@@ -24,6 +24,24 @@ def global_runtime(wildcards, attempt):
     return _res.global_runtime_min(CFG, LAYOUT.shape, LAYOUT.spacing, attempt)
 
 
+def _role_grid(role):
+    """Shape (z,y,x) and spacing (µm) of the fixed or moving image."""
+    if role == "fixed":
+        return LAYOUT.shape, LAYOUT.spacing
+    return LAYOUT.moving_shape, LAYOUT.moving_spacing
+
+
+def auto_mask_mem_mb(wildcards, attempt):
+    """An auto mask job: its image at auto_mask.spacing."""
+    shape, spacing = _role_grid(wildcards.role)
+    return _res.auto_mask_mem_mb(shape, spacing, CFG["auto_mask"]["spacing"], attempt)
+
+
+def auto_mask_runtime(wildcards, attempt):
+    """An auto mask job: reading its image's level (the full one at worst)."""
+    return _res.auto_mask_runtime_min(_role_grid(wildcards.role)[0], attempt)
+
+
 def slab_mem_mb(wildcards, attempt):
     """A gather or warp job on the fixed grid: one output chunk at a time."""
     return _res.slab_mem_mb(LAYOUT.chunks, attempt)

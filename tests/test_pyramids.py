@@ -3,7 +3,8 @@
 The pyramids are written by the ecosystem's own writers: ome-zarr-py
 (``ome_zarr.writer.write_image``, NGFF 0.4 on Zarr v2 and 0.5 on Zarr v3) and
 tensorstore (N5 ``s0 … s2``, levels made by its ``downsample`` driver, with the
-``downsamplingFactors`` attribute n5-viewer and BigStitcher write).
+``downsamplingFactors`` and group ``pixelResolution`` attributes n5-spark, n5-viewer and
+BigStitcher write).
 """
 import json
 import os
@@ -12,13 +13,15 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from conftest import demo_config, snakemake, write_config
+from conftest import demo_config, fast_settings, snakemake, write_config
 from snakestream.demo.scene import load_truth
 from snakestream.fields.transform import transform_points
 from snakestream.grid.layout import fixed_block_grid
+from snakestream.io import n5
 from snakestream.io.downsample import read_downsampled
 from snakestream.io.pyramids import pyramid_levels, read_coarse
 from snakestream.io.volumes import open_volume
+from snakestream.io.zarr_store import open_zarr_array
 from snakestream.qc.metrics import tre
 from snakestream.register.align import downsample_factors
 from snakestream.register.global_stage import downsample_volume
@@ -44,10 +47,11 @@ def write_ome_pyramid(path, data, spacing, *, version="0.4", factors=LEVELS, met
 
 
 def write_n5_pyramid(path, data, spacing, *, factors=LEVELS):
-    """An N5 pyramid written by tensorstore: ``s<k>`` block means of ``s0`` by `factors`.
-
-    Each level gets 'downsamplingFactors' (x, y, z); s0 keeps tensorstore's own
-    'resolution' (x, y, z, µm), the only spacing in the file.
+    """An N5 pyramid as n5-spark / BigStitcher leave it: ``s<k>`` block means of ``s0``
+    by `factors`, written by tensorstore's n5 driver (its ``downsample`` driver makes the
+    levels), each with ``downsamplingFactors`` (x, y, z), and the group's
+    ``pixelResolution`` (x, y, z, µm), the only spacing in the file
+    (:func:`snakestream.io.n5.set_pyramid_attributes`).
     """
     import tensorstore as ts
 
@@ -55,23 +59,12 @@ def write_n5_pyramid(path, data, spacing, *, factors=LEVELS):
         return {"driver": "n5", "kvstore": {"driver": "file", "path": os.path.join(path, f"s{k}")}}
 
     for k, f in enumerate(factors):
-        if k == 0:
-            src = data.T
-            extra = {"dimension_units": [f"{s}um" for s in spacing[::-1]]}
-        else:
-            src = ts.downsample(ts.open(spec(0)).result(), list(f[::-1]), "mean")
-            extra = {}
+        src = data.T if k == 0 else ts.downsample(ts.open(spec(0)).result(), list(f[::-1]),
+                                                  "mean")
         dst = ts.open(spec(k), create=True, dtype=ts.dtype(data.dtype.name), shape=src.shape,
-                      chunk_layout=ts.ChunkLayout(chunk_shape=[32, 32, 16]), **extra).result()
+                      chunk_layout=ts.ChunkLayout(chunk_shape=[32, 32, 16])).result()
         dst.write(src).result()
-        attrs_path = os.path.join(path, f"s{k}", "attributes.json")
-        with open(attrs_path) as fh:
-            attrs = json.load(fh)
-        attrs["downsamplingFactors"] = list(f[::-1])
-        with open(attrs_path, "w") as fh:
-            json.dump(attrs, fh)
-    with open(os.path.join(path, "attributes.json"), "w") as fh:
-        json.dump({"n5": "4.0.0"}, fh)
+    n5.set_pyramid_attributes(str(path), spacing, factors)
     return str(path)
 
 
@@ -265,3 +258,45 @@ def test_report_log_names_the_full_resolution_images_it_slices(pyramid_run):
     # the report's slices are full resolution: level 0 of both pyramids, no overviews
     assert "report slices:" in log and "full resolution" in log, log
     assert f"{paths['fix']} [s0]" in log and f"{paths['mov']} [s0]" in log, log
+
+
+@pytest.fixture(scope="module")
+def n5_run(demo_data):
+    """The demo pair as N5 pyramids the way n5-spark / BigStitcher leave them (both
+    images; the fixed mask as given), the whole workflow with blocks, fast settings."""
+    root = demo_data("n5_pyramids", (32, 96, 96), seed=2)
+    data = root / "data"
+    fix_vol, mov_vol = open_volume(data / "fix.zarr", "s0"), open_volume(data / "mov.h5", "/ch0")
+    paths = {"fix": write_n5_pyramid(root / "fix.n5", fix_vol.read(), fix_vol.spacing),
+             "mov": write_n5_pyramid(root / "mov.n5", mov_vol.read(), mov_vol.spacing)}
+    cfg = fast_settings(demo_config(data, root / "out"))
+    cfg["fixed"].update(path=paths["fix"], dataset="s0", spacing=None)
+    cfg["moving"].update(path=paths["mov"], dataset="s0", spacing=None)
+    proc = snakemake(write_config(root / "config.yaml", cfg), root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root, paths
+
+
+def test_n5_pyramids_end_to_end_global_stage_reads_level_s2(n5_run):
+    root, paths = n5_run
+    log = _log(root, "global_align.log")
+    for key in ("fix", "mov"):
+        assert f"global stage: {paths[key]} pyramid level 's2'" in log, log[:2000]
+    assert (root / "out" / "report.html").exists()
+
+
+def test_n5_pyramids_end_to_end_register_against_the_truth(n5_run):
+    root, _ = n5_run
+    truth = load_truth(str(root / "data" / "truth.npz"))
+    out = root / "out"
+    affine = np.loadtxt(out / "global" / "affine.mat")
+    field = open_zarr_array(str(out / "deform.zarr"))
+    pts, target = truth.landmarks_fixed, truth.landmarks_moving
+    before = tre(pts, target)["median"]
+    after_global = tre(transform_points(pts, affine), target)["median"]
+    after_blocks = tre(transform_points(pts, affine, field[...], field.attrs["spacing"]),
+                       target)["median"]
+    print(f"N5 pyramids end to end: median TRE {before:.3f} µm before, {after_global:.3f} "
+          f"after the global affine, {after_blocks:.3f} after the blocks")
+    assert after_global < 0.25 * before
+    assert after_blocks < min(0.5, after_global)

@@ -120,6 +120,30 @@ def bigstream_block_keys(blocks):
     return blocks
 
 
+AUTO_MASK = "auto"  # a volume entry's `mask: auto`
+
+
+def auto_mask_path(output, role):
+    """Where rule auto_mask writes the ``mask: auto`` of volume `role` ("fixed", "moving")."""
+    return f"{output.rstrip('/')}/masks/{role}.ome.zarr"
+
+
+def auto_masks(config):
+    """Turn each ``mask: auto`` of ``fixed``/``moving`` (in place) into the mask entry
+    of the file rule auto_mask writes.
+
+    The entry is ``{path, dataset: "0", auto: <the auto_mask settings>}``, so every
+    consumer opens it as a given mask, through
+    :func:`snakestream.grid.inputs.open_mask`; ``auto`` marks it as made by the run
+    (a mask file literally named ``auto`` must be given as ``./auto``).
+    """
+    for role in ("fixed", "moving"):
+        if config[role].get("mask") == AUTO_MASK:
+            config[role]["mask"] = {"path": auto_mask_path(config["output"], role),
+                                    "dataset": "0", "auto": dict(config["auto_mask"])}
+    return config
+
+
 def load_schema(path=SCHEMA_PATH):
     """The config schema (config/schema.yaml by default) as a dict."""
     with open(path) as fh:
@@ -130,7 +154,8 @@ def validate(config, schema=None):
     """Check a config dict and return a copy with defaults and normalised steps.
 
     Adds ``_global_steps`` and ``_block_steps`` (normalised lists; the latter
-    only with blocks) so rules can pass exactly the settings each stage uses.
+    only with blocks) so rules can pass exactly the settings each stage uses, and
+    resolves ``mask: auto`` to the file the run writes (:func:`auto_masks`).
 
     Parameters
     ----------
@@ -150,6 +175,7 @@ def validate(config, schema=None):
     if config.get("blocks") is not None:
         bigstream_block_keys(config["blocks"])
     fill_defaults(config, schema)
+    auto_masks(config)
     config["_global_steps"] = normalize_steps(
         config["global_steps"], "global_steps", FEATURE_STEPS + ("rigid", "affine"))
     if config["blocks"] is not None:

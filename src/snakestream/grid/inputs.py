@@ -6,7 +6,14 @@ or ``{path, dataset, channel, timepoint}`` (config/schema.yaml); ``channel`` and
 ``timepoint`` pick one 3-D volume out of an array with channel and time axes
 (:mod:`snakestream.io.selection`). Both the parse-time layout (block selection by the
 fixed mask) and the rule scripts open them through these functions.
+
+A ``mask: auto`` reaches here as the entry of the file rule auto_mask writes
+(:func:`snakestream.config.auto_masks`, with an ``auto`` key), so it is opened like a
+given mask once written; before that, :func:`auto_mask_pending` says so and
+:func:`open_mask` stops with one line.
 """
+
+import os
 
 import numpy as np
 
@@ -29,12 +36,17 @@ def open_mask(spec, image_vol):
     in ``image_vol``'s frame.
 
     A mask without its own spacing metadata is taken to span the same physical
-    extent as its image. Returns None when no mask is configured.
+    extent as its image. Returns None when no mask is configured; InputError for a
+    ``mask: auto`` not written yet.
     """
     mask = spec.get("mask")
     if not mask:
         return None
     mask = {"path": mask} if isinstance(mask, str) else mask
+    if auto_mask_pending(spec):
+        raise InputError(mask["path"], "(mask: auto) is not written yet.",
+                         "run the workflow: its rule auto_mask writes it before any "
+                         "stage that reads the mask.")
     path, dataset, selection = mask["path"], mask.get("dataset"), _selection(mask)
     try:
         vol = open_volume(path, dataset, **selection)
@@ -46,6 +58,18 @@ def open_mask(spec, image_vol):
         return open_volume(path, dataset, spacing.tolist(), **selection)
     check_mask_extent(vol, image_vol)
     return vol
+
+
+def is_auto_mask(spec):
+    """Whether a volume entry's mask is ``mask: auto`` (written by the run)."""
+    mask = spec.get("mask")
+    return isinstance(mask, dict) and bool(mask.get("auto"))
+
+
+def auto_mask_pending(spec):
+    """Whether a volume entry's mask is ``auto`` and its file is not written yet."""
+    return is_auto_mask(spec) and not os.path.exists(os.path.join(spec["mask"]["path"],
+                                                                  ".zattrs"))
 
 
 def check_mask_extent(mask_vol, image_vol):

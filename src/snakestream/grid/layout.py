@@ -10,6 +10,10 @@ fraction of it added on *each* side (bigstream's meaning), so with overlap 0.5
 a block's region is twice its core and neighbours' regions cover a skipped
 block completely. Regions are clipped to the image; cores tile it exactly.
 
+A fixed ``mask: auto`` is written by a job (rule auto_mask, a checkpoint): until it
+is, the layout has no mask (``Layout.mask_pending``) and the workflow's input functions
+that list a slab's or row's blocks wait for the checkpoint, then make the layout again.
+
 Every Snakemake process (the main one and each cluster job) builds the layout, so it
 must stay cheap: it opens the volumes' metadata, never the images' pixels, and
 keeps the block grid as NumPy arrays (50,000 blocks take about 0.1 s, mostly their ids).
@@ -29,7 +33,7 @@ import numpy as np
 
 from snakestream.errors import ConfigError
 from snakestream.grid.blocks import COLUMNS, block_id, foreground_fractions, n_slabs, table_bounds
-from snakestream.grid.inputs import open_image, open_mask
+from snakestream.grid.inputs import auto_mask_pending, is_auto_mask, open_image, open_mask
 from snakestream.io.atomic import atomic_path
 from snakestream.io.chunks import slab_bounds, write_units
 from snakestream.io.pyramids import pick_level
@@ -265,7 +269,8 @@ def fixed_block_grid(fix_vol, fixed, *, blocksize, overlap, threshold, cache_dir
         if log is not None:
             log(message)
         foreground = cached_foreground(level_vol, fix_vol.shape, fix_vol.spacing, blocksize,
-                                       cache_dir, offset=offset)
+                                       cache_dir, offset=offset,
+                                       every_file=is_auto_mask(fixed))
     grid = BlockGrid.build(fix_vol.shape, blocksize, overlap, foreground=foreground,
                            threshold=threshold)
     require_aligned_blocks(grid, fix_vol.shape, mask=mask)
@@ -314,9 +319,10 @@ def check_other_inputs(cfg, fix_vol, mov_vol):
     line, before any job runs. The fixed mask is opened by :func:`fixed_block_grid`
     when there is a block stage.
     """
-    if cfg["blocks"] is None:
-        open_mask(cfg["fixed"], fix_vol)
-    open_mask(cfg["moving"], mov_vol)
+    for spec, vol, needed in ((cfg["fixed"], fix_vol, cfg["blocks"] is None),
+                              (cfg["moving"], mov_vol, True)):
+        if needed and not auto_mask_pending(spec):
+            open_mask(spec, vol)
     for extra in cfg["extra_volumes"]:
         open_image(extra)
 
@@ -346,6 +352,9 @@ class Layout:
         then the shard shape); None without sharding.
     blocks : BlockGrid or None
         The block grid; None when the config has no block stage.
+    mask_pending : bool
+        The fixed mask is ``auto`` and not written yet: ``blocks`` is the grid
+        without a mask (every block aligned) until a layout is made once it is.
     """
 
     shape: tuple
@@ -360,10 +369,15 @@ class Layout:
     zarr_format: int = 2
     shard_chunks: tuple = None
     blocks: BlockGrid = None
+    mask_pending: bool = False
 
     @classmethod
     def from_config(cls, cfg):
-        """Layout of a validated config (opens both volumes' metadata, and the fixed mask once)."""
+        """Layout of a validated config (opens both volumes' metadata, and the fixed mask once).
+
+        A fixed ``mask: auto`` not written yet leaves the block grid unmasked and
+        ``mask_pending`` set; the workflow makes the layout again once it is.
+        """
         fix, mov = open_image(cfg["fixed"]), open_image(cfg["moving"])
         fmt = cfg["output_zarr"]
         chunks, inner = write_units(fix.shape, cfg["output_chunks"], fmt["shard_chunks"])
@@ -374,8 +388,10 @@ class Layout:
                      zarr_format=fmt["format"], shard_chunks=inner)
         blocks = cfg["blocks"]
         if blocks is not None:
+            layout.mask_pending = auto_mask_pending(cfg["fixed"])
             layout.blocks = fixed_block_grid(
-                fix, cfg["fixed"], blocksize=blocks["blocksize"], overlap=blocks["overlap"],
+                fix, {} if layout.mask_pending else cfg["fixed"],
+                blocksize=blocks["blocksize"], overlap=blocks["overlap"],
                 threshold=blocks["foreground_fraction"],
                 cache_dir=os.path.join(cfg["output"], ".cache"))
         check_other_inputs(cfg, fix, mov)
@@ -456,24 +472,33 @@ class Layout:
         return self.blocks.rows
 
 
-def _mtimes(path, dataset):
-    """Modification times that change when a mask store is rewritten."""
+def _mtimes(path, dataset, *, every_file=False):
+    """Modification times that change when a mask store is rewritten (and, with
+    `every_file`, the newest of its files': a chunk edited in place)."""
     paths = [path] + ([os.path.join(path, dataset.strip("/"))] if dataset else [])
-    return [os.stat(p).st_mtime_ns for p in paths if os.path.exists(p)]
+    times = [os.stat(p).st_mtime_ns for p in paths if os.path.exists(p)]
+    if every_file:
+        times.append(max((os.stat(os.path.join(folder, f)).st_mtime_ns
+                          for folder, _, files in os.walk(path) for f in files), default=0))
+    return times
 
 
-def cached_foreground(mask, shape, spacing, blocksize, cache_dir, *, offset=(0.0, 0.0, 0.0)):
+def cached_foreground(mask, shape, spacing, blocksize, cache_dir, *, offset=(0.0, 0.0, 0.0),
+                      every_file=False):
     """:func:`snakestream.grid.blocks.foreground_fractions`, cached in ``cache_dir``.
 
     The cache key covers the mask's path, dataset, selection (channel, time point),
     shape, spacing, offset (µm, z,y,x: a pyramid level's) and modification times, and
     the fixed grid and block size; delete ``cache_dir`` after editing a mask in place
-    without changing its files' times.
+    without changing its files' times. With `every_file` the key also has the newest
+    modification time of any file in the mask's store (a walk over it: meant for the
+    small masks ``mask: auto`` writes, which the user may edit chunk by chunk).
     """
     key = json.dumps([os.path.abspath(mask.path), mask.dataset, list(mask.selection),
                       list(mask.shape), np.asarray(mask.spacing).tolist(), list(shape),
                       np.asarray(spacing).tolist(), [int(b) for b in blocksize],
-                      _mtimes(mask.path, mask.dataset), np.asarray(offset, float).tolist()])
+                      _mtimes(mask.path, mask.dataset, every_file=every_file),
+                      np.asarray(offset, float).tolist()])
     path = os.path.join(cache_dir, f"foreground-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy")
     if os.path.exists(path):
         return np.load(path)

@@ -16,7 +16,9 @@ Compressions: raw, gzip, bzip2, xz, blosc and zstd for reading; raw and gzip for
 writing. How tensorstore is opened (no cache, per read, the job's threads):
 :mod:`~snakestream.io.tensorstore_arrays`.
 
-Entry points: :func:`open_dataset` and :func:`write_dataset`.
+Entry points: :func:`open_dataset` and :func:`write_dataset`;
+:func:`set_pyramid_attributes` tags written ``s0 … sN`` datasets as a scale pyramid
+the way n5-spark, n5-viewer and BigStitcher do.
 """
 
 import functools
@@ -30,7 +32,7 @@ from snakestream.io.datasets import Opened, ancestors, label, no_dataset, pick_d
 from snakestream.io.metadata import hierarchy_spacing
 from snakestream.io.tensorstore_arrays import failed_file, file_spec, open_array, read_region
 
-__all__ = ["group_members", "open_dataset", "write_dataset"]
+__all__ = ["group_members", "open_dataset", "set_pyramid_attributes", "write_dataset"]
 
 _N5_TYPES = ("uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64",
              "float32", "float64")
@@ -216,3 +218,38 @@ def _n5_compression_attrs(compression):
 def _n5_write_attrs(node_dir, attrs):
     with open(os.path.join(node_dir, "attributes.json"), "w", encoding="utf-8") as fh:
         json.dump(attrs, fh)
+
+
+def set_pyramid_attributes(root, spacing, factors, *, group=None):
+    """Tag datasets ``s0 … sN`` of an N5 group as a scale pyramid, as the ecosystem does.
+
+    Each ``s<k>`` gets ``downsamplingFactors`` (x, y, z, relative to ``s0``: n5-spark's
+    N5ScalePyramidSpark and BigStitcher's export); the group gets ``pixelResolution``
+    (``s0``'s spacing, ``{"dimensions": [x, y, z], "unit": "um"}``) and ``scales``
+    (every level's factors, x, y, z), n5-viewer's multiscale group. Other attributes
+    are kept.
+
+    Parameters
+    ----------
+    root : str
+        The N5 container folder.
+    spacing : sequence of 3 float
+        ``s0``'s spacing, µm (z, y, x).
+    factors : sequence of sequences of 3 int
+        Each level's factors relative to ``s0`` (z, y, x), ``s0``'s (1, 1, 1) first.
+    group : str, optional
+        Group of the levels inside the container (its root by default).
+    """
+    group_dir = _n5_dir(root, group)
+    xyz = [[int(f) for f in level[::-1]] for level in factors]
+    for k, level in enumerate(xyz):
+        _update_attrs(os.path.join(group_dir, f"s{k}"), {"downsamplingFactors": level})
+    resolution = {"dimensions": [float(v) for v in np.asarray(spacing)[::-1]], "unit": "um"}
+    _update_attrs(group_dir, {"pixelResolution": resolution, "scales": xyz,
+                              **({} if group else {"n5": "4.0.0"})})
+
+
+def _update_attrs(node_dir, attrs):
+    """Merge `attrs` into a node's attributes.json (created if missing)."""
+    os.makedirs(node_dir, exist_ok=True)
+    _n5_write_attrs(node_dir, {**_n5_attrs(node_dir), **attrs})

@@ -18,7 +18,8 @@ means). Levels finer than the full one, and levels that do not span the full
 level's physical extent (within one of their own voxels), are not used.
 
 Entry points: :func:`pyramid_levels`, :func:`coarsest_level`, :func:`pick_level`
-(open the level) and :func:`read_coarse` (a block mean from it).
+(open the level), :func:`read_coarse` (a block mean from it) and :func:`read_near`
+(a block mean at about a spacing).
 """
 
 import collections
@@ -33,7 +34,7 @@ from snakestream.io.metadata import as_floats, ome_levels
 from snakestream.io.volumes import format_of, open_volume
 
 __all__ = ["Coarse", "Level", "SPACING_TOLERANCE", "coarsest_level", "full_level", "open_level",
-           "pick_level", "pyramid_levels", "read_coarse"]
+           "pick_level", "pyramid_levels", "read_coarse", "read_near"]
 
 # A level of a pyramid: its dataset path in the container, shape (z, y, x),
 # spacing (µm, z, y, x) and offset (µm, z, y, x: its voxel 0's centre from the
@@ -250,7 +251,36 @@ def read_coarse(volume, factors, *, purpose):
         ``message``, one line naming the level used (and levels left out).
     """
     needed = volume.spacing * np.asarray(factors, int)
-    opened, level, rest, text = pick_level(volume, needed, purpose=purpose, whole=True)
+    return _block_mean_of(*pick_level(volume, needed, purpose=purpose, whole=True))
+
+
+def read_near(volume, spacing, *, purpose):
+    """A block mean of `volume` at about `spacing`, from the coarsest level no coarser.
+
+    Unlike :func:`read_coarse`, the result's spacing need not be a whole multiple of
+    the full level's: the level is :func:`pick_level`'s for ``needed = spacing``, and
+    its block-mean factors are ``max(1, round(spacing / level spacing))``, so the
+    result is within a factor of 1.5 of `spacing` wherever the full level is finer.
+
+    Parameters
+    ----------
+    volume : snakestream.io.volumes.Volume
+        The configured (full) level.
+    spacing : sequence of 3 float
+        Wanted spacing, µm (z, y, x).
+    purpose : str
+        Who reads it, for the log line (e.g. "auto mask").
+
+    Returns
+    -------
+    Coarse
+        As :func:`read_coarse`'s (``offset`` from the full level's voxel 0, µm).
+    """
+    return _block_mean_of(*pick_level(volume, spacing, purpose=purpose))
+
+
+def _block_mean_of(opened, level, rest, text):
+    """:data:`Coarse` of the block mean by `rest` of an opened pyramid `level`."""
     data = read_downsampled(opened, rest)
     spacing = level.spacing * rest
     offset = level.offset + (rest - 1) / 2 * level.spacing

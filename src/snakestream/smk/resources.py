@@ -40,6 +40,11 @@ MIN_BLOCK_MINUTES = 5
 GLOBAL_SLAB_MB = 256       # io.read_downsampled reads through slabs of this size
 MIN_GLOBAL_MINUTES, MAX_GLOBAL_MINUTES = 30, 24 * 60
 GLOBAL_FEATURE_SECONDS = 20 * 60
+# Auto mask: the image at the mask spacing in float32, its smoothed and shifted copies,
+# the mask and fill_holes' work arrays; reading the full level at worst (no pyramid).
+BYTES_PER_MASK_VOXEL = 24
+SECONDS_PER_READ_VOXEL = 2e-8  # decoding plus block mean, generous
+MIN_MASK_MINUTES = 10
 # Gather and warp: one z slab, one output chunk at a time.
 BYTES_PER_CHUNK_VOXEL = 256  # field/coordinates in float64 plus blending weights
 SECONDS_PER_SLAB_VOXEL = 5e-6  # measured ~1.5-2 us per voxel (demo), all blocks blended
@@ -151,6 +156,20 @@ def global_runtime_min(cfg, shape, spacing, attempt=1):
                   else step_seconds(name, params, voxels, spacing)
                   for name, params in cfg["_global_steps"])
     minutes = min(max(MIN_GLOBAL_MINUTES, SAFETY * seconds / 60), MAX_GLOBAL_MINUTES)
+    return int(math.ceil(minutes)) * attempt
+
+
+def auto_mask_mem_mb(shape, spacing, mask_spacing, attempt=1):
+    """Memory request (MB) of an auto mask job: the image at about `mask_spacing` µm."""
+    factor = np.maximum(float(mask_spacing) / np.asarray(spacing, float), 1.0)
+    voxels = float(np.prod(np.ceil(np.asarray(shape, float) / factor)))
+    return int(math.ceil(BASE_MB + GLOBAL_SLAB_MB + voxels * BYTES_PER_MASK_VOXEL / 1e6)) * attempt
+
+
+def auto_mask_runtime_min(shape, attempt=1):
+    """Wall-time request (minutes) of an auto mask job: reading the full level at worst."""
+    seconds = float(np.prod(shape)) * SECONDS_PER_READ_VOXEL
+    minutes = min(max(MIN_MASK_MINUTES, SAFETY * seconds / 60), MAX_GLOBAL_MINUTES)
     return int(math.ceil(minutes)) * attempt
 
 
