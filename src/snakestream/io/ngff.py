@@ -1,7 +1,8 @@
 """OME-Zarr (NGFF 0.4) image outputs: level 0 written by slab jobs, a pyramid after.
 
 The group holds arrays ``0``, ``1``, ... with ``multiscales`` metadata giving each
-level's scale in micrometers, so napari (OME-Zarr reader) and neuroglancer open
+level's scale and translation in micrometers (level 0's translation is the image's
+origin, the position of its voxel 0), so napari (OME-Zarr reader) and neuroglancer open
 the image as it is. Levels halve y and x, and z only while it is not coarser
 than y/x, which keeps anisotropic light-sheet data sensible.
 """
@@ -23,18 +24,27 @@ def level_factors(spacing, levels):
     return factors
 
 
-def multiscales(spacing, factors, name):
-    """NGFF 0.4 ``multiscales`` attribute for the given level factors (µm)."""
+def _level_origin(spacing, factors, origin):
+    """Voxel 0's position (µm, z, y, x) of a level of block means by `factors`."""
+    origin = np.zeros(3) if origin is None else np.asarray(origin, float)
+    return origin + (np.asarray(factors) - 1) / 2 * np.asarray(spacing, float)
+
+
+def multiscales(spacing, factors, name, *, origin=None):
+    """NGFF 0.4 ``multiscales`` attribute for the given level factors (µm); each level's
+    translation is `origin` (level 0's voxel 0, µm z, y, x, default 0) plus the offset of
+    its block centres."""
     axes = [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"]
     datasets = [{"path": str(k), "coordinateTransformations": [
         {"type": "scale", "scale": [float(s) for s in np.asarray(spacing) * f]},
         {"type": "translation",
-         "translation": [float(t) for t in (f - 1) / 2 * np.asarray(spacing)]}]}
+         "translation": [float(t) for t in _level_origin(spacing, f, origin)]}]}
         for k, f in enumerate(factors)]
     return [{"version": "0.4", "name": name, "axes": axes, "datasets": datasets}]
 
 
-def create_image(path, shape, dtype, chunks, spacing, *, levels=3, name="image", attrs=None):
+def create_image(path, shape, dtype, chunks, spacing, *, origin=None, levels=3, name="image",
+                 attrs=None):
     """Create an empty NGFF image group (Zarr v2), overwriting what is at `path`.
 
     Parameters
@@ -48,6 +58,8 @@ def create_image(path, shape, dtype, chunks, spacing, *, levels=3, name="image",
         Voxel type of every level.
     spacing : sequence of 3 float
         Level-0 voxel size (z, y, x) in µm.
+    origin : sequence of 3 float, optional
+        Level-0 voxel 0's position (z, y, x) in µm (the OME 'translation'), default 0.
     levels : int
         Number of pyramid levels (see :func:`level_factors`).
     name : str
@@ -59,7 +71,8 @@ def create_image(path, shape, dtype, chunks, spacing, *, levels=3, name="image",
     -------
     zarr.Array
         Level ``0``, filled with zeros, open for writing. Each level array has
-        attribute 'spacing' (z, y, x, µm).
+        attributes 'spacing' and 'origin' (z, y, x, µm); the group's 'multiscales' give each level's
+        'translation' (its origin).
     """
     root = zarr.open_group(str(path), mode="w", zarr_format=2)
     factors = level_factors(spacing, levels)
@@ -69,7 +82,9 @@ def create_image(path, shape, dtype, chunks, spacing, *, levels=3, name="image",
         arr = root.create_array(str(k), shape=lshape, chunks=lchunks, dtype=dtype,
                                 fill_value=0, overwrite=True)
         arr.attrs["spacing"] = [float(s) for s in np.asarray(spacing) * f]
-    root.attrs.update({**(attrs or {}), "multiscales": multiscales(spacing, factors, name)})
+        arr.attrs["origin"] = [float(t) for t in _level_origin(spacing, f, origin)]
+    root.attrs.update({**(attrs or {}),
+                       "multiscales": multiscales(spacing, factors, name, origin=origin)})
     return root["0"]
 
 
