@@ -6,6 +6,7 @@ import numpy as np
 
 from snakestream.grid import crops
 from snakestream.register.align import Image, StepResult, run_steps
+from snakestream.register.steps import in_volume_frames
 from snakestream.grid.blocks import block_seed, region_slices
 from snakestream.io.volumes import require_finite
 
@@ -39,7 +40,8 @@ def read_block_images(row, fix_vol, mov_vol, affine, *, margin=None,
     Returns
     -------
     fix, mov : Image or None
-        The crops, placed in physical space (origin = crop corner, µm).
+        The crops, placed in physical space (origin = the crop's first voxel,
+        ``volume.origin + start * spacing``, µm).
     reason : str
         Why the block has nothing to align (no signal, no overlap, empty mask), in
         which case the images are None; ``""`` otherwise.
@@ -53,8 +55,7 @@ def read_block_images(row, fix_vol, mov_vol, affine, *, margin=None,
         return None, None, "no signal in the fixed crop"
     if margin is None:
         margin = crops.default_margin(fix_slices, fix_vol.spacing)
-    mov_slices = crops.moving_region(fix_slices, fix_vol.spacing, affine,
-                                     mov_vol.shape, mov_vol.spacing, margin)
+    mov_slices = crops.moving_region(fix_slices, fix_vol, affine, mov_vol, margin)
     if mov_slices is None:
         return None, None, "the global affine maps this block outside the moving image"
     mov_data = mov_vol.read(mov_slices)
@@ -62,8 +63,8 @@ def read_block_images(row, fix_vol, mov_vol, affine, *, margin=None,
     if not _has_signal(mov_data):
         return None, None, "no signal in the moving crop"
     mov_start = np.array([s.start for s in mov_slices])
-    fix = Image(fix_data, fix_vol.spacing, start * fix_vol.spacing)
-    mov = Image(mov_data, mov_vol.spacing, mov_start * mov_vol.spacing)
+    fix = Image(fix_data, fix_vol.spacing, fix_vol.origin + start * fix_vol.spacing)
+    mov = Image(mov_data, mov_vol.spacing, mov_vol.origin + mov_start * mov_vol.spacing)
     if fix_mask_vol is not None:
         fix.mask = crops.read_on_grid(fix_mask_vol, start, shape, fix_vol.spacing) > 0
         if not fix.mask.any():
@@ -114,6 +115,7 @@ def align_block(row, steps, fix_vol, mov_vol, affine, *, margin=None,
         qc.update(status="skipped", reason=reason, seconds=round(time.perf_counter() - t0, 3))
         return [], qc
     qc["read_seconds"] = round(time.perf_counter() - t0, 3)
+    steps = in_volume_frames(steps, fix_vol.origin, mov_vol.origin)
     results = run_steps(steps, fix, mov, static=[global_step(affine)],
                         seed=block_seed(row["id"]), threads=threads, log=log)
     qc["steps"] = [r.qc for r in results]

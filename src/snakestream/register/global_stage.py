@@ -8,6 +8,7 @@ from snakestream.io.pyramids import read_coarse
 from snakestream.io.volumes import require_finite
 from snakestream.register.align import Image, downsample_factors, run_steps
 from snakestream.register.similarity import ncc_after_affine
+from snakestream.register.steps import in_volume_frames
 
 
 def downsample_volume(vol, alignment_spacing, *, purpose="global stage", log=None):
@@ -29,14 +30,15 @@ def downsample_volume(vol, alignment_spacing, *, purpose="global stage", log=Non
     -------
     Image with float32 data, spacing about ``vol.spacing * factors`` (exactly, when
     the pyramid's levels divide the factors) and its origin at the centre of the
-    first block (µm, relative to ``vol``'s voxel 0).
+    first block (µm, in ``vol``'s physical frame: ``vol.origin`` plus the block's
+    offset from voxel 0).
     """
     factors = downsample_factors(vol.spacing, alignment_spacing)
     coarse = read_coarse(vol, factors, purpose=purpose)
     if log is not None:
         log(coarse.message)
     require_finite(coarse.data, vol.path)
-    return Image(coarse.data, coarse.spacing, coarse.offset)
+    return Image(coarse.data, coarse.spacing, vol.origin + coarse.offset)
 
 
 def mask_on_image(mask_vol, image, *, log=None):
@@ -52,8 +54,8 @@ def mask_on_image(mask_vol, image, *, log=None):
     coarse = read_coarse(mask_vol, factors, purpose="global stage mask")
     if log is not None:
         log(coarse.message)
-    pts = physical_grid((0, 0, 0), image.data.shape, image.spacing) + image.origin
-    idx = ((pts.reshape(-1, 3) - coarse.offset) / coarse.spacing).T
+    pts = physical_grid((0, 0, 0), image.data.shape, image.spacing, origin=image.origin)
+    idx = ((pts.reshape(-1, 3) - mask_vol.origin - coarse.offset) / coarse.spacing).T
     return map_coordinates((coarse.data > 0.5).astype(np.uint8), idx, order=0, mode="nearest") \
         .reshape(image.data.shape).astype(bool)
 
@@ -98,6 +100,7 @@ def global_align(steps, fix_vol, mov_vol, fix_mask_vol=None, mov_mask_vol=None, 
         Per-step QC, with the normalised cross-correlation before and after each
         step (``ncc_before``, ``ncc_after``) measured at that step's resolution.
     """
+    steps = in_volume_frames(steps, fix_vol.origin, mov_vol.origin)
     fixes = images_for(steps, fix_vol, fix_mask_vol, log=log)
     movs = images_for(steps, mov_vol, mov_mask_vol, log=log)
     static, qcs = [], []
