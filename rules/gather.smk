@@ -11,6 +11,7 @@ rule init_deform:
         shape=LAYOUT.field_shape,
         chunks=LAYOUT.field_chunks,
         spacing=LAYOUT.field_spacing.tolist(),
+        origin=LAYOUT.origin.tolist(),
         vector=True,
         dtype="float32",
         attrs={"units": "um", "axes": "z,y,x,vector(z,y,x)",

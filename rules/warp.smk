@@ -11,6 +11,7 @@ rule init_aligned:
         shape=LAYOUT.shape,
         chunks=LAYOUT.chunks,
         spacing=LAYOUT.spacing.tolist(),
+        origin=LAYOUT.origin.tolist(),
         dtype=LAYOUT.moving_dtype,
         levels=CFG["pyramid_levels"],
         name="aligned",

@@ -12,5 +12,5 @@ with rule_context(snakemake):  # noqa: F821
     if p.vector:
         shape, chunks = shape + [3], chunks + [3]
     with atomic_path(snakemake.output[0]) as tmp:  # noqa: F821
-        create_zarr(tmp, shape, p.dtype, chunks, p.spacing, attrs=dict(p.attrs))
+        create_zarr(tmp, shape, p.dtype, chunks, p.spacing, attrs=dict(p.attrs), origin=p.origin)
     print(f"created {snakemake.output[0]} shape {shape} chunks {chunks} dtype {p.dtype}")  # noqa: F821

@@ -8,7 +8,7 @@ from snakestream.qc import report as rp
 from snakestream.register.global_stage import downsample_volume
 from snakestream.io.atomic import atomic_path
 from snakestream.io.volumes import open_volume
-from snakestream.io.zarr_store import open_zarr_array
+from snakestream.io.zarr_store import grid_origin, open_zarr_array
 from snakestream.fields.jacobian import merge_jacobian_stats
 from snakestream.qc.metrics import stage_tre
 from snakestream.qc.block_qc import status_counts
@@ -31,7 +31,8 @@ def tre_rows(truth_path, affine, field_path):
     truth = np.load(truth_path)
     field = open_zarr_array(field_path) if field_path else None
     stages = stage_tre(truth["landmarks_fixed"], truth["landmarks_moving"], affine, field,
-                       None if field is None else field.attrs["spacing"])
+                       None if field is None else field.attrs["spacing"],
+                       field_origin=None if field is None else grid_origin(field.attrs))
     names = {"before": "before", "global": "global affine", "blocks": "blocks"}
     return [(names[stage], f"{t['median']:.3f}", f"{t['p95']:.3f}", t["n"])
             for stage, t in stages.items()]

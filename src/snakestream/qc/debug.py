@@ -2,7 +2,8 @@
 
 NRRD files are written with pynrrd in C order, so the file's axes are x, y, z
 (fastest first) with ``space directions`` = spacing and ``space origin`` = the
-crop's physical position, as Fiji, napari and ITK read them. Displacement
+crop's physical position (the volume's origin included), as Fiji, napari and ITK
+read them. Displacement
 vectors in ``block_field.nrrd`` are in x, y, z order (ITK's convention).
 """
 
@@ -66,8 +67,8 @@ def debug_block(out_dir, row, results, fix_vol, mov_vol, affine, *, margin=None)
         "moving_block.nrrd": (resample(fix, mov, composite([glob] + own)), fix.spacing,
                               fix.origin, False),
     }
-    start = np.round(fix.origin / fix.spacing).astype(int)
-    field = displacement_on_grid(composite(own), start, fix.data.shape, fix.spacing)
+    field = displacement_on_grid(composite(own), (0, 0, 0), fix.data.shape, fix.spacing,
+                                 origin=fix.origin)
     files["block_field.nrrd"] = (field[..., ::-1], fix.spacing, fix.origin, True)
     paths = []
     for name, (data, spacing, origin, vector) in files.items():
