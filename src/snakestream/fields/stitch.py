@@ -6,7 +6,11 @@ region that falls in the output chunk, multiplied by a linear-blending weight
 the sum is divided by the summed weight. A uniform motion therefore stitches
 to itself exactly, and neither volume edges nor skipped neighbours need a
 special case: where no aligned block reaches, the displacement is 0 (the
-global affine alone).
+global affine alone). Block transforms map fixed local points (voxel 0 of the
+fixed volume at 0 µm, :mod:`snakestream.register.block_stage`) and the
+displacement of a transform does not change when both its frames move together,
+so the field is evaluated on the local grid; its values hold on the fixed grid at
+the fixed origin (deform.zarr's ``origin``).
 """
 
 from functools import lru_cache
@@ -35,7 +39,7 @@ def block_weight(row, lo, hi, ovl, step=(1, 1, 1)):
 
 
 def blend_region(start, shape, rows, spacing, ovl, transform_of, *, coverage=False,
-                 step=(1, 1, 1), origin=None):
+                 step=(1, 1, 1)):
     """Blended displacement (Z,Y,X,3 float32 µm) on one region of the field grid.
 
     Parameters
@@ -56,9 +60,6 @@ def blend_region(start, shape, rows, spacing, ovl, transform_of, *, coverage=Fal
         Also return the boolean mask of voxels reached by at least one block.
     step : sequence of 3 int
         Field grid factor per axis (1 = the fixed grid).
-    origin : sequence of 3 float, optional
-        Fixed (and field) voxel 0's position, µm, z, y, x (default 0): the block
-        transforms map physical points with the fixed origin.
 
     Returns
     -------
@@ -76,8 +77,7 @@ def blend_region(start, shape, rows, spacing, ovl, transform_of, *, coverage=Fal
         transform = transform_of(row["id"]) if np.all(hi > lo) else None
         if transform is None:
             continue
-        d = displacement_on_grid(transform, lo, hi - lo, np.asarray(spacing, float) * step,
-                                 origin=origin)
+        d = displacement_on_grid(transform, lo, hi - lo, np.asarray(spacing, float) * step)
         w = block_weight(row, lo, hi, ovl, step)
         sl = tuple(slice(a, b) for a, b in zip(lo - start, hi - start))
         acc[sl] += d * w[..., None]
@@ -110,8 +110,7 @@ def block_loader(path_of, cache_size=256):
     return transform_of
 
 
-def write_field_slab(out, table, slab, spacing, ovl, transform_of, *, step=(1, 1, 1),
-                     origin=None):
+def write_field_slab(out, table, slab, spacing, ovl, transform_of, *, step=(1, 1, 1)):
     """Blend every output chunk of one z slab into the zarr array ``out`` (Z,Y,X,3).
 
     Memory is bounded by one chunk and the cached block transforms, whatever the
@@ -125,7 +124,7 @@ def write_field_slab(out, table, slab, spacing, ovl, transform_of, *, step=(1, 1
         Block-table rows of the aligned blocks.
     slab : int
         z slab number (one chunk row of ``out``).
-    spacing, ovl, transform_of, step, origin
+    spacing, ovl, transform_of, step
         As in :func:`blend_region`.
 
     Returns
@@ -147,7 +146,7 @@ def write_field_slab(out, table, slab, spacing, ovl, transform_of, *, step=(1, 1
     def fill(start, stop):
         near = rows_touching(rows, *field_box(start, stop, step))
         field, covered = blend_region(start, stop - start, near, spacing, ovl, transform_of,
-                                      coverage=True, step=step, origin=origin)
+                                      coverage=True, step=step)
         inner = binary_erosion(covered, np.ones((3, 3, 3)), border_value=1)
         jac.append(jacobian_stats(jacobian_det(field, np.asarray(spacing) * step)[inner]))
         return field

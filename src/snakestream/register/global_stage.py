@@ -3,12 +3,12 @@
 import numpy as np
 
 from snakestream.errors import InputError
-from snakestream.grid.geometry import compose_affines, physical_grid
+from snakestream.grid.geometry import compose_affines, physical_grid, to_frames
 from snakestream.io.pyramids import read_coarse
 from snakestream.io.volumes import require_finite
-from snakestream.register.align import Image, downsample_factors, run_steps
+from snakestream.register.align import Image, downsample_factors, in_local_frame, run_steps
 from snakestream.register.similarity import ncc_after_affine
-from snakestream.register.steps import in_volume_frames
+from snakestream.register.steps import in_local_frames
 
 
 def downsample_volume(vol, alignment_spacing, *, purpose="global stage", log=None):
@@ -95,14 +95,18 @@ def global_align(steps, fix_vol, mov_vol, fix_mask_vol=None, mov_mask_vol=None, 
     Returns
     -------
     affine : (4, 4) float64
-        Fixed -> moving physical affine, z, y, x, µm.
+        Fixed -> moving physical affine, z, y, x, µm, in the volumes' frames (their
+        origins included; the steps run in their local frames, see
+        :func:`~snakestream.register.align.in_local_frame`).
     qcs : list of dict
         Per-step QC, with the normalised cross-correlation before and after each
         step (``ncc_before``, ``ncc_after``) measured at that step's resolution.
     """
-    steps = in_volume_frames(steps, fix_vol.origin, mov_vol.origin)
-    fixes = images_for(steps, fix_vol, fix_mask_vol, log=log)
-    movs = images_for(steps, mov_vol, mov_mask_vol, log=log)
+    steps = in_local_frames(steps, fix_vol.origin, mov_vol.origin)
+    fixes = {k: in_local_frame(image, fix_vol.origin)
+             for k, image in images_for(steps, fix_vol, fix_mask_vol, log=log).items()}
+    movs = {k: in_local_frame(image, mov_vol.origin)
+            for k, image in images_for(steps, mov_vol, mov_mask_vol, log=log).items()}
     static, qcs = [], []
     for name, params in steps:
         key = params.get("alignment_spacing")
@@ -115,4 +119,4 @@ def global_align(steps, fix_vol, mov_vol, fix_mask_vol=None, mov_mask_vol=None, 
         result.qc["ncc_after"] = ncc_after_affine(fix, mov, after)
         qcs.append(result.qc)
     affine = compose_affines(*[s.parameters.reshape(4, 4) for s in static])
-    return affine, qcs
+    return to_frames(affine, fix_vol.origin, mov_vol.origin), qcs

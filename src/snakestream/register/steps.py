@@ -33,8 +33,9 @@ Defaults that differ from bigstream (and why):
   written in the volumes' physical frames, as every affine file of the pipeline is.
   bigstream reads no origin metadata, so there null means 0. A given origin names
   the frame the matrix is written in (voxel 0 at that position);
-  :func:`normalize_steps` rewrites it to voxel 0 at 0 µm, and
-  :func:`in_volume_frames` moves it into the volumes' frames once they are open.
+  :func:`normalize_steps` rewrites it to voxel 0 at 0 µm, the frames the stages
+  register in, and :func:`in_local_frames` does the same for a null side once the
+  volumes (their origins) are open.
 
 Every key of bigstream 5.x's step functions, and what it maps to, is listed in
 docs/bigstream-keys.md.
@@ -272,13 +273,14 @@ def _reframed(matrix, fix_origin, mov_origin, *, to, to_mov=None):
     return out
 
 
-def in_volume_frames(steps, fix_origin, mov_origin):
-    """Normalised steps with their matrices in the volumes' physical frames.
+def in_local_frames(steps, fix_origin, mov_origin):
+    """Normalised steps with their matrices in the volumes' local frames (voxel 0 at 0 µm).
 
+    The stages register in those frames (:func:`~snakestream.register.align.in_local_frame`).
     A step's ``initial_condition`` / ``default`` matrix is written for voxel 0 at
-    0 µm on a side whose ``fix_origin`` / ``mov_origin`` was given
-    (:func:`normalize_steps`), and in the volume's own frame on a side where it was
-    null; this moves both into the frames with the volumes' origins.
+    0 µm already on a side whose ``fix_origin`` / ``mov_origin`` was given
+    (:func:`normalize_steps`), and in the volume's physical frame (its origin) on a
+    side where it was null; this moves the null sides too.
 
     Parameters
     ----------
@@ -296,13 +298,12 @@ def in_volume_frames(steps, fix_origin, mov_origin):
     out = []
     for name, params in steps:
         params = copy.deepcopy(params)
-        sides = [None if params.get(k) is None else np.asarray(params[k], float)
-                 for k in ("fix_origin", "mov_origin")]
+        sides = [np.asarray(origin, float) if params.get(k) is None else None
+                 for k, origin in (("fix_origin", fix_origin), ("mov_origin", mov_origin))]
         for key in ("default", "initial_condition"):
             value = params.get(key)
             if value is not None and not isinstance(value, str):
-                params[key] = _reframed(value, *sides, to=np.asarray(fix_origin, float),
-                                        to_mov=np.asarray(mov_origin, float)).tolist()
+                params[key] = _reframed(value, *sides, to=np.zeros(3)).tolist()
         params["fix_origin"] = params["mov_origin"] = None
         out.append((name, params))
     return out
