@@ -2,9 +2,10 @@
 
 A fixed point x (µm, z, y, x) maps to the moving point ``y = A @ (x + d(x))``, where
 A is the 4x4 global affine and d the stitched displacement field (µm, z, y, x
-vectors on the fixed grid, voxel i at ``origin + i * spacing``, the fixed origin). :func:`apply_transform` is
-that formula; :func:`transform_points` samples d and applies it; the inverse solves
-``x = A^-1 y - d(x)`` by fixed-point iteration (:func:`inverse_displacement`).
+vectors on the fixed grid, voxel i at ``origin + i * spacing``, the fixed origin).
+:func:`apply_transform` is that formula; :func:`transform_points` samples d and
+applies it; the inverse solves ``x = A^-1 y - d(x)`` by fixed-point iteration
+(:func:`inverse_displacement`).
 
 A block's own transforms are SimpleITK transforms
 (:mod:`snakestream.register.sitk_transforms`); :func:`displacement_on_grid`

@@ -71,8 +71,8 @@ def create_image(path, shape, dtype, chunks, spacing, *, origin=None, levels=3, 
     -------
     zarr.Array
         Level ``0``, filled with zeros, open for writing. Each level array has
-        attributes 'spacing' and 'origin' (z, y, x, µm); the group's 'multiscales' give each level's
-        'translation' (its origin).
+        attributes 'spacing' and 'origin' (z, y, x, µm); the group's 'multiscales' give
+        each level's 'translation' (its origin).
     """
     root = zarr.open_group(str(path), mode="w", zarr_format=2)
     factors = level_factors(spacing, levels)

@@ -160,6 +160,7 @@ def write_file(path, data, spacing, origin):
     folder, name = os.path.split(os.path.abspath(path))
     raw = os.path.splitext(name)[0] + ".raw"
     with tempfile.TemporaryDirectory(dir=folder, prefix=f".{name}.tmp-") as tmp:
-        nrrd.write(os.path.join(tmp, name), data, _nrrd_header_for(spacing, origin), index_order="C")
+        nrrd.write(os.path.join(tmp, name), data, _nrrd_header_for(spacing, origin),
+                   index_order="C")
         os.replace(os.path.join(tmp, raw), os.path.join(folder, raw))
         os.replace(os.path.join(tmp, name), os.path.join(folder, name))

@@ -4,13 +4,13 @@ Every array handed out or taken in is indexed (z, y, x); every spacing and origi
 is a float64 array of length 3 in µm, z, y, x order. Voxel ``i`` of a volume sits
 at the physical point ``origin + i * spacing``: the origin is voxel 0's centre, from
 the file (NRRD 'space origin', the OME-Zarr 'translation' of the opened level,
-Zarr/N5/HDF5 attribute 'origin' or 'offset'; TIFF has none) or the config, else 0. A stored array with time or
-channel axes (OME-Zarr (t, c, z, y, x), a 4-D (c, z, y, x) N5 or HDF5) is opened at
-one time point and channel (:mod:`~snakestream.io.selection`), and its
-:class:`Volume` reads that 3-D view. Chunked formats (Zarr, N5,
-HDF5) and TIFF are read lazily: a crop reads only the chunks, blocks or pages it
-touches. Files are opened per read, never kept open, so many processes can read
-the same input at once.
+Zarr/N5/HDF5 attribute 'origin' or 'offset'; TIFF has none) or the config, else 0.
+A stored array with time or channel axes (OME-Zarr (t, c, z, y, x), a 4-D
+(c, z, y, x) N5 or HDF5) is opened at one time point and channel
+(:mod:`~snakestream.io.selection`), and its :class:`Volume` reads that 3-D view.
+Chunked formats (Zarr, N5, HDF5) and TIFF are read lazily: a crop reads only the
+chunks, blocks or pages it touches. Files are opened per read, never kept open, so
+many processes can read the same input at once.
 
 This module picks the format from the path's extension and dispatches to the
 format modules (:mod:`~snakestream.io.zarr_store`, :mod:`~snakestream.io.n5`,
@@ -241,8 +241,8 @@ def open_volume(path, dataset=None, spacing=None, *, origin=None, channel=None, 
                          "file's metadata gives it.", SPACING_FIX)
     chunks = spatial(opened.chunks, axes) if opened.chunks else None
     return Volume(path, opened.dataset, spatial(opened.shape, axes), opened.dtype, spacing,
-                  opened.reader, origin=_origin_of(opened, origin, axes, where), chunks=chunks, selection=selection, channel=channel,
-                  timepoint=timepoint)
+                  opened.reader, origin=_origin_of(opened, origin, axes, where), chunks=chunks,
+                  selection=selection, channel=channel, timepoint=timepoint)
 
 
 def require_finite(array, where):
