@@ -87,7 +87,7 @@ def write_n5(folder, data, *, levels, compression="gzip"):
     for k, f in enumerate(FACTORS if levels else FACTORS[:1]):
         level = data if k == 0 else np.rint(block_mean(data, f)).astype(data.dtype)
         chunks = tuple(min(c, n) for c, n in zip((64, 128, 128), level.shape))
-        n5.write_dataset(root, f"s{k}", level, SPACING * f, chunks, compression)
+        n5.write_dataset(root, f"s{k}", level, SPACING * f, np.zeros(3), chunks, compression)
     n5.set_pyramid_attributes(root, SPACING, FACTORS if levels else FACTORS[:1])
     return root, "s0"
 

@@ -113,7 +113,7 @@ def write_inputs(data, folder, chunks):
     times = {}
     n5_path, zarr_path = Path(folder) / "vol.n5", Path(folder) / "vol.zarr"
     t = time.perf_counter()
-    n5.write_dataset(str(n5_path), "s0", data, SPACING, chunks)
+    n5.write_dataset(str(n5_path), "s0", data, SPACING, np.zeros(3), chunks)
     times["n5 (tensorstore)"] = time.perf_counter() - t
     t = time.perf_counter()
     arr = zarr.create_array(str(zarr_path), shape=data.shape, chunks=chunks, dtype=data.dtype,

@@ -13,6 +13,7 @@ rule init_deform:
         shard_chunks=LAYOUT.field_shard_chunks,
         zarr_format=LAYOUT.zarr_format,
         spacing=LAYOUT.field_spacing.tolist(),
+        origin=LAYOUT.origin.tolist(),
         vector=True,
         dtype="float32",
         attrs={"units": "um", "axes": "z,y,x,vector(z,y,x)",

@@ -13,6 +13,7 @@ rule init_aligned:
         shard_chunks=LAYOUT.shard_chunks,
         zarr_format=LAYOUT.zarr_format,
         spacing=LAYOUT.spacing.tolist(),
+        origin=LAYOUT.origin.tolist(),
         dtype=LAYOUT.moving_dtype,
         levels=CFG["pyramid_levels"],
         name="aligned",

@@ -12,6 +12,7 @@ with rule_context(snakemake):  # noqa: F821
     with atomic_path(snakemake.output[0]) as tmp:  # noqa: F821
         largest = write_submission(tmp, p.name, p.fixed_shape, p.fixed_spacing,
                                    p.moving_spacing, np.loadtxt(i.affine), field=field,
-                                   slab_z=p.slab_z)
+                                   slab_z=p.slab_z, fix_origin=p.fixed_origin,
+                                   mov_origin=p.moving_origin)
     print(f"{p.name}: {tuple(p.fixed_shape) + (3,)} float16 voxel displacements, "
           f"largest {largest:.2f} voxels")

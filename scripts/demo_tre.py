@@ -9,7 +9,7 @@ import os
 import numpy as np
 
 from snakestream.demo.scene import load_truth
-from snakestream.io.zarr_store import open_zarr_array
+from snakestream.io.zarr_store import grid_origin, open_zarr_array
 from snakestream.qc.metrics import stage_tre
 
 
@@ -21,7 +21,7 @@ def results_tre(truth, results):
         return stage_tre(truth.landmarks_fixed, truth.landmarks_moving, affine)
     field = open_zarr_array(field_path)
     return stage_tre(truth.landmarks_fixed, truth.landmarks_moving, affine, field[...],
-                     field.attrs["spacing"])
+                     field.attrs["spacing"], field_origin=grid_origin(field.attrs))
 
 
 def main():

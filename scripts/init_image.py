@@ -9,7 +9,7 @@ from snakestream.smk.runtime import rule_context
 with rule_context(snakemake):  # noqa: F821
     p = snakemake.params  # noqa: F821
     with atomic_path(snakemake.output[0]) as tmp:  # noqa: F821
-        create_image(tmp, p.shape, p.dtype, p.chunks, p.spacing, levels=p.levels, name=p.name,
-                     attrs=dict(p.attrs), zarr_format=p.zarr_format,
-                     shard_chunks=p.shard_chunks)
+        create_image(tmp, p.shape, p.dtype, p.chunks, p.spacing, origin=p.origin,
+                     levels=p.levels, name=p.name, attrs=dict(p.attrs),
+                     zarr_format=p.zarr_format, shard_chunks=p.shard_chunks)
     print(f"created {snakemake.output[0]} shape {p.shape} dtype {p.dtype} levels {p.levels}")  # noqa: F821

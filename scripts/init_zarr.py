@@ -14,7 +14,7 @@ with rule_context(snakemake):  # noqa: F821
         shape, chunks = shape + [3], chunks + [3]
         inner = None if inner is None else inner + [3]
     with atomic_path(snakemake.output[0]) as tmp:  # noqa: F821
-        create_zarr(tmp, shape, p.dtype, chunks, p.spacing, attrs=dict(p.attrs),
+        create_zarr(tmp, shape, p.dtype, chunks, p.spacing, attrs=dict(p.attrs), origin=p.origin,
                     zarr_format=p.zarr_format, shard_chunks=inner)
     print(f"created {snakemake.output[0]} shape {shape} "  # noqa: F821
           f"{'shards' if inner else 'chunks'} {chunks} dtype {p.dtype}")  # noqa: F821

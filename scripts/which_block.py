@@ -24,7 +24,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     cfg = load(args.configfile)
     out = cfg["output"].rstrip("/")
-    voxel = args.voxel or voxel_of(args.um, Layout.from_config(cfg).spacing).tolist()
+    if args.voxel:
+        voxel = args.voxel
+    else:
+        layout = Layout.from_config(cfg)
+        voxel = voxel_of(args.um, layout.spacing, origin=layout.origin).tolist()
     hits = blocks_at(read_table(f"{out}/blocks/table.tsv"), voxel)
     if hits.empty:
         sys.exit(f"voxel {voxel} is outside the fixed image")

@@ -596,14 +596,16 @@ def test_atomic_path_replaces_file_and_directory(tmp_path):
 def test_create_and_open_zarr(tmp_path):
     path = tmp_path / "warped.zarr"
     arr = zarr_store.create_zarr(path, (7, 10, 13), "float32", (4, 5, 6), SPACING,
-                                 attrs={"step": "x"})
+                                 attrs={"step": "x"}, origin=[-3.0, 0.5, 12.0])
     arr[0:4, 0:5, 0:6] = 1.5
     again = zarr_store.open_zarr_array(path)
     assert again.metadata.zarr_format == 2 and again.shape == (7, 10, 13)
-    assert dict(again.attrs) == {"step": "x", "spacing": list(SPACING)}
+    assert dict(again.attrs) == {"step": "x", "spacing": list(SPACING),
+                                 "origin": [-3.0, 0.5, 12.0]}
     assert again[0, 0, 0] == 1.5 and again[6, 9, 12] == 0
     vol = sio.open_volume(path)
     np.testing.assert_allclose(vol.spacing, SPACING)
+    np.testing.assert_allclose(vol.origin, [-3.0, 0.5, 12.0])
     zarr_store.create_zarr(path, (2, 2, 2), "uint8", (2, 2, 2), SPACING)  # overwrite
     assert zarr_store.open_zarr_array(path, mode="r+").shape == (2, 2, 2)
 

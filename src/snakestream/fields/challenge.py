@@ -24,7 +24,7 @@ __all__ = ["voxel_displacement", "write_submission"]
 
 
 def voxel_displacement(start, shape, fix_spacing, mov_spacing, affine, field=None, *,
-                       mov_origin=(0, 0, 0)):
+                       fix_origin=(0, 0, 0), mov_origin=(0, 0, 0)):
     """The challenge's displacement on a region of the fixed grid.
 
     Parameters
@@ -37,20 +37,21 @@ def voxel_displacement(start, shape, fix_spacing, mov_spacing, affine, field=Non
         Fixed -> moving affine, µm.
     field : (Z, Y, X, 3) array, optional
         d on the region, µm (:func:`~snakestream.fields.warp.field_on_region`).
-    mov_origin : sequence of 3 float
-        Physical position (µm) of the moving image's voxel 0.
+    fix_origin, mov_origin : sequences of 3 float
+        Physical position (µm) of each image's voxel 0.
 
     Returns
     -------
     (Z, Y, X, 3) float32: moving voxel index minus fixed voxel index, z, y, x, voxels.
     """
-    points = moving_points(start, shape, fix_spacing, affine, field)
+    points = moving_points(start, shape, fix_spacing, affine, field,
+                           fix_origin=np.asarray(fix_origin, float))
     moving_index = (points - np.asarray(mov_origin, float)) / np.asarray(mov_spacing, float)
     return (moving_index - physical_grid(start, shape, (1, 1, 1))).astype(np.float32)
 
 
 def write_submission(path, name, fixed_shape, fix_spacing, mov_spacing, affine, *,
-                     field=None, slab_z=16, mov_origin=(0, 0, 0)):
+                     field=None, slab_z=16, fix_origin=(0, 0, 0), mov_origin=(0, 0, 0)):
     """Write (or replace) dataset ``name`` of the submission file ``path``.
 
     Parameters
@@ -61,7 +62,7 @@ def write_submission(path, name, fixed_shape, fix_spacing, mov_spacing, affine, 
         The pair's dataset name, e.g. ``"pair5"``.
     fixed_shape : sequence of 3 int
         Fixed grid, voxels, z, y, x.
-    fix_spacing, mov_spacing, affine, mov_origin
+    fix_spacing, mov_spacing, affine, fix_origin, mov_origin
         As in :func:`voxel_displacement`.
     field : zarr array (Z, Y, X, 3), optional
         The stored deform field (``deform.zarr``, µm, with ``attrs["spacing"]``); None
@@ -87,7 +88,7 @@ def write_submission(path, name, fixed_shape, fix_spacing, mov_spacing, affine, 
             start, size = (z0, 0, 0), (z1 - z0,) + shape[1:]
             d = None if field is None else field_on_region(field, start, size, fix_spacing)
             disp = voxel_displacement(start, size, fix_spacing, mov_spacing, affine, d,
-                                      mov_origin=mov_origin)
+                                      fix_origin=fix_origin, mov_origin=mov_origin)
             out[z0:z1] = disp.astype(np.float16)
             largest = max(largest, float(np.sqrt((disp ** 2).sum(-1)).max()))
     return largest

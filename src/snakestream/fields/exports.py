@@ -5,6 +5,12 @@ which is our convention, but ITK works in x, y, z. So ``itk/affine.tfm`` is the
 global affine with its axes reversed, and ``itk/deform_field.nrrd`` stores
 d(x) as x, y, z vectors. An ``itk::CompositeTransform`` holding
 ``[affine, field]`` (the field applied first) reproduces snakestream's warp.
+
+Coordinates are physical with the volumes' origins: the affine maps fixed points
+(the fixed image's origin included) to moving points (the moving origin included),
+and the field image's 'space origin' is the fixed origin (x, y, z). ITK reads the
+original NRRD / ``space: left-posterior-superior`` inputs in the same coordinates,
+so ITK or ANTs applied to the original files gives snakestream's result.
 """
 
 import numpy as np
@@ -12,6 +18,7 @@ import SimpleITK as sitk
 
 from snakestream.fields.transform import apply_transform
 from snakestream.grid.geometry import physical_grid
+from snakestream.io.zarr_store import grid_origin
 from snakestream.register.sitk_transforms import affine_to_sitk
 
 
@@ -20,16 +27,20 @@ def write_itk_affine(path, affine):
     sitk.WriteTransform(affine_to_sitk(affine), str(path))
 
 
-def nrrd_vector_header(shape, spacing, dtype="float"):
-    """Detached-NRRD header text for a (Z, Y, X, 3) field stored as raw x,y,z vectors."""
+def nrrd_vector_header(shape, spacing, origin=(0.0, 0.0, 0.0), dtype="float"):
+    """Detached-NRRD header text for a (Z, Y, X, 3) field stored as raw x,y,z vectors.
+
+    `spacing` and `origin` (voxel 0's position) are µm, z, y, x; written x, y, z.
+    """
     sx, sy, sz = np.asarray(spacing, float)[::-1]
+    ox, oy, oz = (repr(float(v)) for v in np.asarray(origin, float)[::-1])
     z, y, x = shape
     return ("NRRD0004\n"
             f"type: {dtype}\ndimension: 4\nspace dimension: 3\n"
             f"sizes: 3 {x} {y} {z}\n"
             f"space directions: none ({sx},0,0) (0,{sy},0) (0,0,{sz})\n"
             "kinds: vector domain domain domain\nendian: little\nencoding: raw\n"
-            "space origin: (0,0,0)\nspace units: \"microns\" \"microns\" \"microns\"\n")
+            f"space origin: ({ox},{oy},{oz})\nspace units: \"microns\" \"microns\" \"microns\"\n")
 
 
 def write_itk_field(path, field, chunk_z=16, add_affine=None):
@@ -40,7 +51,8 @@ def write_itk_field(path, field, chunk_z=16, add_affine=None):
     path : str
         ``.nrrd`` (one file) or ``.nhdr`` (header, with the data in ``.raw`` beside it).
     field : zarr array (Z, Y, X, 3)
-        Displacements d, µm, z, y, x vectors, with ``attrs["spacing"]`` (µm).
+        Displacements d, µm, z, y, x vectors, with ``attrs["spacing"]`` and
+        ``attrs["origin"]`` (µm; the image's 'space origin').
     chunk_z : int
         z planes held in memory at a time.
     add_affine : (4, 4) array, optional
@@ -49,10 +61,10 @@ def write_itk_field(path, field, chunk_z=16, add_affine=None):
 
     Vectors are written in x, y, z order, as ITK expects.
     """
-    spacing = np.asarray(field.attrs["spacing"], float)
+    spacing, origin = np.asarray(field.attrs["spacing"], float), grid_origin(field.attrs)
     shape = field.shape[:3]
     data_path = str(path)[:-5] + ".raw" if str(path).endswith(".nhdr") else None
-    header = nrrd_vector_header(shape, spacing)
+    header = nrrd_vector_header(shape, spacing, origin)
     with open(path, "wb") as out:
         if data_path:
             out.write((header + f"data file: {data_path.split('/')[-1]}\n\n").encode())
@@ -62,7 +74,7 @@ def write_itk_field(path, field, chunk_z=16, add_affine=None):
         for z0 in range(0, shape[0], chunk_z):
             block = np.asarray(field[z0:z0 + chunk_z], dtype=np.float64)
             if add_affine is not None:
-                x = physical_grid((z0, 0, 0), block.shape[:3], spacing)
+                x = physical_grid((z0, 0, 0), block.shape[:3], spacing, origin=origin)
                 block = apply_transform(add_affine, x, block) - x
             out.write(np.ascontiguousarray(block[..., ::-1], dtype="<f4").tobytes())
         if data_path:

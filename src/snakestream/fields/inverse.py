@@ -4,7 +4,9 @@ The forward transform is y = A @ (x + d(x)). With z = A^-1 y, the inverse is
 x = z + e(z), where the inverse field e (on the fixed grid, µm, z,y,x) solves
 e(z) = -d(z + e(z)). Each output chunk iterates that equation on its own
 region plus a halo of the forward field, so jobs stay independent and memory
-stays one chunk plus its halo.
+stays one chunk plus its halo. The inverse field lies on the forward field's grid
+(voxel 0 at the fixed origin, ``attrs["origin"]``); regions are solved relative to
+that voxel 0, and points are placed with the grids' origins.
 """
 
 import numpy as np
@@ -13,6 +15,7 @@ from snakestream.fields.transform import inverse_displacement, sample_field
 from snakestream.fields.warp import cast_to, sample_moving
 from snakestream.grid.geometry import apply_affine, physical_grid
 from snakestream.io.chunks import for_each_chunk
+from snakestream.io.zarr_store import grid_origin
 
 
 def _read_with_halo(field, start, stop, halo):
@@ -91,8 +94,9 @@ def write_inverse_slab(out, field, slab, iterations=50, tol=1e-4):
 
 
 def _inverse_on_points(inverse, z):
-    """Inverse field at many points (reads the bounding region once)."""
+    """Inverse field at many physical points (reads the bounding region once)."""
     spacing = np.asarray(inverse.attrs["spacing"], float)
+    z = z - grid_origin(inverse.attrs)
     flat = z.reshape(-1, 3)
     lo = np.clip(np.floor(flat.min(0) / spacing).astype(int) - 1, 0, None)
     hi = np.minimum(np.ceil(flat.max(0) / spacing).astype(int) + 2, inverse.shape[:3])
@@ -112,8 +116,8 @@ def apply_inverse(points, affine, inverse=None):
     affine : (4, 4) array
         The forward fixed -> moving affine A, µm.
     inverse : zarr array (Z, Y, X, 3), optional
-        Inverse field e (:func:`write_inverse_slab`) with ``attrs["spacing"]``;
-        None for the inverse affine alone.
+        Inverse field e (:func:`write_inverse_slab`) with ``attrs["spacing"]`` and
+        ``attrs["origin"]`` (0 when absent); None for the inverse affine alone.
 
     Returns
     -------
@@ -125,7 +129,8 @@ def apply_inverse(points, affine, inverse=None):
     return z
 
 
-def warp_fixed_slab(out, slab, mov_spacing, affine, fix_vol, *, inverse=None, order=1):
+def warp_fixed_slab(out, slab, mov_spacing, affine, fix_vol, *, inverse=None, order=1,
+                    mov_origin=None):
     """Resample the fixed volume onto one z slab of the moving grid (``out``, in place).
 
     Parameters
@@ -140,13 +145,16 @@ def warp_fixed_slab(out, slab, mov_spacing, affine, fix_vol, *, inverse=None, or
         The fixed volume, sampled at :func:`apply_inverse` of each voxel of ``out``.
     inverse : zarr array (Z, Y, X, 3), optional
         Inverse field; None for the inverse affine alone.
+    mov_origin : sequence of 3 float, optional
+        Moving voxel 0's position, µm, z, y, x (default 0).
 
     Returns
     -------
     int, the number of chunks written.
     """
     def fill(start, stop):
-        z = apply_inverse(physical_grid(start, stop - start, mov_spacing), affine, inverse)
+        y = physical_grid(start, stop - start, mov_spacing, origin=mov_origin)
+        z = apply_inverse(y, affine, inverse)
         return cast_to(sample_moving(fix_vol, z, order), out.dtype)
 
     return for_each_chunk(out, slab, fill)

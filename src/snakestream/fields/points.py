@@ -12,7 +12,7 @@ from snakestream.errors import InputError
 AXES = ["z", "y", "x"]
 
 
-def read_points(path, units="um", spacing=None):
+def read_points(path, units="um", spacing=None, *, origin=None):
     """Read a point table: a CSV with z, y, x columns (other columns kept) or an (N, 3) .npy.
 
     Parameters
@@ -22,6 +22,10 @@ def read_points(path, units="um", spacing=None):
         Units of the coordinates in the file.
     spacing : sequence of 3 float, optional
         Voxel size (µm, z, y, x) of the image the points belong to; needed for voxels.
+    origin : sequence of 3 float, optional
+        That image's voxel 0 position (µm, z, y, x; default 0): voxel ``i`` is the
+        physical point ``origin + i * spacing``. µm coordinates are taken as physical
+        points already (the origin included).
 
     Returns
     -------
@@ -45,11 +49,11 @@ def read_points(path, units="um", spacing=None):
     if units == "voxel":
         if spacing is None:
             raise InputError(path, "voxel coordinates need the image spacing.")
-        pts = pts * np.asarray(spacing, float)
+        pts = pts * np.asarray(spacing, float) + (0.0 if origin is None else np.asarray(origin))
     return pts, table
 
 
-def write_points(path, table, points, units="um", spacing=None):
+def write_points(path, table, points, units="um", spacing=None, *, origin=None):
     """Write ``table`` as CSV with its z, y, x columns replaced by ``points``.
 
     Parameters
@@ -59,10 +63,15 @@ def write_points(path, table, points, units="um", spacing=None):
         As returned by :func:`read_points`.
     points : (N, 3) array
         New positions, µm, z, y, x.
-    units, spacing
-        As in :func:`read_points`: voxel output divides by ``spacing`` (of the target image).
+    units, spacing, origin
+        As in :func:`read_points`: voxel output is ``(points - origin) / spacing`` (of the
+        target image).
     """
     out = table.copy()
-    values = points / np.asarray(spacing, float) if units == "voxel" else points
+    if units == "voxel":
+        shift = 0.0 if origin is None else np.asarray(origin, float)
+        values = (points - shift) / np.asarray(spacing, float)
+    else:
+        values = points
     out[AXES] = values
     out.to_csv(path, index=False)

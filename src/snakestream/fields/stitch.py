@@ -6,7 +6,11 @@ region that falls in the output chunk, multiplied by a linear-blending weight
 the sum is divided by the summed weight. A uniform motion therefore stitches
 to itself exactly, and neither volume edges nor skipped neighbours need a
 special case: where no aligned block reaches, the displacement is 0 (the
-global affine alone).
+global affine alone). Block transforms map fixed local points (voxel 0 of the
+fixed volume at 0 µm, :mod:`snakestream.register.block_stage`) and the
+displacement of a transform does not change when both its frames move together,
+so the field is evaluated on the local grid; its values hold on the fixed grid at
+the fixed origin (deform.zarr's ``origin``).
 """
 
 from functools import lru_cache

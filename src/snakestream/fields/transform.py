@@ -2,9 +2,10 @@
 
 A fixed point x (µm, z, y, x) maps to the moving point ``y = A @ (x + d(x))``, where
 A is the 4x4 global affine and d the stitched displacement field (µm, z, y, x
-vectors on the fixed grid, voxel i at ``i * spacing``). :func:`apply_transform` is
-that formula; :func:`transform_points` samples d and applies it; the inverse solves
-``x = A^-1 y - d(x)`` by fixed-point iteration (:func:`inverse_displacement`).
+vectors on the fixed grid, voxel i at ``origin + i * spacing``, the fixed origin).
+:func:`apply_transform` is that formula; :func:`transform_points` samples d and
+applies it; the inverse solves ``x = A^-1 y - d(x)`` by fixed-point iteration
+(:func:`inverse_displacement`).
 
 A block's own transforms are SimpleITK transforms
 (:mod:`snakestream.register.sitk_transforms`); :func:`displacement_on_grid`
@@ -17,7 +18,7 @@ import SimpleITK as sitk
 from snakestream.grid.geometry import apply_affine
 
 
-def displacement_on_grid(transform, start, shape, spacing):
+def displacement_on_grid(transform, start, shape, spacing, *, origin=None):
     """Evaluate ``transform(x) - x`` on a region of the fixed voxel grid.
 
     Parameters
@@ -30,13 +31,16 @@ def displacement_on_grid(transform, start, shape, spacing):
         Region size in voxels, z, y, x.
     spacing : sequence of 3 float
         Fixed voxel spacing in µm, z, y, x.
+    origin : sequence of 3 float, optional
+        Fixed voxel 0's position, µm, z, y, x (default 0).
 
     Returns
     -------
     (Z, Y, X, 3) float32 array of displacements in µm, vector order z, y, x.
     """
     spacing = np.asarray(spacing, dtype=float)
-    origin = np.asarray(start, dtype=float) * spacing
+    origin = (np.zeros(3) if origin is None else np.asarray(origin, dtype=float)) \
+        + np.asarray(start, dtype=float) * spacing
     field = sitk.TransformToDisplacementField(
         transform, sitk.sitkVectorFloat64,
         size=[int(s) for s in shape[::-1]],
@@ -92,7 +96,7 @@ def sample_zarr_field(field, spacing, points):
     return out
 
 
-def sample_displacement(field, spacing, points):
+def sample_displacement(field, spacing, points, *, origin=None):
     """d(x) at physical points from a field in memory or on disk.
 
     Parameters
@@ -103,12 +107,16 @@ def sample_displacement(field, spacing, points):
         (:func:`sample_zarr_field`).
     spacing, points
         As in :func:`sample_field`, ``points`` of any shape (..., 3).
+    origin : sequence of 3 float, optional
+        The field grid's voxel 0 position, µm (the fixed origin; default 0).
 
     Returns
     -------
     float64 array shaped like ``points``.
     """
     points = np.asarray(points, dtype=float)
+    if origin is not None:
+        points = points - np.asarray(origin, dtype=float)
     sample = sample_field if isinstance(field, np.ndarray) else sample_zarr_field
     return sample(field, spacing, points.reshape(-1, 3)).reshape(points.shape)
 
@@ -135,7 +143,7 @@ def apply_transform(affine, points, displacement=None):
     return apply_affine(affine, points)
 
 
-def transform_points(points, affine, field=None, field_spacing=None):
+def transform_points(points, affine, field=None, field_spacing=None, *, field_origin=None):
     """Fixed -> moving: ``A @ (x + d(x))`` for each point, d sampled from ``field``.
 
     Parameters
@@ -149,12 +157,16 @@ def transform_points(points, affine, field=None, field_spacing=None):
         None applies the affine alone.
     field_spacing : sequence of 3 float
         The field's grid spacing, µm, z, y, x.
+    field_origin : sequence of 3 float, optional
+        The field's voxel 0 position, µm (its ``attrs["origin"]``, the fixed origin;
+        default 0).
 
     Returns
     -------
     (..., 3) float64 moving points, µm, z, y, x.
     """
-    d = None if field is None else sample_displacement(field, field_spacing, points)
+    d = None if field is None else sample_displacement(field, field_spacing, points,
+                                                       origin=field_origin)
     return apply_transform(affine, points, d)
 
 
@@ -192,7 +204,8 @@ def inverse_displacement(displacement, start, *, initial=None, iterations=50, to
     return e
 
 
-def invert_points(points, affine, field=None, field_spacing=None, *, iterations=30, tol=1e-5):
+def invert_points(points, affine, field=None, field_spacing=None, *, field_origin=None,
+                  iterations=30, tol=1e-5):
     """Moving -> fixed: the x with ``A @ (x + d(x)) = y``, by fixed-point iteration.
 
     Needs no inverse field: only the forward field around each point is read.
@@ -201,7 +214,7 @@ def invert_points(points, affine, field=None, field_spacing=None, *, iterations=
     ----------
     points : (N, 3) array
         Moving physical points y, µm, z, y, x.
-    affine, field, field_spacing
+    affine, field, field_spacing, field_origin
         As in :func:`transform_points`.
     iterations, tol
         As in :func:`inverse_displacement` (µm).
@@ -216,7 +229,9 @@ def invert_points(points, affine, field=None, field_spacing=None, *, iterations=
     points = np.asarray(points, float)
     x = apply_affine(np.linalg.inv(affine), points)
     if field is not None:
-        x = x + inverse_displacement(lambda p: sample_displacement(field, field_spacing, p), x,
-                                     iterations=iterations, tol=tol)
-    residual = np.linalg.norm(transform_points(x, affine, field, field_spacing) - points, axis=1)
+        x = x + inverse_displacement(
+            lambda p: sample_displacement(field, field_spacing, p, origin=field_origin), x,
+            iterations=iterations, tol=tol)
+    residual = np.linalg.norm(transform_points(x, affine, field, field_spacing,
+                                               field_origin=field_origin) - points, axis=1)
     return x, residual

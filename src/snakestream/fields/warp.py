@@ -1,4 +1,9 @@
-"""Resample the moving image onto the fixed grid through ``[affine, deform]``, chunkwise."""
+"""Resample the moving image onto the fixed grid through ``[affine, deform]``, chunkwise.
+
+Fixed voxel ``i`` is the physical point ``o_fix + i * s_fix``; its moving point
+``p = A @ (x + d(x))`` is sampled at moving index ``(p - o_mov) / s_mov`` (origins
+``o``, spacings ``s``, µm, z, y, x).
+"""
 
 import numpy as np
 from scipy.ndimage import map_coordinates
@@ -9,7 +14,7 @@ from snakestream.grid.geometry import physical_grid
 from snakestream.io.chunks import for_each_chunk
 
 
-def moving_points(start, shape, fix_spacing, affine, field=None):
+def moving_points(start, shape, fix_spacing, affine, field=None, *, fix_origin=None):
     """Moving-space points of a region of the fixed grid: ``A @ (x + d(x))``.
 
     Parameters
@@ -22,16 +27,22 @@ def moving_points(start, shape, fix_spacing, affine, field=None):
         Fixed -> moving affine, µm.
     field : (Z, Y, X, 3) array, optional
         d on the region (:func:`field_on_region`), µm; None for the affine alone.
+    fix_origin : sequence of 3 float, optional
+        Fixed voxel 0's position, µm (default 0).
 
     Returns
     -------
     (Z, Y, X, 3) float64 moving points, µm, z, y, x.
     """
-    return apply_transform(affine, physical_grid(start, shape, fix_spacing), field)
+    return apply_transform(affine, physical_grid(start, shape, fix_spacing, origin=fix_origin),
+                           field)
 
 
 def field_on_region(field, start, shape, fix_spacing):
     """Displacement on a region of the fixed grid from a stored field.
+
+    The field's voxel 0 lies on fixed voxel 0 (its origin is the fixed origin), so
+    this works in voxels of the two grids alone.
 
     Parameters
     ----------
@@ -64,9 +75,9 @@ def sample_moving(mov_vol, points, order=1, cval=0):
     Parameters
     ----------
     mov_vol : Volume
-        The volume sampled (z, y, x, spacing in µm).
+        The volume sampled (z, y, x, spacing and origin in µm).
     points : (Z, Y, X, 3) array
-        Physical points in the volume's frame, µm, z, y, x.
+        Physical points in the volume's frame (its origin included), µm, z, y, x.
     order : int
         1 linear (intensities, float64 result), 0 nearest (labels keep their values
         and dtype).
@@ -77,7 +88,7 @@ def sample_moving(mov_vol, points, order=1, cval=0):
     -------
     (Z, Y, X) array of samples.
     """
-    flat = points.reshape(-1, 3)
+    flat = points.reshape(-1, 3) - mov_vol.origin  # from here on, voxel 0 at 0 µm
     out = np.full(flat.shape[0], cval, dtype=np.float64 if order else mov_vol.dtype)
     region = crops.bounding_region(flat, mov_vol.spacing, mov_vol.shape, mov_vol.spacing)
     if region is None:
@@ -100,7 +111,7 @@ def cast_to(values, dtype):
     return values.astype(dtype)
 
 
-def warp_slab(out, slab, fix_spacing, affine, mov_vol, *, field=None, order=1):
+def warp_slab(out, slab, fix_spacing, affine, mov_vol, *, field=None, order=1, fix_origin=None):
     """Warp every output chunk of one z slab of ``out`` through ``[affine, field]``.
 
     Parameters
@@ -120,6 +131,8 @@ def warp_slab(out, slab, fix_spacing, affine, mov_vol, *, field=None, order=1):
         affine alone.
     order : int
         1 linear (intensities), 0 nearest (labels).
+    fix_origin : sequence of 3 float, optional
+        Fixed voxel 0's position, µm, z, y, x (default 0).
 
     Returns
     -------
@@ -127,7 +140,7 @@ def warp_slab(out, slab, fix_spacing, affine, mov_vol, *, field=None, order=1):
     """
     def fill(start, stop):
         d = None if field is None else field_on_region(field, start, stop - start, fix_spacing)
-        pts = moving_points(start, stop - start, fix_spacing, affine, d)
+        pts = moving_points(start, stop - start, fix_spacing, affine, d, fix_origin=fix_origin)
         return cast_to(sample_moving(mov_vol, pts, order), out.dtype)
 
     return for_each_chunk(out, slab, fill)

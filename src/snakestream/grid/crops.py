@@ -1,7 +1,8 @@
 """Which part of each volume a block (or an output chunk) needs.
 
 A block job reads only its fixed region and the moving region that the
-global affine maps it to, grown by a margin for local motion.
+global affine maps it to, grown by a margin for local motion. Physical points
+include the volumes' origins (voxel ``i`` at ``origin + i * spacing``).
 """
 
 import numpy as np
@@ -10,20 +11,25 @@ from snakestream.grid.geometry import apply_affine
 from snakestream.grid.blocks import nearest_voxel
 
 
-def region_corners(start, stop, spacing):
-    """The 8 corner voxel centres of ``[start, stop)`` in µm (z,y,x)."""
-    lo = np.asarray(start, float) * spacing
-    hi = (np.asarray(stop, float) - 1) * spacing
+def region_corners(start, stop, spacing, *, origin=None):
+    """The 8 corner voxel centres of ``[start, stop)`` in µm (z,y,x), on a grid whose
+    voxel 0 sits at ``origin`` (µm, z,y,x; default 0)."""
+    origin = np.zeros(3) if origin is None else np.asarray(origin, float)
+    lo = origin + np.asarray(start, float) * spacing
+    hi = origin + (np.asarray(stop, float) - 1) * spacing
     pick = np.array(np.meshgrid([0, 1], [0, 1], [0, 1], indexing="ij")).reshape(3, -1).T
     return np.where(pick == 0, lo, hi)
 
 
-def bounding_region(points, spacing, shape, margin=0.0):
-    """Voxel slices (clipped) covering physical ``points`` grown by ``margin`` µm.
+def bounding_region(points, spacing, shape, margin=0.0, *, origin=None):
+    """Voxel slices (clipped) covering physical ``points`` grown by ``margin`` µm, on a
+    grid of ``shape`` whose voxel 0 sits at ``origin`` (µm, z,y,x; default 0).
 
     Returns None when the region falls entirely outside the volume.
     """
     points = np.asarray(points, float)
+    if origin is not None:
+        points = points - np.asarray(origin, float)
     margin = np.broadcast_to(np.asarray(margin, float), (3,))
     lo = np.floor((points.min(axis=0) - margin) / spacing).astype(int)
     hi = np.ceil((points.max(axis=0) + margin) / spacing).astype(int) + 1
@@ -33,12 +39,17 @@ def bounding_region(points, spacing, shape, margin=0.0):
     return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
 
 
-def moving_region(fix_slices, fix_spacing, affine, mov_shape, mov_spacing, margin):
-    """Moving-image slices that ``affine`` maps a fixed region into, plus ``margin`` µm."""
+def moving_region(fix_slices, fix_vol, affine, mov_vol, margin):
+    """Slices of ``mov_vol`` that ``affine`` maps a region of ``fix_vol`` into, plus ``margin`` µm.
+
+    Both volumes' ``shape``, ``spacing`` and ``origin`` (µm, z,y,x) place the grids.
+    """
     start = [s.start for s in fix_slices]
     stop = [s.stop for s in fix_slices]
-    corners = apply_affine(affine, region_corners(start, stop, np.asarray(fix_spacing)))
-    return bounding_region(corners, np.asarray(mov_spacing), mov_shape, margin)
+    corners = apply_affine(affine, region_corners(start, stop, np.asarray(fix_vol.spacing),
+                                                  origin=fix_vol.origin))
+    return bounding_region(corners, np.asarray(mov_vol.spacing), mov_vol.shape, margin,
+                           origin=mov_vol.origin)
 
 
 def default_margin(fix_slices, fix_spacing):
@@ -49,6 +60,9 @@ def default_margin(fix_slices, fix_spacing):
 
 def read_on_grid(volume, start, shape, spacing):
     """Sample ``volume`` (any grid, same physical frame) on a region of another grid.
+
+    Both grids' voxel 0 share one position (a mask lies on its image:
+    :func:`~snakestream.grid.inputs.open_mask`), so only indices and spacings matter.
 
     Used for masks stored at a different resolution: nearest voxel, edges
     extended (:func:`snakestream.grid.blocks.nearest_voxel`, as block selection). Only

@@ -1,8 +1,10 @@
 """Coordinate geometry shared by every layer: affines on points, voxel grids in µm.
 
 Pure NumPy, no I/O. Points are ``(..., 3)`` arrays of physical coordinates in µm,
-z, y, x; voxel index ``i`` of a grid sits at ``i * spacing``. An affine is a 4x4
-matrix mapping fixed physical coordinates to moving ones.
+z, y, x; voxel index ``i`` of a grid sits at ``origin + i * spacing`` (the origin,
+voxel 0's centre, is the volume's; 0 when not given). An affine is a 4x4 matrix
+mapping fixed physical coordinates (with the fixed origin) to moving ones (with the
+moving origin).
 """
 
 import numpy as np
@@ -58,7 +60,7 @@ def to_local(total, fix_origin, mov_origin):
     return translation(-mov_origin) @ np.asarray(total, dtype=float) @ translation(fix_origin)
 
 
-def physical_grid(start, shape, spacing):
+def physical_grid(start, shape, spacing, *, origin=None):
     """Physical coordinates of a region of a voxel grid.
 
     Parameters
@@ -69,10 +71,14 @@ def physical_grid(start, shape, spacing):
         Region size in voxels, z, y, x.
     spacing : sequence of 3 float
         Voxel size, µm, z, y, x.
+    origin : sequence of 3 float, optional
+        Physical position of the grid's voxel 0, µm, z, y, x (default 0).
 
     Returns
     -------
-    (Z, Y, X, 3) float64 array of µm coordinates (z, y, x) of every voxel.
+    (Z, Y, X, 3) float64 array of µm coordinates (z, y, x) of every voxel,
+    ``origin + index * spacing``.
     """
-    axes = [(np.arange(n) + s) * sp for s, n, sp in zip(start, shape, spacing)]
+    origin = np.zeros(3) if origin is None else np.asarray(origin, dtype=float)
+    axes = [o + (np.arange(n) + s) * sp for s, n, sp, o in zip(start, shape, spacing, origin)]
     return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)

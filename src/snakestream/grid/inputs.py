@@ -1,7 +1,7 @@
 """The run's input volumes, opened from their config entries; masks in their image's frame.
 
 A config names the fixed and moving volumes (and each of ``extra_volumes``) as
-``{path, dataset, channel, timepoint, spacing, mask}`` mappings, and a mask as a path
+``{path, dataset, channel, timepoint, spacing, origin, mask}`` mappings, and a mask as a path
 or ``{path, dataset, channel, timepoint}`` (config/schema.yaml); ``channel`` and
 ``timepoint`` pick one 3-D volume out of an array with channel and time axes
 (:mod:`snakestream.io.selection`). Both the parse-time layout (block selection by the
@@ -27,8 +27,10 @@ def _selection(spec):
 
 
 def open_image(spec):
-    """Open a volume from its config mapping (path, dataset, channel, timepoint, spacing)."""
-    return open_volume(spec["path"], spec.get("dataset"), spec.get("spacing"), **_selection(spec))
+    """Open a volume from its config mapping (path, dataset, channel, timepoint, spacing,
+    origin)."""
+    return open_volume(spec["path"], spec.get("dataset"), spec.get("spacing"),
+                       origin=spec.get("origin"), **_selection(spec))
 
 
 def open_mask(spec, image_vol):
@@ -36,8 +38,10 @@ def open_mask(spec, image_vol):
     in ``image_vol``'s frame.
 
     A mask without its own spacing metadata is taken to span the same physical
-    extent as its image. Returns None when no mask is configured; InputError for a
-    ``mask: auto`` not written yet.
+    extent as its image. A mask lies on its image: its origin is the image's
+    (``image_vol.origin``), whatever its file says, so a mask written without origin
+    metadata (e.g. a TIFF) still fits an image that has one. Returns None when no
+    mask is configured; InputError for a ``mask: auto`` not written yet.
     """
     mask = spec.get("mask")
     if not mask:
@@ -47,7 +51,8 @@ def open_mask(spec, image_vol):
         raise InputError(mask["path"], "(mask: auto) is not written yet.",
                          "run the workflow: its rule auto_mask writes it before any "
                          "stage that reads the mask.")
-    path, dataset, selection = mask["path"], mask.get("dataset"), _selection(mask)
+    path, dataset = mask["path"], mask.get("dataset")
+    selection = {**_selection(mask), "origin": image_vol.origin.tolist()}
     try:
         vol = open_volume(path, dataset, **selection)
     except InputError as err:

@@ -343,6 +343,9 @@ class Layout:
         dtype of the moving image (that of aligned.zarr).
     fixed_dtype, moving_shape, moving_spacing
         The fixed image's dtype, the moving image's shape (z,y,x) and spacing (µm).
+    origin, moving_origin : np.ndarray
+        Voxel 0's position of the fixed and moving images, µm, z,y,x (0 when None):
+        the origins of the outputs on each grid.
     field_step : tuple of int
         deform.zarr stores every ``field_step``-th fixed voxel per axis (z,y,x).
     zarr_format : int
@@ -365,6 +368,8 @@ class Layout:
     fixed_dtype: str = None
     moving_shape: tuple = None
     moving_spacing: np.ndarray = None
+    origin: np.ndarray = None
+    moving_origin: np.ndarray = None
     field_step: tuple = (1, 1, 1)
     zarr_format: int = 2
     shard_chunks: tuple = None
@@ -383,7 +388,7 @@ class Layout:
         chunks, inner = write_units(fix.shape, cfg["output_chunks"], fmt["shard_chunks"])
         layout = cls(tuple(int(n) for n in fix.shape), fix.spacing, chunks, str(mov.dtype),
                      fixed_dtype=str(fix.dtype), moving_shape=tuple(int(n) for n in mov.shape),
-                     moving_spacing=mov.spacing,
+                     moving_spacing=mov.spacing, origin=fix.origin, moving_origin=mov.origin,
                      field_step=tuple(int(f) for f in cfg["field_downsample"]),
                      zarr_format=fmt["format"], shard_chunks=inner)
         blocks = cfg["blocks"]
@@ -396,6 +401,11 @@ class Layout:
                 cache_dir=os.path.join(cfg["output"], ".cache"))
         check_other_inputs(cfg, fix, mov)
         return layout
+
+    def __post_init__(self):
+        self.origin = np.zeros(3) if self.origin is None else np.asarray(self.origin, float)
+        self.moving_origin = (np.zeros(3) if self.moving_origin is None
+                              else np.asarray(self.moving_origin, float))
 
     @property
     def n_slabs(self):

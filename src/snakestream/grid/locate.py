@@ -19,6 +19,8 @@ def blocks_at(table, voxel):
     return hits.sort_values("core", ascending=False)
 
 
-def voxel_of(point_um, spacing):
-    """Nearest fixed voxel (z,y,x) of a physical point in µm."""
-    return np.round(np.asarray(point_um, float) / np.asarray(spacing, float)).astype(int)
+def voxel_of(point_um, spacing, *, origin=None):
+    """Nearest fixed voxel (z,y,x) of a physical point in µm, on a grid whose voxel 0 sits
+    at ``origin`` (µm, z,y,x; default 0)."""
+    point = np.asarray(point_um, float) - (0.0 if origin is None else np.asarray(origin, float))
+    return np.round(point / np.asarray(spacing, float)).astype(int)

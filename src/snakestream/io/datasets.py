@@ -9,14 +9,15 @@ The format modules (:mod:`~snakestream.io.zarr_store`, :mod:`~snakestream.io.n5`
   single-volume formats). It returns an :class:`Opened`: the resolved dataset,
   shape and chunks (z, y, x), dtype, the spacing found in the metadata as
   ``(value, description)`` (value meant as z, y, x µm, checked later) or None,
-  and ``reader(index)`` reading a region (one slice or int per stored axis). An
+  the origin (voxel 0's centre, z, y, x µm) found likewise or None (TIFF: always
+  None), and ``reader(index)`` reading a region (one slice or int per stored axis). An
   array with time or channel axes reports its shape and chunks as stored, and, when
   its metadata names them, its ``axes`` ((name, type) per axis) and OME channel
   ``labels`` (:mod:`~snakestream.io.selection` picks the 3-D volume).
   :func:`~snakestream.io.volumes.open_volume` turns it into a
   :class:`~snakestream.io.volumes.Volume`.
-- the writer takes `array` (z, y, x) and `spacing` (float64, z, y, x, µm, already
-  checked) and writes a new file at the path it is given, which
+- the writer takes `array` (z, y, x), `spacing` and `origin` (float64, z, y, x,
+  µm, already checked) and writes a new file at the path it is given, which
   :func:`~snakestream.io.volumes.write_volume` makes atomic (NRRD does its own).
 """
 
@@ -29,9 +30,11 @@ __all__ = ["Opened", "ancestors", "label", "no_dataset", "pick_dataset", "requir
 
 # What an opener found: dataset is the resolved path (None: root array); spacing
 # is (value, description) from the file's metadata or None; reader(index) -> array;
-# axes ((name, type) per axis) and channel labels from the metadata, or None.
-Opened = collections.namedtuple("Opened", "dataset shape dtype chunks spacing reader axes labels",
-                                defaults=(None, None))
+# axes ((name, type) per axis) and channel labels from the metadata, or None;
+# origin is (value, description) like spacing, or None.
+Opened = collections.namedtuple("Opened",
+                                "dataset shape dtype chunks spacing reader axes labels origin",
+                                defaults=(None, None, None))
 
 
 def require_exists(path):

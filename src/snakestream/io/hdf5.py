@@ -37,10 +37,18 @@ def _h5_spacing(attrs):
     return None
 
 
+def _h5_origin(attrs):
+    for key in ("origin", "offset"):
+        if key in attrs:
+            return as_floats(attrs[key]), f"HDF5 attribute {key!r}"
+    return None
+
+
 def open_dataset(path, dataset):
     """Open dataset `dataset` ("/ch0" or "ch0") of an HDF5 file; None: its only one.
 
-    Spacing from attribute 'element_size_um' or 'spacing' (z, y, x, µm); contract
+    Spacing from attribute 'element_size_um' or 'spacing', origin from 'origin' or
+    'offset' (both z, y, x, µm); contract
     in :mod:`snakestream.io.datasets`.
     """
     import h5py
@@ -50,7 +58,7 @@ def open_dataset(path, dataset):
                             lambda: _h5_dataset_names(fh))
         ds = fh[name]
         return Opened(name, ds.shape, ds.dtype, ds.chunks, _h5_spacing(ds.attrs),
-                      functools.partial(_read_h5, path, name))
+                      functools.partial(_read_h5, path, name), origin=_h5_origin(ds.attrs))
 
 
 def _read_h5(path, name, slices):
@@ -58,10 +66,11 @@ def _read_h5(path, name, slices):
         return fh[name][slices]
 
 
-def write_dataset(path, array, spacing, dataset, chunks):
+def write_dataset(path, array, spacing, origin, dataset, chunks):
     """Write `array` as a new HDF5 file with one gzip dataset (None: "data").
 
-    `chunks` (z, y, x); spacing goes to attribute 'element_size_um' (z, y, x, µm).
+    `chunks` (z, y, x); spacing goes to attribute 'element_size_um', origin to
+    'origin' (z, y, x, µm).
     Contract in :mod:`snakestream.io.datasets`.
     """
     import h5py
@@ -69,3 +78,4 @@ def write_dataset(path, array, spacing, dataset, chunks):
     with h5py.File(path, "w") as fh:
         ds = fh.create_dataset(dataset or "data", data=array, chunks=chunks, compression="gzip")
         ds.attrs["element_size_um"] = np.asarray(spacing, dtype=np.float64)
+        ds.attrs["origin"] = np.asarray(origin, dtype=np.float64)

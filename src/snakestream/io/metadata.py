@@ -1,4 +1,4 @@
-"""Voxel spacing found in metadata, the units it is written in, and OME-Zarr axes.
+"""Voxel spacing and origin found in metadata, the units they are written in, OME-Zarr axes.
 
 Readers of the attribute conventions shared by several formats: a plain
 'spacing' (z, y, x), 'pixelResolution'/'resolution' (x, y, z, N5 and n5-viewer),
@@ -6,6 +6,11 @@ OME-Zarr 'multiscales' and group resolution times 'downsamplingFactors'. Each
 reader returns ``(value, description)`` or None; :func:`check_spacing` turns a
 value into the float64 (z, y, x) µm array a :class:`~snakestream.io.volumes.Volume`
 carries, or raises one :class:`~snakestream.errors.InputError` line.
+:func:`hierarchy_origin` and :func:`check_origin` do the same for the origin (the
+physical position of voxel 0's centre): attributes 'origin' or 'offset' (z, y, x,
+µm), or the OME-Zarr 'translation' of the array's level. Every OME
+``coordinateTransformations`` list (NGFF 0.4 and 0.5) is read by
+:func:`ome_scale_translation`.
 :func:`hierarchy_axes` reads an OME-Zarr image's ``multiscales[].axes`` and
 ``omero.channels[].label`` (NGFF 0.4 attributes, or 0.5's under ``"ome"``).
 """
@@ -14,10 +19,12 @@ import numpy as np
 
 from snakestream.errors import InputError
 
-__all__ = ["SPACING_FIX", "as_floats", "check_spacing", "hierarchy_axes", "hierarchy_spacing",
-           "named_axes", "ome_levels", "um_per_unit"]
+__all__ = ["ORIGIN_FIX", "SPACING_FIX", "as_floats", "check_origin", "check_spacing",
+           "hierarchy_axes", "hierarchy_origin", "hierarchy_spacing", "named_axes",
+           "ome_levels", "ome_scale_translation", "um_per_unit"]
 
 SPACING_FIX = "put `spacing: [z, y, x]` (µm) for this volume in the config"
+ORIGIN_FIX = "put `origin: [z, y, x]` (µm) for this volume in the config"
 
 # Length units found in metadata, as µm per unit. ImageJ writes "micron" or "\u00B5m".
 _UM_PER_UNIT = {
@@ -80,6 +87,37 @@ def check_spacing(value, where, source):
     return spacing
 
 
+def check_origin(value, where, source):
+    """Validate an origin and return it as a float64 array (z, y, x, µm).
+
+    Parameters
+    ----------
+    value : sequence of float
+        Candidate origin: physical position of voxel 0's centre, z, y, x, µm.
+    where, source : str
+        As for :func:`check_spacing`.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (3,), float64, (z, y, x) in µm.
+
+    Raises
+    ------
+    InputError
+        `value` is not 3 finite numbers.
+    """
+    try:
+        origin = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        origin = None
+    if origin is None or origin.shape != (3,) or not np.all(np.isfinite(origin)):
+        raise InputError(
+            where, f"origin {value!r} from {source} is not 3 finite numbers "
+            "(z, y, x in µm).", ORIGIN_FIX)
+    return origin
+
+
 def _xyz_resolution(value):
     """Spacing (z, y, x) from an x, y, z list or {"dimensions": [x,y,z], "unit": u}."""
     unit = None
@@ -102,18 +140,33 @@ def _attrs_spacing(attrs):
     return None
 
 
-def _ome_scale(transforms):
-    for t in transforms or []:
-        if isinstance(t, dict) and t.get("type") == "scale":
-            return as_floats(t.get("scale"))
-    return None
+def ome_scale_translation(transforms):
+    """The 'scale' and 'translation' of an NGFF ``coordinateTransformations`` list.
 
+    The one reader of NGFF 0.4 / 0.5 coordinate transformations (a dataset's or a
+    multiscale's): a physical position is ``index * scale + translation``, one value
+    per stored axis, in the axes' units.
 
-def _ome_translation(transforms, n):
+    Parameters
+    ----------
+    transforms : list of dict or None
+        The ``coordinateTransformations`` entry.
+
+    Returns
+    -------
+    scale, translation : numpy.ndarray or None
+        As listed (float64, one per axis; a non-numeric value is returned as found);
+        None for a missing scale; a missing translation is zeros shaped like the
+        scale (None when the scale is missing too).
+    """
+    found = {}
     for t in transforms or []:
-        if isinstance(t, dict) and t.get("type") == "translation":
-            return as_floats(t.get("translation"))
-    return np.zeros(n)
+        if isinstance(t, dict) and t.get("type") in ("scale", "translation"):
+            found.setdefault(t["type"], as_floats(t.get(t["type"])))
+    scale, shift = found.get("scale"), found.get("translation")
+    if shift is None and isinstance(scale, np.ndarray):
+        shift = np.zeros(len(scale))
+    return scale, shift
 
 
 def ome_levels(attrs, relpath):
@@ -140,11 +193,9 @@ def ome_levels(attrs, relpath):
             continue
         levels = []
         for ds in datasets:
-            transforms = ds.get("coordinateTransformations")
-            scale = _ome_scale(transforms)
+            scale, shift = ome_scale_translation(ds.get("coordinateTransformations"))
             if not isinstance(scale, np.ndarray) or len(scale) < 3:
                 return None
-            shift = _ome_translation(transforms, len(scale))
             shift = shift[-3:] if isinstance(shift, np.ndarray) and len(shift) >= 3 else np.zeros(3)
             levels.append((str(ds.get("path", "")).strip("/"), scale[-3:], shift))
         return levels
@@ -180,15 +231,72 @@ def _ome_spacing(attrs, relpath):
     if found is None:
         return None
     ms, ds = found
-    scale = _ome_scale(ds.get("coordinateTransformations"))
+    scale, _ = ome_scale_translation(ds.get("coordinateTransformations"))
     if scale is None:
         return None
-    overall = _ome_scale(ms.get("coordinateTransformations"))
+    overall, _ = ome_scale_translation(ms.get("coordinateTransformations"))
     if isinstance(scale, np.ndarray) and len(scale) >= 3:
         if isinstance(overall, np.ndarray) and overall.shape == scale.shape:
             scale = scale * overall
         scale = scale[-3:] * _ome_units(ms.get("axes"))
     return scale, "OME-Zarr 'multiscales'"
+
+
+def _ome_origin(attrs, relpath):
+    """Origin of dataset `relpath` from OME-Zarr 'multiscales' in a group's `attrs`.
+
+    The dataset's translation, then the multiscale's own scale and translation
+    (NGFF applies a dataset's transformations first), in µm by the axes' units.
+    """
+    found = _ome_entry(attrs, relpath)
+    if found is None:
+        return None
+    ms, ds = found
+    scale, shift = ome_scale_translation(ds.get("coordinateTransformations"))
+    if not (isinstance(shift, np.ndarray) and len(shift) >= 3):
+        return None
+    overall, overall_shift = ome_scale_translation(ms.get("coordinateTransformations"))
+    if isinstance(overall, np.ndarray) and overall.shape == shift.shape:
+        shift = shift * overall
+    if isinstance(overall_shift, np.ndarray) and overall_shift.shape == shift.shape:
+        shift = shift + overall_shift
+    return shift[-3:] * _ome_units(ms.get("axes")), "OME-Zarr 'translation'"
+
+
+def _attrs_origin(attrs):
+    """Origin from attribute 'origin' or 'offset' (z, y, x, µm)."""
+    for key in ("origin", "offset"):
+        if key in attrs:
+            return as_floats(attrs[key]), f"attribute {key!r}"
+    return None
+
+
+def hierarchy_origin(array_attrs, ancestors):
+    """Origin (voxel 0's centre, µm) of an array in a Zarr/N5 hierarchy.
+
+    The array's own attribute 'origin' or 'offset' (z, y, x, µm) wins; else the
+    nearest group whose OME 'multiscales' names the array gives the 'translation'
+    of that level (:func:`_ome_origin`); else a group's 'origin'/'offset'.
+
+    Parameters
+    ----------
+    array_attrs, ancestors
+        As for :func:`hierarchy_spacing`.
+
+    Returns
+    -------
+    tuple (value, str) or None
+        The origin as found (meant as z, y, x µm; check it with
+        :func:`check_origin`) and where it came from; None if no metadata gives it.
+    """
+    found = _attrs_origin(array_attrs)
+    if found is not None:
+        return found
+    for attrs, relpath in ancestors:
+        found = _ome_origin(attrs, relpath) or _attrs_origin(attrs)
+        if found is not None:
+            return found
+    return None
 
 
 # NGFF 0.3 lists axes as names; 0.4 and 0.5 as {name, type}. Types of the 0.3 names:

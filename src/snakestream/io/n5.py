@@ -29,7 +29,7 @@ import numpy as np
 
 from snakestream.errors import InputError
 from snakestream.io.datasets import Opened, ancestors, label, no_dataset, pick_dataset
-from snakestream.io.metadata import hierarchy_spacing
+from snakestream.io.metadata import hierarchy_origin, hierarchy_spacing
 from snakestream.io.tensorstore_arrays import failed_file, file_spec, open_array, read_region
 
 __all__ = ["group_members", "open_dataset", "set_pyramid_attributes", "write_dataset"]
@@ -97,8 +97,9 @@ def open_dataset(path, dataset):
     """Open an N5 container's root dataset, or dataset `dataset` inside it.
 
     Only the attributes are read here (no block, no tensorstore). Chunks are the
-    N5 block shape (z, y, x), dtype native order; spacing from the attributes
-    (see :func:`~snakestream.io.metadata.hierarchy_spacing`). Contract in
+    N5 block shape (z, y, x), dtype native order; spacing and origin from the
+    attributes (see :func:`~snakestream.io.metadata.hierarchy_spacing` and
+    :func:`~snakestream.io.metadata.hierarchy_origin`: 'origin'/'offset', z, y, x µm). Contract in
     :mod:`snakestream.io.datasets`.
     """
     if _n5_is_dataset(_n5_attrs(path)):
@@ -113,7 +114,8 @@ def open_dataset(path, dataset):
     where = label(path, name)
     shape, block, dtype = _n5_meta(attrs, where)
     found = hierarchy_spacing(attrs, groups)
-    return Opened(name, shape, dtype, block, found, functools.partial(_n5_read, ds_dir, where))
+    return Opened(name, shape, dtype, block, found, functools.partial(_n5_read, ds_dir, where),
+                  origin=hierarchy_origin(attrs, groups))
 
 
 def group_members(path, group):
@@ -168,7 +170,7 @@ def _block_error(exc, where):
     return InputError(file, f"corrupt N5 block ({reason}).", "re-create the N5 dataset")
 
 
-def write_dataset(root, name, array, spacing, chunks, compression="gzip"):
+def write_dataset(root, name, array, spacing, origin, chunks, compression="gzip"):
     """Write `array` (z, y, x) as N5 dataset `name` (None: the root) under `root`.
 
     Parameters
@@ -181,6 +183,8 @@ def write_dataset(root, name, array, spacing, chunks, compression="gzip"):
         Voxels (z, y, x), one of the N5 data types.
     spacing : numpy.ndarray
         (z, y, x) µm; stored as 'pixelResolution' (x, y, z, unit "um").
+    origin : numpy.ndarray
+        Voxel 0's centre (z, y, x) µm; stored as attribute 'origin' (z, y, x).
     chunks : tuple of int
         Block shape (z, y, x). Edge blocks are stored at full block size.
     compression : {"gzip", "raw"}
@@ -198,6 +202,7 @@ def write_dataset(root, name, array, spacing, chunks, compression="gzip"):
     }
     store = open_array({**file_spec(ds_dir, "n5"), "metadata": metadata}, create=True)
     store.T.write(np.asarray(array)).result()
+    _n5_update_attrs(ds_dir, {"origin": [float(v) for v in origin]})
     if name:
         _n5_write_groups(root, name)
 
@@ -213,6 +218,11 @@ def _n5_compression_attrs(compression):
     if compression == "gzip":
         return {"type": "gzip", "level": _GZIP_LEVEL, "useZlib": False}
     return {"type": "raw"}
+
+
+def _n5_update_attrs(node_dir, attrs):
+    """Add `attrs` to a node's attributes.json (kept: what is there)."""
+    _n5_write_attrs(node_dir, {**_n5_attrs(node_dir), **attrs})
 
 
 def _n5_write_attrs(node_dir, attrs):

@@ -5,7 +5,8 @@ Zarr v3 groups NGFF 0.5 (the same under ``attrs["ome"]`` with ``version``), with
 optional sharding of every level.
 
 The group holds arrays ``0``, ``1``, ... with ``multiscales`` metadata giving each
-level's scale in micrometers, so napari (OME-Zarr reader) and neuroglancer open
+level's scale and translation in micrometers (level 0's translation is the image's
+origin, the position of its voxel 0), so napari (OME-Zarr reader) and neuroglancer open
 the image as it is. Levels halve y and x, and z only while it is not coarser
 than y/x, which keeps anisotropic light-sheet data sensible.
 """
@@ -28,28 +29,38 @@ def level_factors(spacing, levels):
     return factors
 
 
-def multiscales(spacing, factors, name, version="0.4"):
-    """NGFF ``multiscales`` attribute for the given level factors (µm); 0.5 puts the
-    version beside it (:func:`ome_attrs`) instead of inside."""
+def _level_origin(spacing, factors, origin):
+    """Voxel 0's position (µm, z, y, x) of a level of block means by `factors`."""
+    origin = np.zeros(3) if origin is None else np.asarray(origin, float)
+    return origin + (np.asarray(factors) - 1) / 2 * np.asarray(spacing, float)
+
+
+def multiscales(spacing, factors, name, *, origin=None, version="0.4"):
+    """NGFF ``multiscales`` attribute for the given level factors (µm); each level's
+    translation is `origin` (level 0's voxel 0, µm z, y, x, default 0) plus the offset of
+    its block centres. 0.5 puts the version beside it (:func:`ome_attrs`) instead of
+    inside."""
     axes = [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"]
     datasets = [{"path": str(k), "coordinateTransformations": [
         {"type": "scale", "scale": [float(s) for s in np.asarray(spacing) * f]},
         {"type": "translation",
-         "translation": [float(t) for t in (f - 1) / 2 * np.asarray(spacing)]}]}
+         "translation": [float(t) for t in _level_origin(spacing, f, origin)]}]}
         for k, f in enumerate(factors)]
     entry = {"name": name, "axes": axes, "datasets": datasets}
     return [{"version": version, **entry} if version == "0.4" else entry]
 
 
-def ome_attrs(spacing, factors, name, zarr_format):
+def ome_attrs(spacing, factors, name, zarr_format, *, origin=None):
     """The group attributes of an image: NGFF 0.4 for Zarr v2, 0.5 for Zarr v3."""
     if zarr_format == 2:
-        return {"multiscales": multiscales(spacing, factors, name)}
-    return {"ome": {"version": "0.5", "multiscales": multiscales(spacing, factors, name, "0.5")}}
+        return {"multiscales": multiscales(spacing, factors, name, origin=origin)}
+    return {"ome": {"version": "0.5",
+                    "multiscales": multiscales(spacing, factors, name, origin=origin,
+                                               version="0.5")}}
 
 
-def create_image(path, shape, dtype, chunks, spacing, *, levels=3, name="image", attrs=None,
-                 zarr_format=2, shard_chunks=None):
+def create_image(path, shape, dtype, chunks, spacing, *, origin=None, levels=3, name="image",
+                 attrs=None, zarr_format=2, shard_chunks=None):
     """Create an empty NGFF image group, overwriting what is at `path`.
 
     Parameters
@@ -63,6 +74,8 @@ def create_image(path, shape, dtype, chunks, spacing, *, levels=3, name="image",
         Voxel type of every level.
     spacing : sequence of 3 float
         Level-0 voxel size (z, y, x) in µm.
+    origin : sequence of 3 float, optional
+        Level-0 voxel 0's position (z, y, x) in µm (the OME 'translation'), default 0.
     levels : int
         Number of pyramid levels (see :func:`level_factors`).
     name : str
@@ -78,7 +91,8 @@ def create_image(path, shape, dtype, chunks, spacing, *, levels=3, name="image",
     -------
     zarr.Array
         Level ``0``, filled with zeros, open for writing. Each level array has
-        attribute 'spacing' (z, y, x, µm).
+        attributes 'spacing' and 'origin' (z, y, x, µm); the group's 'multiscales' give
+        each level's 'translation' (its origin).
     """
     root = zarr.open_group(str(path), mode="w", zarr_format=zarr_format)
     factors = level_factors(spacing, levels)
@@ -89,7 +103,9 @@ def create_image(path, shape, dtype, chunks, spacing, *, levels=3, name="image",
                                 overwrite=True, compressors=zarr_compressor(zarr_format),
                                 **zarr_layout(unit, inner))
         arr.attrs["spacing"] = [float(s) for s in np.asarray(spacing) * f]
-    root.attrs.update({**(attrs or {}), **ome_attrs(spacing, factors, name, zarr_format)})
+        arr.attrs["origin"] = [float(t) for t in _level_origin(spacing, f, origin)]
+    root.attrs.update({**(attrs or {}),
+                       **ome_attrs(spacing, factors, name, zarr_format, origin=origin)})
     return root["0"]
 
 

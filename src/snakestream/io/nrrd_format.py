@@ -1,6 +1,10 @@
 """NRRD volumes (pynrrd): attached ``*.nrrd`` or detached ``*.nhdr`` + data file.
 
-Header axes are fastest-first (x, y, z); volumes are handed out (z, y, x). Raw
+Header axes are fastest-first (x, y, z); volumes are handed out (z, y, x), and
+spacing and 'space origin' are reversed to z, y, x likewise. The header is taken
+as written (no 'space' re-orientation: for 'left-posterior-superior', or no
+'space', ITK reads the same coordinates; axis-aligned 'space directions' are
+assumed). Raw
 data is memory-mapped so a crop reads only what it needs; compressed data is
 decoded whole, then cropped.
 """
@@ -73,18 +77,32 @@ def _nrrd_spacing(header):
     return values[::-1], source
 
 
+def _nrrd_origin(header):
+    """Origin (z, y, x) from 'space origin' (x, y, z), in 'space units', or None."""
+    if header.get("space origin") is None:
+        return None
+    values = as_floats(header["space origin"])
+    if not isinstance(values, np.ndarray):
+        return values, "NRRD 'space origin'"
+    factors = [um_per_unit(u) for u in header.get("space units") or []]
+    if len(factors) == len(values) and None not in factors:
+        values = values * np.asarray(factors)
+    return values[::-1], "NRRD 'space origin'"
+
+
 def open_dataset(path, dataset):
     """Open an NRRD volume (`dataset` must be None); dtype in the file's byte order.
 
-    Spacing from 'space directions' or 'spacings' with 'space units'; contract
-    in :mod:`snakestream.io.datasets`.
+    Spacing from 'space directions' or 'spacings', origin from 'space origin', with
+    'space units' (all x, y, z in the header, reversed to z, y, x); contract in
+    :mod:`snakestream.io.datasets`.
     """
     no_dataset(path, dataset, "NRRD")
     header, _ = _nrrd_header(path)
     shape = tuple(int(n) for n in np.asarray(header["sizes"])[::-1])
     dtype = _nrrd_dtype(header, path)
     return Opened(None, shape, dtype, None, _nrrd_spacing(header),
-                  functools.partial(_read_nrrd, path))
+                  functools.partial(_read_nrrd, path), origin=_nrrd_origin(header))
 
 
 def _nrrd_raw_location(path, header, offset):
@@ -119,28 +137,30 @@ def _read_nrrd(path, slices):
     return np.array(mm[slices])
 
 
-def _nrrd_header_for(spacing):
+def _nrrd_header_for(spacing, origin):
     return {"encoding": "raw", "space dimension": 3, "kinds": ["domain"] * 3,
             "space directions": np.diag(np.asarray(spacing, dtype=np.float64)[::-1]),
+            "space origin": np.asarray(origin, dtype=np.float64)[::-1],
             "space units": ["microns"] * 3}
 
 
-def write_file(path, data, spacing):
+def write_file(path, data, spacing, origin):
     """Write an attached-header NRRD (raw) or, for ``*.nhdr``, header plus ``*.raw``.
 
     Unlike the other formats' writers this one makes its own write atomic (an
     ``*.nhdr`` write produces two files, each renamed into place). Spacing goes
-    to diagonal 'space directions' (x, y, z) in "microns".
+    to diagonal 'space directions', origin to 'space origin' (x, y, z) in "microns".
     """
     import nrrd
 
     if not path.lower().endswith(".nhdr"):
         with atomic_path(path) as tmp:
-            nrrd.write(tmp, data, _nrrd_header_for(spacing), index_order="C")
+            nrrd.write(tmp, data, _nrrd_header_for(spacing, origin), index_order="C")
         return
     folder, name = os.path.split(os.path.abspath(path))
     raw = os.path.splitext(name)[0] + ".raw"
     with tempfile.TemporaryDirectory(dir=folder, prefix=f".{name}.tmp-") as tmp:
-        nrrd.write(os.path.join(tmp, name), data, _nrrd_header_for(spacing), index_order="C")
+        nrrd.write(os.path.join(tmp, name), data, _nrrd_header_for(spacing, origin),
+                   index_order="C")
         os.replace(os.path.join(tmp, raw), os.path.join(folder, raw))
         os.replace(os.path.join(tmp, name), os.path.join(folder, name))

@@ -174,10 +174,11 @@ def _factors(level, needed):
 
 def open_level(volume, level):
     """`level` of `volume`'s pyramid opened as a Volume (`volume` itself for its own level),
-    at the same channel and time point."""
+    at the same channel and time point, its origin ``volume.origin + level.offset``."""
     if level.dataset == volume.dataset:
         return volume
     return open_volume(volume.path, level.dataset, spacing=level.spacing.tolist(),
+                       origin=(volume.origin + level.offset).tolist(),
                        channel=volume.channel, timepoint=volume.timepoint)
 
 

@@ -64,7 +64,8 @@ def _tiff_spacing(tif):
 def open_dataset(path, dataset):
     """Open the first series of a TIFF file (`dataset` must be None).
 
-    Spacing from ImageJ metadata, OME-XML or tifffile's JSON 'spacing'; contract
+    Spacing from ImageJ metadata, OME-XML or tifffile's JSON 'spacing'. TIFF gives
+    no origin (voxel 0 at 0 µm unless the config sets `origin`); contract
     in :mod:`snakestream.io.datasets`.
     """
     no_dataset(path, dataset, "TIFF")

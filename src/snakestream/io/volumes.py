@@ -1,13 +1,16 @@
 """Reading and writing 3-D volumes, whatever the format: the :class:`Volume` handle.
 
-Every array handed out or taken in is indexed (z, y, x); every spacing is a
-float64 array of length 3 in µm, z, y, x order. A stored array with time or
-channel axes (OME-Zarr (t, c, z, y, x), a 4-D (c, z, y, x) N5 or HDF5) is opened at
-one time point and channel (:mod:`~snakestream.io.selection`), and its
-:class:`Volume` reads that 3-D view. Chunked formats (Zarr, N5,
-HDF5) and TIFF are read lazily: a crop reads only the chunks, blocks or pages it
-touches. Files are opened per read, never kept open, so many processes can read
-the same input at once.
+Every array handed out or taken in is indexed (z, y, x); every spacing and origin
+is a float64 array of length 3 in µm, z, y, x order. Voxel ``i`` of a volume sits
+at the physical point ``origin + i * spacing``: the origin is voxel 0's centre, from
+the file (NRRD 'space origin', the OME-Zarr 'translation' of the opened level,
+Zarr/N5/HDF5 attribute 'origin' or 'offset'; TIFF has none) or the config, else 0.
+A stored array with time or channel axes (OME-Zarr (t, c, z, y, x), a 4-D
+(c, z, y, x) N5 or HDF5) is opened at one time point and channel
+(:mod:`~snakestream.io.selection`), and its :class:`Volume` reads that 3-D view.
+Chunked formats (Zarr, N5, HDF5) and TIFF are read lazily: a crop reads only the
+chunks, blocks or pages it touches. Files are opened per read, never kept open, so
+many processes can read the same input at once.
 
 This module picks the format from the path's extension and dispatches to the
 format modules (:mod:`~snakestream.io.zarr_store`, :mod:`~snakestream.io.n5`,
@@ -27,7 +30,7 @@ from snakestream.errors import InputError
 from snakestream.io import hdf5, n5, nrrd_format, tiff, zarr_store
 from snakestream.io.atomic import atomic_path
 from snakestream.io.datasets import label, no_dataset, require_exists
-from snakestream.io.metadata import SPACING_FIX, as_floats, check_spacing
+from snakestream.io.metadata import SPACING_FIX, as_floats, check_origin, check_spacing
 from snakestream.io.selection import NOT_3D_FIX, conventional_axes, full_index, select, spatial
 
 __all__ = ["Volume", "format_of", "open_volume", "require_finite", "write_volume"]
@@ -77,6 +80,9 @@ class Volume:
         Voxel type (native byte order).
     spacing : numpy.ndarray
         Voxel size in µm, (z, y, x), float64.
+    origin : numpy.ndarray
+        Physical position of voxel 0's centre in µm, (z, y, x), float64 (shape (3,));
+        voxel ``i`` is at ``origin + i * spacing``.
     chunks : tuple of int or None
         Storage chunk shape (z, y, x) when chunked, else None.
     selection : tuple
@@ -88,13 +94,14 @@ class Volume:
         pyramid levels open at the same channel and time point.
     """
 
-    def __init__(self, path, dataset, shape, dtype, spacing, reader, *, chunks=None,
+    def __init__(self, path, dataset, shape, dtype, spacing, reader, *, origin=None, chunks=None,
                  selection=(None, None, None), channel=None, timepoint=None):
         self.path, self.dataset = str(path), dataset
         self.channel, self.timepoint = channel, timepoint  # as asked (open_volume's keys)
         self.shape = tuple(int(n) for n in shape)
         self.dtype = np.dtype(dtype).newbyteorder("=")
         self.spacing = np.asarray(spacing, dtype=np.float64)
+        self.origin = np.zeros(3) if origin is None else np.asarray(origin, dtype=np.float64)
         self.chunks = tuple(int(c) for c in chunks) if chunks else None
         self.selection = tuple(selection)
         self._reader = reader
@@ -103,7 +110,8 @@ class Volume:
         picked = [i for i in self.selection if i is not None]
         at = f", at={tuple(picked)}" if picked else ""
         return (f"Volume({label(self.path, self.dataset)!r}, shape={self.shape}, "
-                f"dtype={self.dtype}, spacing={self.spacing.tolist()}{at})")
+                f"dtype={self.dtype}, spacing={self.spacing.tolist()}, "
+                f"origin={self.origin.tolist()}{at})")
 
     def read(self, region=None):
         """Read the voxels of `region` from disk.
@@ -163,14 +171,25 @@ def _check_3d(where, shape):
 
 
 def _spatial_spacing(value, axes):
-    """A metadata spacing with one value per stored axis cut to its space axes (z, y, x)."""
+    """A metadata spacing (or origin) with one value per stored axis cut to its space
+    axes (z, y, x)."""
     values = as_floats(value)
     if isinstance(values, np.ndarray) and len(axes) > 3 and values.shape == (len(axes),):
         return np.asarray(spatial(values, axes))
     return value
 
 
-def open_volume(path, dataset=None, spacing=None, *, channel=None, timepoint=None):
+def _origin_of(opened, origin, axes, where):
+    """The volume's origin: the config's, else the file's, else 0 (µm, z, y, x)."""
+    if origin is not None:
+        return check_origin(origin, where, "the config")
+    if opened.origin is None:
+        return np.zeros(3)
+    value, source = opened.origin
+    return check_origin(_spatial_spacing(value, axes), where, f"the file's {source}")
+
+
+def open_volume(path, dataset=None, spacing=None, *, origin=None, channel=None, timepoint=None):
     """Open a 3-D volume lazily; the format comes from the path's extension.
 
     An array with time or channel axes is opened at `timepoint` and `channel`; an
@@ -188,6 +207,11 @@ def open_volume(path, dataset=None, spacing=None, *, channel=None, timepoint=Non
         or the only array in the container.
     spacing : sequence of 3 float, optional
         Voxel size (z, y, x) in µm from the config; overrides the file's metadata.
+    origin : sequence of 3 float, optional
+        Position of voxel 0's centre (z, y, x) in µm from the config; overrides the
+        file's metadata (NRRD 'space origin', OME-Zarr 'translation' of the opened
+        level, Zarr/N5/HDF5 attribute 'origin' or 'offset'; TIFF has none). Without
+        either, 0.
     channel : int or str, optional
         Index on the channel axis, or an OME channel label (``omero.channels[].label``).
     timepoint : int, optional
@@ -196,15 +220,16 @@ def open_volume(path, dataset=None, spacing=None, *, channel=None, timepoint=Non
     Returns
     -------
     Volume
-        Handle with shape (z, y, x), native-order dtype and spacing (z, y, x) µm;
-        no voxels are read until :meth:`Volume.read`.
+        Handle with shape (z, y, x), native-order dtype, spacing and origin (z, y, x)
+        µm; no voxels are read until :meth:`Volume.read`.
 
     Raises
     ------
     InputError
         Missing file, unknown extension, missing dataset, data without 3 space axes,
         a time or channel axis longer than 1 without its key (the message names the
-        axes and the key), a bad `channel` or `timepoint`, bad or unknown spacing.
+        axes and the key), a bad `channel` or `timepoint`, bad or unknown spacing,
+        a bad origin.
     """
     path = os.fspath(path)
     kind = format_of(path)
@@ -224,8 +249,8 @@ def open_volume(path, dataset=None, spacing=None, *, channel=None, timepoint=Non
                          "file's metadata gives it.", SPACING_FIX)
     chunks = spatial(opened.chunks, axes) if opened.chunks else None
     return Volume(path, opened.dataset, spatial(opened.shape, axes), opened.dtype, spacing,
-                  opened.reader, chunks=chunks, selection=selection, channel=channel,
-                  timepoint=timepoint)
+                  opened.reader, origin=_origin_of(opened, origin, axes, where), chunks=chunks,
+                  selection=selection, channel=channel, timepoint=timepoint)
 
 
 def require_finite(array, where):
@@ -252,8 +277,8 @@ def require_finite(array, where):
                          "replace non-finite voxels (e.g. with 0) or mask them before registration")
 
 
-def write_volume(path, array, spacing, *, dataset=None, chunks=None, zarr_format=2):
-    """Write a 3-D array with spacing metadata that :func:`open_volume` reads back.
+def write_volume(path, array, spacing, *, origin=None, dataset=None, chunks=None, zarr_format=2):
+    """Write a 3-D array with spacing and origin metadata that :func:`open_volume` reads back.
 
     The whole file or container at `path` is written under a temporary name in
     the same folder, then renamed onto `path` (replacing what was there).
@@ -268,6 +293,10 @@ def write_volume(path, array, spacing, *, dataset=None, chunks=None, zarr_format
         Voxel size (z, y, x) in µm. Stored as Zarr attribute 'spacing' (z, y, x),
         N5 'pixelResolution' (x, y, z, unit "um"), HDF5 'element_size_um'
         (z, y, x), NRRD 'space directions', TIFF ImageJ spacing/resolution.
+    origin : sequence of 3 float, optional
+        Voxel 0's centre (z, y, x) in µm, default 0. Stored as attribute 'origin'
+        (z, y, x) in Zarr, N5 and HDF5, NRRD 'space origin'; TIFF cannot store one
+        (a non-zero origin is an error).
     dataset : str, optional
         Dataset path in a Zarr/N5/HDF5 container; None writes a root array
         (HDF5: dataset "data"). Must be None for NRRD and TIFF.
@@ -279,25 +308,31 @@ def write_volume(path, array, spacing, *, dataset=None, chunks=None, zarr_format
     Raises
     ------
     InputError
-        Unknown extension, data not 3-D, bad spacing, a dataset for NRRD/TIFF,
-        or a dtype N5 cannot store.
+        Unknown extension, data not 3-D, bad spacing or origin, a dataset for
+        NRRD/TIFF, a non-zero origin for TIFF, or a dtype N5 cannot store.
     """
     path = os.fspath(path)
     kind = format_of(path)
     array = np.asarray(array)
     _check_3d(path, array.shape)
     spacing = check_spacing(spacing, path, "write_volume's argument")
+    origin = check_origin(np.zeros(3) if origin is None else origin, path,
+                          "write_volume's argument")
+    if kind == "tiff" and np.any(origin != 0):
+        raise InputError(path, f"TIFF cannot store the origin {origin.tolist()} µm.",
+                         "write the volume as NRRD, Zarr, N5 or HDF5 to keep its origin")
     if kind in ("nrrd", "tiff"):
         no_dataset(path, dataset, kind.upper())
     chunks = tuple(min(int(c), n) for c, n in zip(chunks or _DEFAULT_CHUNKS, array.shape))
     if kind == "nrrd":  # handles its own atomic rename (.nhdr writes two files)
-        return nrrd_format.write_file(path, array, spacing)
+        return nrrd_format.write_file(path, array, spacing, origin)
     with atomic_path(path) as tmp:
         if kind == "zarr":
-            zarr_store.write_dataset(tmp, array, spacing, dataset, chunks, zarr_format)
+            zarr_store.write_dataset(tmp, array, spacing, origin, dataset, chunks, zarr_format)
         elif kind == "n5":
-            n5.write_dataset(tmp, dataset.strip("/") if dataset else None, array, spacing, chunks)
+            n5.write_dataset(tmp, dataset.strip("/") if dataset else None, array, spacing,
+                             origin, chunks)
         elif kind == "hdf5":
-            hdf5.write_dataset(tmp, array, spacing, dataset, chunks)
+            hdf5.write_dataset(tmp, array, spacing, origin, dataset, chunks)
         else:
             tiff.write_file(tmp, array, spacing)

@@ -21,10 +21,12 @@ import numpy as np
 from snakestream.errors import InputError
 from snakestream.io.datasets import (Opened, ancestors, label, no_dataset, pick_dataset,
                                      require_exists)
-from snakestream.io.metadata import check_spacing, hierarchy_axes, hierarchy_spacing, named_axes
+from snakestream.io.metadata import (check_origin, check_spacing, hierarchy_axes,
+                                     hierarchy_origin, hierarchy_spacing, named_axes)
 from snakestream.io.tensorstore_arrays import failed_file, file_spec, open_array, read_region
 
-__all__ = ["create_zarr", "zarr_compressor", "zarr_layout", "group_members", "open_dataset", "open_zarr_array", "write_dataset"]
+__all__ = ["create_zarr", "grid_attrs", "grid_origin", "group_members", "open_dataset",
+           "open_zarr_array", "write_dataset", "zarr_compressor", "zarr_layout"]
 
 
 def _zarr_node(path, mode="r"):
@@ -48,8 +50,10 @@ def _zarr_array_names(group):
 def open_dataset(path, dataset):
     """Open a Zarr v2/v3 store's root array, or array `dataset` in its group.
 
-    Spacing from the array's or its groups' attributes (see
-    :func:`~snakestream.io.metadata.hierarchy_spacing`), axes and channel labels from
+    Spacing and origin from the array's or its groups' attributes (see
+    :func:`~snakestream.io.metadata.hierarchy_spacing` and
+    :func:`~snakestream.io.metadata.hierarchy_origin`: 'origin'/'offset' z, y, x µm,
+    or the OME 'translation' of the array's level), axes and channel labels from
     an OME-Zarr group's 'multiscales' and 'omero', else axes from the array's dimension
     names (v3 ``dimension_names``, xarray's ``_ARRAY_DIMENSIONS``); contract in
     :mod:`snakestream.io.datasets`.
@@ -71,7 +75,8 @@ def open_dataset(path, dataset):
     axes, labels = hierarchy_axes(groups) or (named_axes(names), None)
     driver = _tensorstore_driver(_array_dir(path, name), array.metadata.zarr_format)
     return Opened(name, array.shape, np.dtype(array.dtype), array.chunks, found,
-                  functools.partial(_read_zarr, path, name, driver), axes, labels)
+                  functools.partial(_read_zarr, path, name, driver), axes, labels,
+                  hierarchy_origin(dict(array.attrs), groups))
 
 
 def group_members(path, group):
@@ -145,23 +150,35 @@ def zarr_compressor(zarr_format):
     return BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
 
 
-def write_dataset(path, array, spacing, dataset, chunks, zarr_format):
+def write_dataset(path, array, spacing, origin, dataset, chunks, zarr_format):
     """Write `array` as a new Zarr store: a root array, or array `dataset` in a group.
 
-    `chunks` (z, y, x), `zarr_format` 2 or 3; spacing goes to attribute 'spacing'
-    (z, y, x, µm). Contract in :mod:`snakestream.io.datasets`.
+    `chunks` (z, y, x), `zarr_format` 2 or 3; spacing and origin go to attributes
+    'spacing' and 'origin' (z, y, x, µm). Contract in :mod:`snakestream.io.datasets`.
     """
     import zarr
 
     kwargs = dict(shape=array.shape, chunks=chunks, dtype=array.dtype,
                   compressors=zarr_compressor(zarr_format),
-                  attributes={"spacing": [float(v) for v in spacing]})
+                  attributes=grid_attrs(spacing, origin))
     if dataset:
         group = zarr.open_group(path, mode="w", zarr_format=zarr_format)
         target = group.create_array(dataset.strip("/"), **kwargs)
     else:
         target = zarr.create_array(path, zarr_format=zarr_format, **kwargs)
     target[...] = array
+
+
+def grid_attrs(spacing, origin=None):
+    """Attributes 'spacing' and 'origin' (z, y, x, µm; origin 0 when None) of an array."""
+    origin = np.zeros(3) if origin is None else origin
+    return {"spacing": [float(v) for v in spacing], "origin": [float(v) for v in origin]}
+
+
+def grid_origin(attrs):
+    """Attribute 'origin' (z, y, x, µm) of an output array as float64 (3,); 0 when absent
+    (stores written before origins were kept)."""
+    return np.asarray(attrs.get("origin", [0.0, 0.0, 0.0]), dtype=np.float64)
 
 
 def zarr_layout(chunks, shard_chunks=None):
@@ -180,8 +197,8 @@ def zarr_layout(chunks, shard_chunks=None):
     return {"shards": tuple(chunks), "chunks": tuple(shard_chunks)}
 
 
-def create_zarr(path, shape, dtype, chunks, spacing, attrs=None, *, zarr_format=2,
-                shard_chunks=None):
+def create_zarr(path, shape, dtype, chunks, spacing, attrs=None, *, origin=None,
+                zarr_format=2, shard_chunks=None):
     """Create (overwriting) a Zarr array at the root of `path` for outputs.
 
     Parameters
@@ -197,6 +214,9 @@ def create_zarr(path, shape, dtype, chunks, spacing, attrs=None, *, zarr_format=
         Voxel size (z, y, x) in µm, stored as attribute 'spacing'.
     attrs : dict, optional
         Extra JSON attributes.
+    origin : sequence of 3 float, optional
+        Position of voxel 0's centre (z, y, x) in µm, stored as attribute 'origin'
+        (default 0).
     zarr_format : {2, 3}
         Zarr version of the store.
     shard_chunks : tuple of int, optional
@@ -211,7 +231,8 @@ def create_zarr(path, shape, dtype, chunks, spacing, attrs=None, *, zarr_format=
 
     path = os.fspath(path)
     spacing = check_spacing(spacing, path, "create_zarr's argument")
-    attributes = {**(attrs or {}), "spacing": [float(v) for v in spacing]}
+    origin = None if origin is None else check_origin(origin, path, "create_zarr's argument")
+    attributes = {**(attrs or {}), **grid_attrs(spacing, origin)}
     return zarr.create_array(path, shape=tuple(shape), dtype=dtype, zarr_format=zarr_format,
                              compressors=zarr_compressor(zarr_format), fill_value=0,
                              attributes=attributes, overwrite=True,
@@ -232,7 +253,7 @@ def open_zarr_array(path, mode="r"):
     -------
     zarr.Array
         The array, indexed (z, y, x) or (z, y, x, 3) for a displacement field; its
-        attribute 'spacing' is (z, y, x) in µm.
+        attributes 'spacing' and 'origin' are (z, y, x) in µm (:func:`grid_origin`).
 
     Raises
     ------

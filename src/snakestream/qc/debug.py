@@ -2,7 +2,8 @@
 
 NRRD files are written with pynrrd in C order, so the file's axes are x, y, z
 (fastest first) with ``space directions`` = spacing and ``space origin`` = the
-crop's physical position, as Fiji, napari and ITK read them. Displacement
+crop's physical position (the volume's origin included), as Fiji, napari and ITK
+read them. Displacement
 vectors in ``block_field.nrrd`` are in x, y, z order (ITK's convention).
 """
 
@@ -10,7 +11,7 @@ import numpy as np
 import nrrd
 
 from snakestream.fields.transform import displacement_on_grid
-from snakestream.register.block_stage import global_step, read_block_images
+from snakestream.register.block_stage import local_block, read_block_images
 from snakestream.register.similarity import resample
 from snakestream.register.sitk_transforms import composite
 
@@ -56,18 +57,19 @@ def debug_block(out_dir, row, results, fix_vol, mov_vol, affine, *, margin=None)
     fix, mov, reason = read_block_images(row, fix_vol, mov_vol, affine, margin=margin)
     if fix is None:
         raise ValueError(f"block {row['id']} has nothing to show: {reason}")
-    glob = global_step(affine).to_sitk()
+    local = local_block(fix, mov, affine, fix_vol.origin, mov_vol.origin)  # as registered
+    glob = local.glob.to_sitk()
     own = [r.to_sitk() for r in results]
     files = {
         "fixed.nrrd": (fix.data, fix.spacing, fix.origin, False),
         "moving.nrrd": (mov.data, mov.spacing, mov.origin, False),
-        "moving_global.nrrd": (resample(fix, mov, composite([glob])), fix.spacing, fix.origin,
-                               False),
-        "moving_block.nrrd": (resample(fix, mov, composite([glob] + own)), fix.spacing,
-                              fix.origin, False),
+        "moving_global.nrrd": (resample(local.fix, local.mov, composite([glob])), fix.spacing,
+                               fix.origin, False),
+        "moving_block.nrrd": (resample(local.fix, local.mov, composite([glob] + own)),
+                              fix.spacing, fix.origin, False),
     }
-    start = np.round(fix.origin / fix.spacing).astype(int)
-    field = displacement_on_grid(composite(own), start, fix.data.shape, fix.spacing)
+    field = displacement_on_grid(composite(own), (0, 0, 0), fix.data.shape, fix.spacing,
+                                 origin=local.fix.origin)
     files["block_field.nrrd"] = (field[..., ::-1], fix.spacing, fix.origin, True)
     paths = []
     for name, (data, spacing, origin, vector) in files.items():

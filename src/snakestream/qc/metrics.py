@@ -35,7 +35,8 @@ def tre(predicted, truth):
             "max": float(d.max()), "n": int(d.size)}
 
 
-def stage_tre(landmarks_fixed, landmarks_moving, affine, field=None, field_spacing=None):
+def stage_tre(landmarks_fixed, landmarks_moving, affine, field=None, field_spacing=None, *,
+              field_origin=None):
     """TRE of no transform, of the affine alone and, with a field, of ``[affine, field]``.
 
     Parameters
@@ -48,6 +49,8 @@ def stage_tre(landmarks_fixed, landmarks_moving, affine, field=None, field_spaci
         Stitched displacement field (in memory or on disk), µm.
     field_spacing : sequence of 3 float
         The field's grid spacing, µm.
+    field_origin : sequence of 3 float, optional
+        The field's voxel 0 position (the fixed origin), µm; default 0.
 
     Returns
     -------
@@ -57,6 +60,7 @@ def stage_tre(landmarks_fixed, landmarks_moving, affine, field=None, field_spaci
     out = {"before": tre(landmarks_fixed, landmarks_moving),
            "global": tre(transform_points(landmarks_fixed, affine), landmarks_moving)}
     if field is not None:
-        moved = transform_points(landmarks_fixed, affine, field, field_spacing)
+        moved = transform_points(landmarks_fixed, affine, field, field_spacing,
+                                 field_origin=field_origin)
         out["blocks"] = tre(moved, landmarks_moving)
     return out

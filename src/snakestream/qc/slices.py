@@ -137,14 +137,17 @@ def read_tile(fix_vol, mov_vol, affine, start, shape, axis, *, field=None, fix_m
            "moving_outline": None, "fixed_outline": None, "fixed_mask": None,
            "dmag": None, "detj": None}
     d = field_on_region(field, start, shape, fix_vol.spacing) if field is not None else None
+    origin = getattr(fix_vol, "origin", None)
     if fix_mask is not None:
-        inside = sample_moving(fix_mask, physical_grid(start, shape, fix_vol.spacing), order=0)
+        inside = sample_moving(fix_mask, physical_grid(start, shape, fix_vol.spacing,
+                                                       origin=origin), order=0)
         out["fixed_mask"] = plane(inside) > 0
         out["fixed_outline"] = outline(out["fixed_mask"])
     if mov_mask is not None:
         out["moving_outline"] = {}
     for stage, (a, with_field) in _stage_affines(affine, field).items():
-        points = moving_points(start, shape, fix_vol.spacing, a, d if with_field else None)
+        points = moving_points(start, shape, fix_vol.spacing, a, d if with_field else None,
+                               fix_origin=origin)
         out["stages"][stage] = plane(sample_moving(mov_vol, points)).astype(np.float32)
         if mov_mask is not None:
             out["moving_outline"][stage] = outline(plane(sample_moving(mov_mask, points,

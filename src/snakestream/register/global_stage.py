@@ -3,11 +3,12 @@
 import numpy as np
 
 from snakestream.errors import InputError
-from snakestream.grid.geometry import compose_affines, physical_grid
+from snakestream.grid.geometry import compose_affines, physical_grid, to_frames
 from snakestream.io.pyramids import read_coarse
 from snakestream.io.volumes import require_finite
-from snakestream.register.align import Image, downsample_factors, run_steps
+from snakestream.register.align import Image, downsample_factors, in_local_frame, run_steps
 from snakestream.register.similarity import ncc_after_affine
+from snakestream.register.steps import in_local_frames
 
 
 def downsample_volume(vol, alignment_spacing, *, purpose="global stage", log=None):
@@ -29,14 +30,15 @@ def downsample_volume(vol, alignment_spacing, *, purpose="global stage", log=Non
     -------
     Image with float32 data, spacing about ``vol.spacing * factors`` (exactly, when
     the pyramid's levels divide the factors) and its origin at the centre of the
-    first block (µm, relative to ``vol``'s voxel 0).
+    first block (µm, in ``vol``'s physical frame: ``vol.origin`` plus the block's
+    offset from voxel 0).
     """
     factors = downsample_factors(vol.spacing, alignment_spacing)
     coarse = read_coarse(vol, factors, purpose=purpose)
     if log is not None:
         log(coarse.message)
     require_finite(coarse.data, vol.path)
-    return Image(coarse.data, coarse.spacing, coarse.offset)
+    return Image(coarse.data, coarse.spacing, vol.origin + coarse.offset)
 
 
 def mask_on_image(mask_vol, image, *, log=None):
@@ -52,8 +54,8 @@ def mask_on_image(mask_vol, image, *, log=None):
     coarse = read_coarse(mask_vol, factors, purpose="global stage mask")
     if log is not None:
         log(coarse.message)
-    pts = physical_grid((0, 0, 0), image.data.shape, image.spacing) + image.origin
-    idx = ((pts.reshape(-1, 3) - coarse.offset) / coarse.spacing).T
+    pts = physical_grid((0, 0, 0), image.data.shape, image.spacing, origin=image.origin)
+    idx = ((pts.reshape(-1, 3) - mask_vol.origin - coarse.offset) / coarse.spacing).T
     return map_coordinates((coarse.data > 0.5).astype(np.uint8), idx, order=0, mode="nearest") \
         .reshape(image.data.shape).astype(bool)
 
@@ -93,13 +95,18 @@ def global_align(steps, fix_vol, mov_vol, fix_mask_vol=None, mov_mask_vol=None, 
     Returns
     -------
     affine : (4, 4) float64
-        Fixed -> moving physical affine, z, y, x, µm.
+        Fixed -> moving physical affine, z, y, x, µm, in the volumes' frames (their
+        origins included; the steps run in their local frames, see
+        :func:`~snakestream.register.align.in_local_frame`).
     qcs : list of dict
         Per-step QC, with the normalised cross-correlation before and after each
         step (``ncc_before``, ``ncc_after``) measured at that step's resolution.
     """
-    fixes = images_for(steps, fix_vol, fix_mask_vol, log=log)
-    movs = images_for(steps, mov_vol, mov_mask_vol, log=log)
+    steps = in_local_frames(steps, fix_vol.origin, mov_vol.origin)
+    fixes = {k: in_local_frame(image, fix_vol.origin)
+             for k, image in images_for(steps, fix_vol, fix_mask_vol, log=log).items()}
+    movs = {k: in_local_frame(image, mov_vol.origin)
+            for k, image in images_for(steps, mov_vol, mov_mask_vol, log=log).items()}
     static, qcs = [], []
     for name, params in steps:
         key = params.get("alignment_spacing")
@@ -112,4 +119,4 @@ def global_align(steps, fix_vol, mov_vol, fix_mask_vol=None, mov_mask_vol=None, 
         result.qc["ncc_after"] = ncc_after_affine(fix, mov, after)
         qcs.append(result.qc)
     affine = compose_affines(*[s.parameters.reshape(4, 4) for s in static])
-    return affine, qcs
+    return to_frames(affine, fix_vol.origin, mov_vol.origin), qcs

@@ -28,6 +28,15 @@ Defaults that differ from bigstream (and why):
   :mod:`snakestream.register.feature_align`; translation 25 % of the field);
   bigstream does not search them. Give 0 (1 for ``max_scale``) for that.
 
+* ``fix_origin`` / ``mov_origin`` null means the volume's own origin (its metadata
+  or config ``origin``): a step's ``initial_condition`` / ``default`` matrix is then
+  written in the volumes' physical frames, as every affine file of the pipeline is.
+  bigstream reads no origin metadata, so there null means 0. A given origin names
+  the frame the matrix is written in (voxel 0 at that position);
+  :func:`normalize_steps` rewrites it to voxel 0 at 0 µm, the frames the stages
+  register in, and :func:`in_local_frames` does the same for a null side once the
+  volumes (their origins) are open.
+
 Every key of bigstream 5.x's step functions, and what it maps to, is listed in
 docs/bigstream-keys.md.
 """
@@ -37,7 +46,7 @@ import copy
 import numpy as np
 
 from snakestream.errors import ConfigError
-from snakestream.grid.geometry import to_local
+from snakestream.grid.geometry import translation
 
 REGISTRATION_STEPS = ("rigid", "affine", "deform")
 FEATURE_STEPS = ("ransac", "random")
@@ -201,14 +210,17 @@ def _check_every_step(params, where):
                           "remove it; give a starting matrix as initial_condition instead.")
     params["static_transform_list"] = None
     if params["default"] is not None:
-        params["default"] = _in_volume_frames(
-            _matrix(params["default"], f"{where}.default", "null or a 4x4 matrix"), *origins)
+        params["default"] = _reframed(
+            _matrix(params["default"], f"{where}.default", "null or a 4x4 matrix"),
+            *origins, to=np.zeros(3)).tolist()
     if params.get("initial_condition") is not None and \
             not isinstance(params["initial_condition"], str):
-        params["initial_condition"] = _in_volume_frames(
+        params["initial_condition"] = _reframed(
             _matrix(params["initial_condition"], f"{where}.initial_condition",
-                    "CENTER, PHASE, null or a 4x4 matrix"), *origins)
-    params["fix_origin"] = params["mov_origin"] = None  # applied to the matrices above
+                    "CENTER, PHASE, null or a 4x4 matrix"), *origins, to=np.zeros(3)).tolist()
+    for key, origin in zip(("fix_origin", "mov_origin"), origins):
+        # given: the matrices above are now written for voxel 0 at 0 µm on that side
+        params[key] = None if origin is None else [0.0, 0.0, 0.0]
     if params["context"] is not None:
         params["context"] = str(params["context"])
 
@@ -226,9 +238,10 @@ def _step_mask(value, where):
 
 
 def _origin(value, where):
-    """(3,) µm origin (z, y, x) of bigstream's fix_origin/mov_origin; null is 0."""
+    """(3,) µm origin (z, y, x) of bigstream's fix_origin/mov_origin; None for null
+    (the volume's own origin)."""
     if value is None:
-        return np.zeros(3)
+        return None
     try:
         origin = np.asarray(value, dtype=float).reshape(3)
         assert np.all(np.isfinite(origin))
@@ -247,10 +260,53 @@ def _matrix(value, where, what):
     return matrix
 
 
-def _in_volume_frames(matrix, fix_origin, mov_origin):
-    """A fixed -> moving matrix written in frames with bigstream's ``fix_origin`` and
-    ``mov_origin`` (µm), in snakestream's frames (voxel 0 at 0 µm), as a nested 4x4 list."""
-    return to_local(matrix, fix_origin, mov_origin).tolist()
+def _reframed(matrix, fix_origin, mov_origin, *, to, to_mov=None):
+    """A fixed -> moving matrix written for voxel 0 at ``fix_origin`` / ``mov_origin`` (µm,
+    z, y, x; None: leave that side's frame as it is), rewritten for voxel 0 at ``to`` /
+    ``to_mov`` (default ``to``): ``T(to_mov - mov_origin) @ M @ T(fix_origin - to)``."""
+    to_mov = to if to_mov is None else to_mov
+    out = np.asarray(matrix, dtype=float)
+    if fix_origin is not None:
+        out = out @ translation(np.asarray(fix_origin, float) - to)
+    if mov_origin is not None:
+        out = translation(np.asarray(to_mov, float) - mov_origin) @ out
+    return out
+
+
+def in_local_frames(steps, fix_origin, mov_origin):
+    """Normalised steps with their matrices in the volumes' local frames (voxel 0 at 0 µm).
+
+    The stages register in those frames (:func:`~snakestream.register.align.in_local_frame`).
+    A step's ``initial_condition`` / ``default`` matrix is written for voxel 0 at
+    0 µm already on a side whose ``fix_origin`` / ``mov_origin`` was given
+    (:func:`normalize_steps`), and in the volume's physical frame (its origin) on a
+    side where it was null; this moves the null sides too.
+
+    Parameters
+    ----------
+    steps : list of (name, dict)
+        From :func:`normalize_steps` (not changed).
+    fix_origin, mov_origin : sequence of 3 float
+        The fixed and moving volumes' origins, µm, z, y, x.
+
+    Returns
+    -------
+    list of (name, dict)
+        Copies, every matrix as a nested 4x4 list and ``fix_origin`` /
+        ``mov_origin`` None (applied).
+    """
+    out = []
+    for name, params in steps:
+        params = copy.deepcopy(params)
+        sides = [np.asarray(origin, float) if params.get(k) is None else None
+                 for k, origin in (("fix_origin", fix_origin), ("mov_origin", mov_origin))]
+        for key in ("default", "initial_condition"):
+            value = params.get(key)
+            if value is not None and not isinstance(value, str):
+                params[key] = _reframed(value, *sides, to=np.zeros(3)).tolist()
+        params["fix_origin"] = params["mov_origin"] = None
+        out.append((name, params))
+    return out
 
 
 def _rigid_name(name, params, where):
