@@ -58,6 +58,22 @@ def test_run_from_outside_the_repository_writes_a_right_result(run):
     assert after < 2.0 and after < before / 4, (before, after)
 
 
+def test_the_global_log_follows_the_optimizer(run):
+    """Each pyramid level and every GLOBAL_LOG_EVERY iterations are in the global log,
+    before the step's summary line."""
+    from snakestream.register.align import GLOBAL_LOG_EVERY
+
+    lines = (run["root"] / "out" / "logs" / "global_align.log").read_text().splitlines()
+    for step in ("rigid", "affine"):
+        levels = [i for i, x in enumerate(lines) if x.startswith(f"{step}: pyramid level")]
+        iterations = [x for x in lines if x.startswith(f"{step}: level ")]
+        summary = next(i for i, x in enumerate(lines) if x.startswith(f"step {step}: "))
+        assert len(levels) == 2 and max(levels) < summary, lines
+        found = [re.search(r"level (\d) iteration (\d+) metric -?[\d.]", x) for x in iterations]
+        assert all(found) and {m.group(1) for m in found} == {"1", "2"}, iterations
+        assert all(int(m.group(2)) % GLOBAL_LOG_EVERY == 0 for m in found), iterations
+
+
 def test_run_passes_snakemake_arguments_and_profiles(run):
     root = run["root"]
     again = cli("run", "my.yaml", "--cores", "1", "-n", "--profile", "local", cwd=root)
