@@ -74,6 +74,33 @@ def test_the_global_log_follows_the_optimizer(run):
         assert all(int(m.group(2)) % GLOBAL_LOG_EVERY == 0 for m in found), iterations
 
 
+def test_the_local_profile_keeps_the_console_short(run):
+    """One 'Finished' line (with its time and progress lines) per job, no job blocks."""
+    text = run["proc"].stdout + run["proc"].stderr
+    finished = re.findall(r"^Finished jobid: \d+ \(Rule: (\w+)\)$", text, re.M)
+    n_jobs = int(re.search(r"^total\s+(\d+)$", text, re.M).group(1))
+    assert len(finished) == n_jobs and "align_block" in finished
+    assert "rule align_block:" not in text and "    output: " not in text
+    run_part = text[text.index("Select jobs to execute..."):].splitlines()
+    other = [x for x in run_part if not re.match(
+        r"\[\w{3} \w{3} +\d+ [\d:]+ \d{4}\]$|Finished jobid: |\d+ of \d+ steps \(\d+%\) done$|"
+        r"Select jobs to execute\.\.\.$|Execute \d+ jobs\.\.\.$|Complete log|Elapsed time", x)]
+    assert len(other) <= 4, other  # (a library warning a rule script prints)
+
+
+def test_a_failed_run_names_the_logs_with_errors(run, tmp_path):
+    for name in ("out", "data"):
+        shutil.copytree(run["root"] / name, tmp_path / name)
+    (tmp_path / "bad_truth.npz").write_text("not a truth file")
+    write_config(tmp_path / "bad.yaml", {**yaml.safe_load((run["root"] / "my.yaml").read_text()),
+                                         "truth": "bad_truth.npz"})
+    proc = cli("run", "bad.yaml", "--cores", "1", "--forcerun", "report", cwd=tmp_path)
+    assert proc.returncode == 1
+    hint = [x for x in proc.stderr.splitlines() if x.startswith("snakestream run: ")]
+    assert hint == [f"snakestream run: Snakemake failed (status 1); errors in: "
+                    f"out/logs/report.log"], proc.stderr[-2000:]
+
+
 def test_run_passes_snakemake_arguments_and_profiles(run):
     root = run["root"]
     again = cli("run", "my.yaml", "--cores", "1", "-n", "--profile", "local", cwd=root)

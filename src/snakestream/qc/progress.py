@@ -91,18 +91,26 @@ def block_files(out):
     return {os.path.basename(p)[:-4]: p for p in glob.glob(f"{out}/blocks/z*/y*/*.npz")}
 
 
+def has_error(log):
+    """Whether a job's log file holds an error (a traceback or an ERROR line)."""
+    with open(log, errors="replace") as fh:
+        text = fh.read()
+    return "ERROR" in text or "Traceback" in text
+
+
 def failed_blocks(out, written):
     """Ids of blocks with no file (not in ``written``) whose log holds an error, sorted."""
-    failed = []
-    for log in glob.glob(f"{out}/logs/blocks/z*/y*/*.log"):
-        bid = os.path.basename(log)[:-4]
-        if bid in written:
-            continue
-        with open(log, errors="replace") as fh:
-            text = fh.read()
-        if "ERROR" in text or "Traceback" in text:
-            failed.append(bid)
-    return sorted(failed)
+    return sorted(os.path.basename(log)[:-4]
+                  for log in glob.glob(f"{out}/logs/blocks/z*/y*/*.log")
+                  if os.path.basename(log)[:-4] not in written and has_error(log))
+
+
+def error_logs(out, *, since=0.0):
+    """Logs under ``<out>/logs`` written at or after ``since`` (epoch seconds) that hold
+    an error, oldest first: where to look after a failed run."""
+    logs = [p for p in glob.glob(f"{out}/logs/**/*.log", recursive=True)
+            if os.path.getmtime(p) >= since and has_error(p)]
+    return sorted(logs, key=os.path.getmtime)
 
 
 def run_start(out):

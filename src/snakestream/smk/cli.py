@@ -57,8 +57,17 @@ def snakemake_command(configfile, profile, extra, *, root=None):
 
 
 def cmd_run(args, extra):
-    load(args.config)  # a bad config is one line here, before Snakemake starts
-    return subprocess.call(snakemake_command(args.config, args.profile, extra))
+    from snakestream.qc.progress import error_logs
+
+    cfg = load(args.config)  # a bad config is one line here, before Snakemake starts
+    started = time.time()
+    status = subprocess.call(snakemake_command(args.config, args.profile, extra))
+    if status != 0:  # the quiet profiles hide Snakemake's per-job error blocks
+        logs = error_logs(cfg["output"].rstrip("/"), since=started - 1)
+        if logs:
+            print(f"snakestream run: Snakemake failed (status {status}); errors in: "
+                  + " ".join(logs[:10]) + (" ..." if len(logs) > 10 else ""), file=sys.stderr)
+    return status
 
 
 def cmd_progress(args, extra):
