@@ -21,7 +21,7 @@ $(DEMO)/data/truth.npz: $(VENV)/.installed
 	$(BIN)/python -m snakestream.demo $(DEMO)/data
 
 demo: $(DEMO)/data/truth.npz
-	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml
+	$(BIN)/snakestream run config/demo.yaml --cores $(CORES)
 	$(BIN)/python scripts/demo_tre.py $(DEMO)/data/truth.npz $(DEMO)/results
 	@echo "QC report: $(DEMO)/results/report.html"
 

@@ -1,4 +1,6 @@
 """Registration steps recover known transforms (each matrix entry within tolerance)."""
+import re
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -128,3 +130,26 @@ def test_deform_recovers_smooth_local_motion(fixed):
     # moving(x) = fixed(x - d): the point x in fixed sits at x + d(x) in moving
     err = np.abs(field[inner][..., 2] - d[inner])
     assert np.median(err) < 0.2 * np.median(np.abs(d[inner]))  # 0.05 µm of 0.25 µm
+
+
+def test_a_step_logs_its_levels_and_iterations_while_it_runs(fixed):
+    """log_every: one line per pyramid level as it starts, one every N iterations with
+    the metric; the same result as without the lines."""
+    truth = rotated(3.0, [1.0, -1.0, 0.5])
+    steps = normalize_steps([["rigid", {**STEP, "initial_condition": "CENTER"}]], "t")
+    lines = []
+    (watched,) = run_steps(steps, fixed, pulled(fixed, truth), log=lines.append, log_every=10)
+    (quiet,) = run_steps(steps, fixed, pulled(fixed, truth), log=lambda m: None)
+    assert np.allclose(watched.parameters, quiet.parameters, rtol=0, atol=1e-9)  # ITK: ~1e-14
+    levels = [x for x in lines if "pyramid level" in x]
+    assert levels == [x for x in levels if x.startswith("rigid: ")]
+    assert [x.split("pyramid level ")[1].split(" (")[0] for x in levels] == ["1 of 2", "2 of 2"]
+    iterations = [re.search(r"level (\d) iteration (\d+) metric (\S+) at ([\d.]+) s", x)
+                  for x in lines if " iteration " in x]
+    assert iterations and all(iterations)
+    assert {int(m.group(2)) % 10 for m in iterations} == {0}
+    seconds = [float(m.group(4)) for m in iterations]
+    assert seconds == sorted(seconds)
+    metrics = [float(m.group(3)) for m in iterations]
+    assert metrics[-1] < metrics[0], "the metric (lower is better) goes down as it runs"
+    assert lines[-1].startswith("step rigid: "), "the step's summary line comes last"

@@ -5,6 +5,8 @@ and a moving volume rendered by pull sampling through a known fixed->moving
 affine on a grid with a DIFFERENT spacing, so that moving(A @ x) ~ fixed(x).
 """
 
+import re
+
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
@@ -203,3 +205,14 @@ def test_random_affine_search_improves_and_is_deterministic(scene):
     assert value < score(np.eye(4)) and value == pytest.approx(score(best))
     again, value2 = F.random_affine_search(scene["fix"], mov, FIX_SPACING, MOV_SPACING, score, **kwargs)
     assert again.tobytes() == best.tobytes() and value2 == value
+
+
+def test_ransac_align_logs_its_stages(scene):
+    lines = []
+    F.ransac_align(scene["fix"], scene["mov"], FIX_SPACING, MOV_SPACING, BLOB_RADIUS,
+                   where="global ransac", log=lines.append)
+    assert all(x.startswith("global ransac: ") for x in lines) and len(lines) == 4
+    blobs = re.search(r"(\d+) fixed and (\d+) moving blobs", lines[1])
+    matches = int(re.search(r"(\d+) mutual matches", lines[2]).group(1))
+    inliers = int(re.search(r"(\d+) inliers", lines[3]).group(1))
+    assert 12 <= inliers <= matches <= min(int(blobs.group(1)), int(blobs.group(2)))

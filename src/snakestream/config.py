@@ -9,6 +9,8 @@ stage) or a complete dict.
 
 import copy
 import os
+import site
+import sys
 
 import jsonschema
 import yaml
@@ -16,8 +18,25 @@ import yaml
 from snakestream.errors import ConfigError
 from snakestream.register.steps import REGISTRATION_STEPS, FEATURE_STEPS, normalize_steps
 
-SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                           os.pardir, os.pardir, "config", "schema.yaml")
+# Where the workflow files (Snakefile, rules/, scripts/, config/schema.yaml, profiles/)
+# are: the source checkout of an editable install, else the copy a wheel installs as
+# data files under <prefix>/share/snakestream (pyproject.toml's data-files).
+_CHECKOUT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                          os.pardir, os.pardir))
+_INSTALLED = [os.path.join(prefix, "share", "snakestream")
+              for prefix in (sys.prefix, site.USER_BASE or "")]
+
+
+def workflow_root():
+    """The folder holding the installed workflow: Snakefile, rules/, scripts/,
+    config/schema.yaml and profiles/ (the checkout of an editable install)."""
+    for folder in (_CHECKOUT, *_INSTALLED):
+        if os.path.isfile(os.path.join(folder, "Snakefile")):
+            return folder
+    raise ConfigError("snakestream", f"the workflow files (Snakefile, rules/) are neither "
+                      f"in {_CHECKOUT} nor in {' or '.join(_INSTALLED)}.",
+                      "reinstall: pip install -e /path/to/snakestream (or pip install "
+                      "/path/to/snakestream).")
 
 
 def _location(error):
@@ -144,8 +163,9 @@ def auto_masks(config):
     return config
 
 
-def load_schema(path=SCHEMA_PATH):
-    """The config schema (config/schema.yaml by default) as a dict."""
+def load_schema(path=None):
+    """The config schema (the installed workflow's config/schema.yaml by default) as a dict."""
+    path = os.path.join(workflow_root(), "config", "schema.yaml") if path is None else path
     with open(path) as fh:
         return yaml.safe_load(fh)
 

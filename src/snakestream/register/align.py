@@ -6,6 +6,7 @@ step returns a :class:`StepResult`; a step that raises, produces non-finite
 numbers or makes its metric worse falls back to identity and says why.
 """
 
+import functools
 import time
 from dataclasses import dataclass, field, replace
 
@@ -32,6 +33,8 @@ _OPTIMIZER = {
     "LBFGSB": "SetOptimizerAsLBFGSB",
 }
 _INTERPOLATOR = {"0": sitk.sitkNearestNeighbor, "1": sitk.sitkLinear, "CBS": sitk.sitkBSpline}
+# the global stage logs an optimizer line every this many iterations (run_steps' log_every)
+GLOBAL_LOG_EVERY = 50
 
 
 @dataclass
@@ -162,6 +165,48 @@ def configure(params, seed=0, threads=1):
     return irm
 
 
+def watch_optimizer(irm, label, *, log, every, shrinks):
+    """Log a SimpleITK registration while it runs: each pyramid level as it starts, and
+    every ``every`` iterations the level, iteration, metric value and elapsed seconds.
+
+    Parameters
+    ----------
+    irm : sitk.ImageRegistrationMethod
+        Configured, not yet executed.
+    label : str
+        Names the step in each line (``affine``, ``rigid [context]``).
+    log : callable
+        Receives each line.
+    every : int
+        Iterations between two lines (>= 1).
+    shrinks : sequence of int
+        The step's shrink factors, one per level (SimpleITK has no getter).
+    """
+    t0 = time.perf_counter()
+
+    def on_level():
+        level = irm.GetCurrentLevel()
+        log(f"{label}: pyramid level {level + 1} of {len(shrinks)} (shrink "
+            f"{shrinks[min(level, len(shrinks) - 1)]}) at {time.perf_counter() - t0:.1f} s")
+
+    def on_iteration():
+        i = irm.GetOptimizerIteration()
+        if i % every == 0:
+            log(f"{label}: level {irm.GetCurrentLevel() + 1} iteration {i} metric "
+                f"{irm.GetMetricValue():.6g} at {time.perf_counter() - t0:.1f} s")
+
+    def guarded(command):  # a failing progress line must never fail the registration
+        def run():
+            try:
+                command()
+            except Exception as err:  # noqa: BLE001
+                log(f"{label}: progress line failed: {err}")
+        return run
+
+    irm.AddCommand(sitk.sitkMultiResolutionIterationEvent, guarded(on_level))
+    irm.AddCommand(sitk.sitkIterationEvent, guarded(on_iteration))
+
+
 def _set_masks(irm, fix_sitk_mask, mov_sitk_mask):
     if fix_sitk_mask is not None:
         irm.SetMetricFixedMask(fix_sitk_mask)
@@ -241,7 +286,8 @@ def static_affine(static):
     return compose_affines(*mats)
 
 
-def run_step(name, params, fix, mov, static=(), *, seed=0, threads=1):
+def run_step(name, params, fix, mov, static=(), *, seed=0, threads=1, log=None,
+             log_every=0):
     """Run one registration step; never raises for a registration failure
     (unless the step sets bigstream's ``safeguard_exceptions: true``).
 
@@ -259,6 +305,11 @@ def run_step(name, params, fix, mov, static=(), *, seed=0, threads=1):
         Seed for random metric sampling (use the block id for reproducibility).
     threads : int
         Threads SimpleITK may use.
+    log : callable, optional
+        Receives progress lines while the step runs (:func:`watch_optimizer`; the
+        feature steps' stages), when ``log_every`` > 0.
+    log_every : int
+        Optimizer iterations between two progress lines; 0: no progress lines.
 
     Returns
     -------
@@ -273,9 +324,13 @@ def run_step(name, params, fix, mov, static=(), *, seed=0, threads=1):
         The step failed and its ``safeguard_exceptions`` is true.
     """
     t0 = time.perf_counter()
+    label = name + (f" [{params['context']}]" if params.get("context") else "")
+    watch = (functools.partial(watch_optimizer, label=label, log=log, every=int(log_every),
+                               shrinks=list(params.get("shrink_factors") or [1]))
+             if log is not None and log_every > 0 else None)
     try:
         result = _STEP_RUNNERS[name](name, params, fix, mov, list(static), seed=seed,
-                                     threads=threads)
+                                     threads=threads, watch=watch)
     except Exception as err:  # SimpleITK raises RuntimeError with long text
         result = _fallback(name, "error: " + str(err).strip().splitlines()[-1][:200])
     result.qc.setdefault("status", "ok")
@@ -367,8 +422,10 @@ def _metric_value(irm, f_img, m_img):
     return value
 
 
-def _execute(irm, f_img, m_img):
+def _execute(irm, f_img, m_img, watch=None):
     before = _metric_value(irm, f_img, m_img)
+    if watch is not None:
+        watch(irm)
     irm.Execute(f_img, m_img)
     after = _metric_value(irm, f_img, m_img)
     return {"metric_before": float(before), "metric_after": float(after),
@@ -376,23 +433,24 @@ def _execute(irm, f_img, m_img):
             "stop": irm.GetOptimizerStopConditionDescription().strip()[:200]}
 
 
-def _run_linear(name, params, fix, mov, static, *, seed, threads):
+def _run_linear(name, params, fix, mov, static, *, seed, threads, watch=None):
     irm, f, m = _prepare(params, fix, mov, static, seed, threads)
     start = initial_matrix(params, f, m, static_affine(static))
     opt = _optimizable(name, start, f.center())
     irm.SetInitialTransform(opt, inPlace=True)
     irm.SetOptimizerScalesFromPhysicalShift()
-    qc = _execute(irm, f.to_sitk(), m.to_sitk())
+    qc = _execute(irm, f.to_sitk(), m.to_sitk(), watch)
     if _worse(params, qc):
         return _fallback(name, "metric did not improve; kept the starting transform", qc, start)
     return StepResult(name, "affine", st.sitk_to_affine(opt).ravel(), qc=qc)
 
 
-def _run_deform(name, params, fix, mov, static, *, seed, threads):
+def _run_deform(name, params, fix, mov, static, *, seed, threads, watch=None):
     """B-spline step: the sparse engine where it applies (``engine: auto``), else ITK's."""
     engine, why_not = deform_engine(params, [s.kind for s in static])
     if engine == "itk":
-        result = _run_deform_itk(name, params, fix, mov, static, seed=seed, threads=threads)
+        result = _run_deform_itk(name, params, fix, mov, static, seed=seed, threads=threads,
+                                 watch=watch)
         result.qc.update(engine="itk", **({"engine_reason": why_not} if why_not else {}))
         return result
     return _run_deform_sparse(name, params, fix, mov, static, seed)
@@ -407,26 +465,27 @@ def _run_deform_sparse(name, params, fix, mov, static, seed):
     return StepResult(name, "bspline", parameters, fixed_parameters, qc=qc)
 
 
-def _run_deform_itk(name, params, fix, mov, static, *, seed, threads):
+def _run_deform_itk(name, params, fix, mov, static, *, seed, threads, watch=None):
     irm, f, m = _prepare(params, fix, mov, static, seed, threads)
     f_img = f.to_sitk()
     bspline = _bspline(f_img, params)
     irm.SetInitialTransformAsBSpline(bspline, inPlace=True,
                                      scaleFactors=params["control_point_levels"])
-    qc = _execute(irm, f_img, m.to_sitk())
+    qc = _execute(irm, f_img, m.to_sitk(), watch)
     if _worse(params, qc):
         return _fallback(name, "metric did not improve; identity kept", qc)
     return StepResult(name, "bspline", np.array(bspline.GetParameters()),
                       np.array(bspline.GetFixedParameters()), qc=qc)
 
 
-def _run_feature(name, params, fix, mov, static, *, seed, threads):
+def _run_feature(name, params, fix, mov, static, *, seed, threads, watch=None):
     from snakestream.register.feature_align import run_feature_step
 
     f, m = _step_images(params, fix, mov)
     prior = static_affine(static)
     qc = {}
-    total = run_feature_step(name, params, f, m, prior, seed=seed, qc=qc)
+    log = watch.keywords["log"] if watch is not None else None  # stages, not iterations
+    total = run_feature_step(name, params, f, m, prior, seed=seed, qc=qc, log=log)
     if _worse(params, qc):
         return _fallback(name, "-NCC did not improve; kept the starting transform", qc)
     relative = np.linalg.inv(prior) @ total
@@ -437,7 +496,7 @@ _STEP_RUNNERS = {"rigid": _run_linear, "affine": _run_linear, "deform": _run_def
                  "ransac": _run_feature, "random": _run_feature}
 
 
-def run_steps(steps, fix, mov, static=(), *, seed=0, threads=1, log=print):
+def run_steps(steps, fix, mov, static=(), *, seed=0, threads=1, log=print, log_every=0):
     """Run a normalised step list, each step starting from all earlier ones.
 
     Parameters
@@ -451,7 +510,9 @@ def run_steps(steps, fix, mov, static=(), *, seed=0, threads=1, log=print):
     seed, threads
         As in :func:`run_step`.
     log : callable
-        Receives one line per step.
+        Receives one line per step, and progress lines with ``log_every``.
+    log_every : int
+        As in :func:`run_step` (the global stage: :data:`GLOBAL_LOG_EVERY`).
 
     Returns
     -------
@@ -459,7 +520,8 @@ def run_steps(steps, fix, mov, static=(), *, seed=0, threads=1, log=print):
     """
     static, results = list(static), []
     for name, params in steps:
-        result = run_step(name, params, fix, mov, static, seed=seed, threads=threads)
+        result = run_step(name, params, fix, mov, static, seed=seed, threads=threads,
+                          log=log, log_every=log_every)
         tag = f" [{params['context']}]" if params.get("context") else ""
         log(f"step {name}{tag}: {result.qc}")
         static.append(result)

@@ -10,6 +10,8 @@ subset of fixed voxels), before and after, so a feature step can be judged,
 and fall back, like a registration step.
 """
 
+import time
+
 import numpy as np
 
 from snakestream.grid.geometry import to_frames, to_local
@@ -58,7 +60,7 @@ def blob_scales_um(params, spacing):
             "context_radius_um": cc * spacing, "exclude_border_um": cc * spacing}
 
 
-def _ransac(params, fix, mov, prior, seed):
+def _ransac(params, fix, mov, prior, seed, log=None):
     local = features.ransac_align(
         fix.data, mov.data, fix.spacing, mov.spacing,
         **blob_scales_um(params, fix.spacing),
@@ -71,13 +73,15 @@ def _ransac(params, fix, mov, prior, seed):
         max_match_distance_um=params["max_spot_match_distance"],
         diagonal_constraint=params["diagonal_constraint"],
         fix_threshold=params["fix_spot_detection_kwargs"].get("threshold"),
-        mov_threshold=params["mov_spot_detection_kwargs"].get("threshold"),
+        mov_threshold=params["mov_spot_detection_kwargs"].get("threshold"), log=log,
         **_masks(fix, mov))
     return to_frames(local, fix.origin, mov.origin)
 
 
-def _random(params, fix, mov, prior, seed):
+def _random(params, fix, mov, prior, seed, log=None):
     """Best of the random search (bigstream's pipeline also uses the best of ``nreturn``)."""
+    if log is not None:
+        log(f"random: searching {params['random_iterations']} candidate affines")
     score = features.ncc_score(fix.data, mov.data, fix.spacing, mov.spacing, seed=seed)
     local, _ = features.random_affine_search(
         fix.data, mov.data, fix.spacing, mov.spacing, score,
@@ -103,7 +107,7 @@ def phase_start(fix, mov):
     return to_frames(local, fix.origin, mov.origin)
 
 
-def run_feature_step(name, params, fix, mov, prior, *, seed, qc=None):
+def run_feature_step(name, params, fix, mov, prior, *, seed, qc=None, log=None):
     """Total fixed -> moving affine found by a ``ransac`` or ``random`` step.
 
     Parameters
@@ -120,12 +124,18 @@ def run_feature_step(name, params, fix, mov, prior, *, seed, qc=None):
     qc : dict, optional
         Filled with ``metric`` ('-NCC'), ``metric_before`` (at ``prior``) and
         ``metric_after`` (at the result), lower is better.
+    log : callable, optional
+        Receives a line as each stage starts or ends (spots, matches, fit, scoring).
 
     Returns
     -------
     (4, 4) float64 affine, fixed -> moving physical frames (µm).
     """
-    total = {"ransac": _ransac, "random": _random}[name](params, fix, mov, prior, int(seed))
+    t0 = time.perf_counter()
+    total = {"ransac": _ransac, "random": _random}[name](params, fix, mov, prior, int(seed),
+                                                         log)
+    if log is not None:
+        log(f"{name}: affine found at {time.perf_counter() - t0:.1f} s; scoring -NCC")
     if qc is not None:
         score = features.ncc_score(fix.data, mov.data, fix.spacing, mov.spacing, seed=int(seed))
         qc.update(metric="-NCC",

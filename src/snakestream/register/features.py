@@ -500,7 +500,7 @@ def ransac_align(fix, mov, fix_spacing, mov_spacing, blob_radius_um, *,
                  context_radius_um=None, exclude_border_um=None, grid=7, fix_mask=None,
                  mov_mask=None, fix_threshold=None, mov_threshold=None, iterations=5000,
                  min_points=12, min_matches=12, min_inliers=12, scale_range=(0.5, 2.0),
-                 max_match_distance_um=None, diagonal_constraint=None):
+                 max_match_distance_um=None, diagonal_constraint=None, log=None):
     """Feature-based affine: blobs -> descriptors -> mutual matches -> RANSAC.
 
     Parameters
@@ -554,6 +554,8 @@ def ransac_align(fix, mov, fix_spacing, mov_spacing, blob_radius_um, *,
     diagonal_constraint : float, optional
         Raise if a diagonal entry of the matrix relative to ``initial``
         (``inv(initial) @ A``) leaves ``1 ± diagonal_constraint`` (:func:`check_diagonal`).
+    log : callable, optional
+        Receives one line per stage (blobs found, matches, RANSAC inliers).
 
     Returns
     -------
@@ -573,10 +575,13 @@ def ransac_align(fix, mov, fix_spacing, mov_spacing, blob_radius_um, *,
     min_fix, min_mov = np.broadcast_to(np.asarray(min_points, dtype=int), (2,))
     detect = dict(radius_um=radius, max_radius_um=max_radius_um, num_scales=num_scales,
                   max_points=nspots, exclude_border_um=exclude_border_um, where=where)
+    log = log or (lambda line: None)
+    log(f"{where}: detecting blobs (radius {np.round(radius, 3).tolist()} µm)")
     pf = _detect_or_raise(fix, fs, mask=fix_mask, threshold=fix_threshold,
                           min_points=int(min_fix), which="fixed", **detect)
     pm = _detect_or_raise(mov, ms, mask=mov_mask, threshold=mov_threshold,
                           min_points=int(min_mov), which="moving", **detect)
+    log(f"{where}: {len(pf)} fixed and {len(pm)} moving blobs; matching descriptors")
     df = describe(fix, fs, pf, ctx, grid=grid)
     dm = describe(mov, ms, pm, ctx, grid=grid, linear=initial[:3, :3])
     allowed = None if max_match_distance_um is None else \
@@ -586,8 +591,11 @@ def ransac_align(fix, mov, fix_spacing, mov_spacing, blob_radius_um, *,
         raise AlignmentError(
             where, f"too few mutual matches ({len(i)} of {len(pf)}/{len(pm)} points, need {min_matches}).",
             "the images may not overlap; lower match_threshold or give an initial transform.")
-    A, _ = ransac_affine(pf[i], pm[j], align_threshold_um, iterations=iterations, seed=seed,
-                         min_inliers=min_inliers, scale_range=scale_range, where=where)
+    log(f"{where}: {len(i)} mutual matches; RANSAC ({iterations} iterations)")
+    A, inliers = ransac_affine(pf[i], pm[j], align_threshold_um, iterations=iterations,
+                               seed=seed, min_inliers=min_inliers, scale_range=scale_range,
+                               where=where)
+    log(f"{where}: {int(np.sum(inliers))} inliers")
     if diagonal_constraint is not None:
         check_diagonal(np.linalg.inv(initial) @ A, diagonal_constraint, where)
     return A

@@ -6,7 +6,8 @@ from snakestream.errors import InputError
 from snakestream.grid.geometry import compose_affines, physical_grid, to_frames
 from snakestream.io.pyramids import read_coarse
 from snakestream.io.volumes import require_finite
-from snakestream.register.align import Image, downsample_factors, in_local_frame, run_steps
+from snakestream.register.align import (GLOBAL_LOG_EVERY, Image, downsample_factors,
+                                       in_local_frame, run_steps)
 from snakestream.register.similarity import ncc_after_affine
 from snakestream.register.steps import in_local_frames
 
@@ -112,7 +113,8 @@ def global_align(steps, fix_vol, mov_vol, fix_mask_vol=None, mov_mask_vol=None, 
         key = params.get("alignment_spacing")
         fix, mov = fixes[key], movs[key]
         before = compose_affines(*[s.parameters.reshape(4, 4) for s in static])
-        result = run_steps([(name, params)], fix, mov, static=static, threads=threads, log=log)[0]
+        result = run_steps([(name, params)], fix, mov, static=static, threads=threads, log=log,
+                           log_every=GLOBAL_LOG_EVERY)[0]
         static.append(result)
         after = compose_affines(*[s.parameters.reshape(4, 4) for s in static])
         result.qc["ncc_before"] = ncc_after_affine(fix, mov, before)
