@@ -8,6 +8,7 @@ stage) or a complete dict.
 """
 
 import copy
+import json
 import os
 
 import jsonschema
@@ -25,23 +26,116 @@ def _location(error):
     return path or "config"
 
 
-def _message(error):
+_TYPE_NAMES = {"number": "a number", "integer": "a whole number", "string": "a string",
+               "boolean": "true or false", "array": "a list", "object": "a mapping of keys",
+               "null": "null"}
+
+
+def _types(value):
+    """A schema ``type`` (one name or a list) in words: 'a number or null'."""
+    names = value if isinstance(value, list) else [value]
+    return " or ".join(_TYPE_NAMES.get(n, n) for n in names)
+
+
+def _innermost(error):
+    """The most telling sub-error of a ``oneOf``/``anyOf`` failure (not a bare type
+    mismatch against ``null`` when the value has another type)."""
+    while error.context:
+        deeper = [e for e in error.context if e.validator != "type"] or list(error.context)
+        error = jsonschema.exceptions.best_match(deeper)
+    return error
+
+
+def _bound(error):
+    """(problem, fix) of a min/max violation, e.g. ('1.5 is above the maximum 1', ...)."""
+    v, limit, key = error.instance, error.validator_value, _location(error)
+    words = {"minimum": ("below the minimum", f"at least {limit}"),
+             "exclusiveMinimum": ("not above the minimum", f"a value above {limit}"),
+             "maximum": ("above the maximum", f"at most {limit}"),
+             "exclusiveMaximum": ("not below the maximum", f"a value below {limit}")}
+    what, fix = words[error.validator]
+    if error.validator.startswith("exclusive") and v != limit:
+        what = "below the minimum" if error.validator == "exclusiveMinimum" else "above the maximum"
+    return f"{v!r} is {what} {limit}", f"set {key} to {fix}"
+
+
+def _problem_and_fix(error):
+    """One violation as (problem, fix): what is wrong with the value, what to set."""
+    key, value = _location(error), error.instance
     if error.validator == "additionalProperties":
         extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
         valid = ", ".join(sorted(error.schema.get("properties", {})))
-        return f"unknown key(s) {', '.join(map(repr, extra))}. Valid keys here: {valid}."
+        return (f"unknown key(s) {', '.join(map(repr, extra))}.",
+                f"remove or rename it; valid keys here: {valid}.")
     if error.validator == "required":
-        return error.message.replace("is a required property", "is required") + "."
-    return f"{error.message}."
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        return f"{missing!r} is required.", f"add {missing} (see config/config.yaml)."
+    if error.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        return _bound(error)
+    if error.validator == "enum":
+        choices = ", ".join(map(str, error.validator_value))
+        return f"{value!r} is not one of {choices}", f"set {key} to one of {choices}"
+    if error.validator == "type":
+        return (f"{value!r} is not {_types(error.validator_value)}",
+                f"give {key} as {_types(error.validator_value)}")
+    if error.validator in ("minItems", "maxItems"):
+        n = error.validator_value
+        more = "at least" if error.validator == "minItems" else "at most"
+        return (f"{value!r} has {len(value)} item(s), {more} {n} needed",
+                f"give {key} {more} {n} values")
+    if error.validator == "pattern":
+        return (f"{value!r} does not match {error.validator_value}",
+                f"use only the characters {error.validator_value} allows")
+    if error.validator == "minLength":
+        return f"{value!r} is too short", f"give {key} a non-empty value"
+    return f"{error.message}.", None
+
+
+def _line(error, root):
+    """A violation as (where, problem, fix): 'key blocks.overlap', '1.5 is above ...'."""
+    inner = _innermost(error)
+    problem, fix = _problem_and_fix(inner)
+    description = (_described(error, root) or "").strip()
+    if description:
+        problem = f"{problem.rstrip('.')}; {_location(error).split('.')[-1]}: {description}."
+    elif not problem.endswith("."):
+        problem += "."
+    default = _key_schema(error, root).get("default", ...)
+    if fix and default is not ...:
+        fix += f" (or leave it out for the default, {json.dumps(default)})"
+    return f"key {_location(error)}", problem, (fix + "." if fix and not fix.endswith(".") else fix)
+
+
+def _key_schema(error, root):
+    """The schema of the config key at the error's path (following $ref)."""
+    sub = root
+    for part in error.absolute_path:
+        if isinstance(part, int):
+            sub = _resolve(sub.get("items", {}), root)
+        else:
+            sub = _resolve(sub.get("properties", {}).get(part, {}), root)
+    return sub
+
+
+def _described(error, root):
+    return _key_schema(error, root).get("description") if error.absolute_path else None
 
 
 def check_schema(config, schema):
-    """Validate ``config`` against a JSON schema; ConfigError lists every problem, one per line."""
+    """Validate ``config`` against a JSON schema.
+
+    A violation is one line ``key <dotted key>: <the value> is <what is wrong>;
+    <the key's description>. Fix: <what to set>``; several are numbered on that line.
+    """
     validator = jsonschema.Draft7Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
-    if errors:
-        lines = [f"{_location(e)}: {_message(e)}" for e in errors]
-        raise ConfigError("config", "\n".join(lines) if len(lines) > 1 else lines[0])
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if not errors:
+        return
+    lines = [_line(e, schema) for e in errors]
+    if len(lines) == 1:
+        raise ConfigError(*lines[0])
+    text = " ".join(f"({i}) {ConfigError(*line)}" for i, line in enumerate(lines, 1))
+    raise ConfigError("config", f"{len(lines)} problems: {text}")
 
 
 def _resolve(sub, schema):
