@@ -19,10 +19,16 @@ except ImportError:
         "(or run `make install` there and use .venv/bin/snakemake)."
     ) from None
 
-from snakestream.config import load_schema, validate
+from snakestream.config import command_line_config, load_schema, read_config_files, validate
 from snakestream.errors import SnakestreamError
 from snakestream.grid.blocks import block_relpath
 from snakestream.grid.layout import Layout
+from snakestream.io.atomic import require_writable_folder
+from snakestream.smk.runtime import is_dry_run
+
+# `snakemake -n` writes nothing: no output folder, no cache (parse time cannot ask
+# Snakemake, whose executor is chosen later, so the command line is read)
+DRY_RUN = is_dry_run()
 
 SCRIPTS = os.path.join(workflow.basedir, "scripts")  # the rule scripts
 PYTHON = shlex.quote(sys.executable)  # shell rules run this workflow's interpreter
@@ -33,7 +39,11 @@ if not config:
         "(see config/config.yaml for a template, config/demo.yaml for the demo)."
     )
 try:
-    CFG = validate(config, load_schema(os.path.join(workflow.basedir, "config/schema.yaml")))
+    SCHEMA = load_schema(os.path.join(workflow.basedir, "config/schema.yaml"))
+    # --config 'blocks={overlap: 0.25}' changes blocks.overlap only, read as YAML
+    CFG = validate(command_line_config(
+        config, workflow.config_settings.overwrite_config,
+        read_config_files(workflow.overwrite_configfiles), SCHEMA), SCHEMA)
 except SnakestreamError as err:
     raise WorkflowError(f"snakestream config error: {err}") from None
 
@@ -41,7 +51,8 @@ except SnakestreamError as err:
 # mask's cached foreground fractions), so every job, local or on a cluster, sees the
 # same DAG without checkpoints.
 try:
-    LAYOUT = Layout.from_config(CFG)
+    require_writable_folder(CFG["output"], where="output", create=not DRY_RUN)
+    LAYOUT = Layout.from_config(CFG, write_cache=not DRY_RUN)
 except SnakestreamError as err:
     raise WorkflowError(f"snakestream input error: {err}") from None
 

@@ -3,7 +3,7 @@ src/snakestream/errors.py: ``where: problem. Fix: what to do``)."""
 import numpy as np
 import pytest
 
-from conftest import DEMO_SPACING, demo_config, snakemake, write_config
+from conftest import DEMO_SPACING, demo_config, fast_settings, snakemake, write_config
 from snakestream.fields.blockfile import load_block
 from snakestream.errors import BlockFileError
 from snakestream.io.volumes import write_volume
@@ -26,6 +26,27 @@ def _one_line_with(text, *needles):
     lines = [ln for ln in text.splitlines() if all(n in ln for n in needles)]
     assert lines, f"no line contains {needles}:\n{text[-2000:]}"
     return lines[0]
+
+
+def _only_error_line(text, *needles):
+    """The one line of ours ('snakestream ... error: ...') in ``text``; it holds ``needles``."""
+    ours = [ln for ln in text.splitlines() if ln.startswith("snakestream ") and " error: " in ln]
+    assert len(ours) == 1, f"expected one snakestream error line, got {ours}:\n{text[-2000:]}"
+    assert all(n in ours[0] for n in needles), f"{needles} not all in: {ours[0]}"
+    return ours[0]
+
+
+def _existing_output(root, name):
+    """An output folder holding results of an earlier run: {path: (bytes, mtime)}."""
+    out = root / name
+    (out / "global").mkdir(parents=True)
+    (out / "global" / "affine.mat").write_text("1 0 0 0\n0 1 0 0\n0 0 1 0\n0 0 0 1\n")
+    (out / "report.html").write_text("<html>an earlier run</html>")
+    return out, _snapshot(out)
+
+
+def _snapshot(folder):
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
 
 
 def test_missing_file(data):
@@ -141,3 +162,86 @@ def test_block_failure_policy_fallback_or_fail(data):
     text = _fails(data, "policy_fail", cfg, str(target))
     _one_line_with(text, bid, "fell back", "Fix:")
     assert not target.exists()
+
+
+def test_schema_violation_names_key_value_meaning_and_fix(data):
+    """blocks.overlap 1.5: one line with the key, the bound, what overlap is and what to set;
+    an existing output folder is left as it was."""
+    out, before = _existing_output(data, "overlap_out")
+    cfg = demo_config(data / "data", out)
+    cfg["blocks"]["overlap"] = 1.5
+    line = _only_error_line(_fails(data, "overlap", cfg, "-n"),
+                            "key blocks.overlap: 1.5 is above the maximum 1",
+                            "Fix: set blocks.overlap to a value below 1")
+    assert "fraction of the block core" in line  # the schema's description of the key
+    assert "greater than or equal" not in line
+    assert _snapshot(out) == before
+
+
+def test_type_and_enum_violations_say_what_to_give(data):
+    cfg = demo_config(data / "data", data / "enum_out")
+    cfg["blocks"]["on_block_failure"] = "retry"
+    _only_error_line(_fails(data, "enum", cfg, "-n"), "key blocks.on_block_failure",
+                     "'retry' is not one of fallback, fail",
+                     "Fix: set blocks.on_block_failure to one of fallback, fail")
+    cfg = demo_config(data / "data", data / "type_out", pyramid_levels="three")
+    _only_error_line(_fails(data, "type", cfg, "-n"), "key pyramid_levels",
+                     "'three' is not a whole number", "Fix: give pyramid_levels as a whole number")
+
+
+def test_mapping_on_the_command_line_merges_into_the_config_files(data):
+    """--config 'blocks={overlap: 0.25}' changes the overlap only: the block table has the
+    file's blocksize with a quarter of it added on each side."""
+    from snakestream.grid.blocks import read_table
+
+    cfg = demo_config(data / "data", data / "cli_out")
+    path = write_config(data / "cli.yaml", cfg)
+    table = data / "cli_out" / "blocks" / "table.tsv"
+    proc = snakemake(path, data, str(table), "--config", "blocks={overlap: 0.25}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    t = read_table(table)
+    size = np.array(cfg["blocks"]["blocksize"])
+    assert cfg["blocks"]["overlap"] == 0.5  # the file's value, which the command line replaces
+    for k, ax in enumerate("zyx"):
+        cores = t[f"c{ax}1"] - t[f"c{ax}0"]
+        assert (cores[t[f"c{ax}1"] < t[f"c{ax}1"].max()] == size[k]).all()  # file's blocksize
+        inner = t[t[f"c{ax}0"] > 0]  # regions that reach below their core unclipped
+        assert len(inner)
+        assert ((inner[f"c{ax}0"] - inner[f"{ax}0"]) == round(size[k] * 0.25)).all()
+
+
+def test_mapping_on_the_command_line_that_is_not_yaml(data):
+    path = write_config(data / "cli_bad.yaml", demo_config(data / "data", data / "cli_bad"))
+    proc = snakemake(path, data, "-n", "--config", "blocks={overlap: [0.25")
+    assert proc.returncode != 0
+    _only_error_line(proc.stdout + proc.stderr, "--config blocks", "not valid YAML", "Fix:")
+
+
+def test_dry_run_writes_nothing(data):
+    """-n with a fixed mask (whose block foreground is cached on a real run) leaves no
+    output folder; the real parse then writes the cache."""
+    out = data / "dry_out"
+    path = write_config(data / "dry.yaml", demo_config(data / "data", out))
+    for flags in (["-n"], ["-np"], ["--dry-run"]):
+        proc = snakemake(path, data, *flags)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "This was a dry-run" in proc.stdout + proc.stderr
+        assert not out.exists(), sorted(map(str, out.rglob("*")))
+    table = out / "blocks" / "table.tsv"
+    assert snakemake(path, data, str(table)).returncode == 0
+    assert list((out / ".cache").glob("foreground-*.npy"))
+
+
+@pytest.mark.parametrize("flags", [["-n"], []], ids=["dry-run", "run"])
+def test_output_folder_that_cannot_be_written(data, flags):
+    """An output below a file: one line naming the folder and the fix, before any job
+    runs; the file and an existing output folder are untouched."""
+    blocker = data / f"a_file_{len(flags)}"
+    blocker.write_text("not a folder")
+    out, before = _existing_output(data, f"kept_{len(flags)}")
+    cfg = demo_config(data / "data", blocker / "results")
+    line = _only_error_line(_fails(data, f"unwritable_{len(flags)}", cfg, *flags),
+                            f"output {blocker / 'results'}", "Fix:")
+    assert "is a file" in line and "Traceback" not in line
+    assert blocker.read_text() == "not a folder"
+    assert _snapshot(out) == before

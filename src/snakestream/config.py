@@ -214,6 +214,120 @@ def bigstream_block_keys(blocks):
     return blocks
 
 
+def _sub_schema(schema, path, root):
+    """The schema of the value at ``path`` (keys and list indices), following $ref; {} if unknown."""
+    sub = schema
+    for part in path:
+        sub = _resolve(sub, root)
+        if isinstance(part, int):
+            sub = sub.get("items", {})
+        else:
+            sub = sub.get("properties", {}).get(part, {})
+    return _resolve(sub, root)
+
+
+def _allows(sub, kind, root):
+    """Whether a schema admits JSON type ``kind`` ('string', 'object'); unknown: True."""
+    branches = sub.get("oneOf") or sub.get("anyOf")
+    if branches:
+        return any(_allows(_resolve(b, root), kind, root) for b in branches)
+    if "type" not in sub:
+        return kind == "string" or not sub
+    types = sub["type"] if isinstance(sub["type"], list) else [sub["type"]]
+    return kind in types
+
+
+def _string_leaves(value, path=()):
+    """(path, text) of every string inside nested dicts and lists."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _string_leaves(v, path + (k,))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _string_leaves(v, path + (i,))
+
+
+def _set(config, path, value):
+    for part in path[:-1]:
+        config = config[part]
+    config[path[-1]] = value
+
+
+def merge_mappings(base, update):
+    """``base`` (not modified) with ``update``'s keys, nested mappings merged key by key."""
+    out = copy.deepcopy(base) if isinstance(base, dict) else {}
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_mappings(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _parse_yaml(text, where):
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        problem = str(err).splitlines()[0]
+        raise ConfigError(where, f"{text!r} is not valid YAML ({problem}).",
+                          f"quote the whole value, e.g. --config '{where.split()[-1]}={{overlap: "
+                          "0.25}' (a mapping in braces, keys and values separated by ': ')."
+                          ) from None
+
+
+def read_config_files(paths):
+    """The settings of YAML config files, later files' keys merged over earlier ones'."""
+    out = {}
+    for path in paths or ():
+        with open(path) as fh:
+            out = merge_mappings(out, yaml.safe_load(fh) or {})
+    return out
+
+
+def command_line_config(config, overrides, file_config, schema=None):
+    """The config with ``snakemake --config`` values read as YAML, as the config file's are.
+
+    Snakemake reads ``--config 'blocks={overlap: 0.25}'`` as strings
+    (``{'overlap': '0.25'}``) merged into the file's ``blocks``, or keeps the whole
+    value as a string when it is not a flow mapping it can read. Here a string given
+    for a key whose schema wants a mapping is parsed with ``yaml.safe_load`` and
+    merged into the config file's mapping (only the keys given change), and every
+    other string given on the command line where the schema wants no string (a
+    number, a list, true/false) is parsed likewise.
+
+    Parameters
+    ----------
+    config : dict
+        Snakemake's ``config`` (file and command line merged; not modified).
+    overrides : dict
+        The ``--config`` values (``workflow.config_settings.overwrite_config``).
+    file_config : dict
+        The config files' settings alone, merged in order.
+    schema : dict, optional
+        The schema; config/schema.yaml by default.
+
+    Returns
+    -------
+    dict
+    """
+    schema = load_schema() if schema is None else schema
+    config, merged = copy.deepcopy(config), set()
+    for key, value in (overrides or {}).items():
+        if isinstance(value, str) and _allows(_sub_schema(schema, (key,), schema), "object",
+                                              schema):
+            parsed = _parse_yaml(value, f"--config {key}")
+            if isinstance(parsed, dict):
+                config[key] = merge_mappings((file_config or {}).get(key), parsed)
+                merged.add(key)
+    for path, text in _string_leaves(overrides or {}):
+        sub = _sub_schema(schema, path, schema)
+        if path[0] not in merged and sub and not _allows(sub, "string", schema):
+            _set(config, path, _parse_yaml(text, "--config " + ".".join(map(str, path))))
+    return config
+
+
 def load_schema(path=SCHEMA_PATH):
     """The config schema (config/schema.yaml by default) as a dict."""
     with open(path) as fh:

@@ -237,7 +237,8 @@ def mask_for_blocks(mask, fix_vol, blocksize):
     return level_vol, level.offset, message
 
 
-def fixed_block_grid(fix_vol, fixed, *, blocksize, overlap, threshold, cache_dir, log=None):
+def fixed_block_grid(fix_vol, fixed, *, blocksize, overlap, threshold, cache_dir, log=None,
+                     write_cache=True):
     """The block grid of the fixed volume, its mask deciding which blocks are aligned.
 
     Parameters
@@ -253,6 +254,8 @@ def fixed_block_grid(fix_vol, fixed, *, blocksize, overlap, threshold, cache_dir
         Folder of the foreground cache (:func:`cached_foreground`).
     log : callable, optional
         Called with one line naming the mask level read (:func:`mask_for_blocks`).
+    write_cache : bool
+        False (a dry run) reads an existing cache but writes none.
 
     Returns
     -------
@@ -265,7 +268,7 @@ def fixed_block_grid(fix_vol, fixed, *, blocksize, overlap, threshold, cache_dir
         if log is not None:
             log(message)
         foreground = cached_foreground(level_vol, fix_vol.shape, fix_vol.spacing, blocksize,
-                                       cache_dir, offset=offset)
+                                       cache_dir, offset=offset, write=write_cache)
     grid = BlockGrid.build(fix_vol.shape, blocksize, overlap, foreground=foreground,
                            threshold=threshold)
     require_aligned_blocks(grid, fix_vol.shape, mask=mask)
@@ -355,8 +358,11 @@ class Layout:
     blocks: BlockGrid = None
 
     @classmethod
-    def from_config(cls, cfg):
-        """Layout of a validated config (opens both volumes' metadata, and the fixed mask once)."""
+    def from_config(cls, cfg, *, write_cache=True):
+        """Layout of a validated config (opens both volumes' metadata, and the fixed mask once).
+
+        ``write_cache=False`` (a dry run) writes nothing under ``<output>/.cache``.
+        """
         fix, mov = open_image(cfg["fixed"]), open_image(cfg["moving"])
         chunks = tuple(min(int(c), int(n)) for c, n in zip(cfg["output_chunks"], fix.shape))
         layout = cls(tuple(int(n) for n in fix.shape), fix.spacing, chunks, str(mov.dtype),
@@ -368,7 +374,7 @@ class Layout:
             layout.blocks = fixed_block_grid(
                 fix, cfg["fixed"], blocksize=blocks["blocksize"], overlap=blocks["overlap"],
                 threshold=blocks["foreground_fraction"],
-                cache_dir=os.path.join(cfg["output"], ".cache"))
+                cache_dir=os.path.join(cfg["output"], ".cache"), write_cache=write_cache)
         check_other_inputs(cfg, fix, mov)
         return layout
 
@@ -438,13 +444,15 @@ def _mtimes(path, dataset):
     return [os.stat(p).st_mtime_ns for p in paths if os.path.exists(p)]
 
 
-def cached_foreground(mask, shape, spacing, blocksize, cache_dir, *, offset=(0.0, 0.0, 0.0)):
+def cached_foreground(mask, shape, spacing, blocksize, cache_dir, *, offset=(0.0, 0.0, 0.0),
+                      write=True):
     """:func:`snakestream.grid.blocks.foreground_fractions`, cached in ``cache_dir``.
 
     The cache key covers the mask's path, dataset, selection (channel, time point),
     shape, spacing, offset (µm, z,y,x: a pyramid level's) and modification times, and
     the fixed grid and block size; delete ``cache_dir`` after editing a mask in place
-    without changing its files' times.
+    without changing its files' times. ``write=False`` (a dry run) computes the
+    fractions without storing them.
     """
     key = json.dumps([os.path.abspath(mask.path), mask.dataset, list(mask.selection),
                       list(mask.shape), np.asarray(mask.spacing).tolist(), list(shape),
@@ -454,6 +462,8 @@ def cached_foreground(mask, shape, spacing, blocksize, cache_dir, *, offset=(0.0
     if os.path.exists(path):
         return np.load(path)
     fractions = foreground_fractions(mask, shape, spacing, blocksize, offset=offset)
+    if not write:
+        return fractions
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.save(fh, fractions)
     return fractions
