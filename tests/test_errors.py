@@ -5,8 +5,8 @@ import pytest
 
 from conftest import DEMO_SPACING, demo_config, fast_settings, snakemake, write_config
 from snakestream.fields.blockfile import load_block
-from snakestream.errors import BlockFileError
-from snakestream.io.volumes import write_volume
+from snakestream.errors import BlockFileError, InputError
+from snakestream.io.volumes import open_volume, write_volume
 
 SHAPE = (24, 80, 80)
 
@@ -96,14 +96,84 @@ def test_2d_image(data):
             "Fix: point `dataset` at a 3-D array or save one channel as a 3-D volume") in line
 
 
-def test_nan_in_moving_image(data):
-    mov = np.random.default_rng(0).random(SHAPE).astype(np.float32)
-    mov[3, 4, 5] = np.nan
-    write_volume(str(data / "nan.h5"), mov, DEMO_SPACING, dataset="ch0")
-    cfg = demo_config(data / "data", data / "nan_out")
+def _nan_moving(data, name, nan_voxels):
+    """The demo's moving image with NaN at ``nan_voxels`` (index arrays), as ``name``."""
+    import h5py
+
+    with h5py.File(data / "data" / "mov.h5", "r") as fh:
+        mov = fh["ch0"][...].astype(np.float32)
+    mov[nan_voxels] = np.nan
+    write_volume(str(data / name), mov, DEMO_SPACING, dataset="ch0")
+    return mov
+
+
+def test_nan_in_moving_image_stops_the_dry_run(data):
+    """A NaN voxel is found at parse time (-n fails): one line naming the file, the count
+    and nan_fill; an existing output folder is untouched."""
+    _nan_moving(data, "nan.h5", (np.array([3]), np.array([4]), np.array([5])))
+    out, before = _existing_output(data, "nan_out")
+    cfg = demo_config(data / "data", out)
     cfg["moving"] = {"path": str(data / "nan.h5"), "dataset": "ch0", "spacing": None,
                      "mask": None}
-    _one_line_with(_fails(data, "nan", cfg), "nan.h5", "NaN")
+    line = _only_error_line(_fails(data, "nan", cfg, "-n"), "nan.h5", "1 of ",
+                            "NaN", "Fix:", "nan_fill: 0", "moving")
+    assert "before any job runs" in line
+    assert _snapshot(out) == before
+
+
+def test_nan_beyond_the_parse_time_sample_is_counted_at_full_resolution(data, monkeypatch):
+    """NaN outside the centre box read at parse time: the global stage, reading a block
+    mean, reports the file's own NaN count (not the mean's) and the fix."""
+    from snakestream.io import pyramids
+    from snakestream.register.global_stage import downsample_volume
+
+    _nan_moving(data, "nan_corner.h5", np.s_[:2, :3, :5])  # 30 voxels in a corner
+    vol = open_volume(str(data / "nan_corner.h5"), "ch0")
+    pyramids.require_finite_preview(vol, key="moving", budget=1000)  # the centre is clean
+    with pytest.raises(InputError) as err:
+        downsample_volume(vol, 1.6)
+    msg = str(err.value)
+    assert f"30 of {int(np.prod(vol.shape))} voxels (full resolution) are NaN" in msg
+    assert "nan_fill: 0" in msg and "\n" not in msg
+
+
+def test_nan_fill_reads_nan_as_the_value_and_says_how_many(data):
+    """Volume.read with nan_fill: NaN voxels read as the value, every other voxel as stored,
+    one log line per read counting the replaced voxels of that read."""
+    mov = _nan_moving(data, "nan_fill.h5", (np.array([3, 3, 20]), np.array([4, 5, 70]),
+                                            np.array([5, 5, 1])))
+    lines = []
+    vol = open_volume(str(data / "nan_fill.h5"), "ch0", nan_fill=0)
+    vol.log = lines.append
+    whole = vol.read()
+    assert np.isfinite(whole).all() and np.count_nonzero(whole[np.isnan(mov)]) == 0
+    np.testing.assert_array_equal(whole[~np.isnan(mov)], mov[~np.isnan(mov)])
+    assert len(lines) == 1 and f"3 of {mov.size} voxels read" in lines[0]
+    assert "replaced by nan_fill 0" in lines[0] and "nan_fill.h5" in lines[0]
+    vol.read((slice(0, 10), slice(None), slice(None)))
+    assert len(lines) == 2 and "2 of " in lines[1]
+    vol.read((slice(10, 20), slice(None), slice(None)))
+    assert len(lines) == 2  # no NaN in that slab: nothing said
+
+
+def test_nan_fill_key_runs_the_global_stage_and_logs_the_count(data):
+    """moving.nan_fill: 0 on a moving image with a NaN slab: the parse passes, the global
+    job aligns (a finite affine) and its log counts the replaced voxels."""
+    mov = _nan_moving(data, "nan_slab.h5", np.s_[10:12])
+    n_nan = int(np.isnan(mov).sum())
+    cfg = fast_settings(demo_config(data / "data", data / "nan_fill_out"))
+    cfg["moving"] = {"path": str(data / "nan_slab.h5"), "dataset": "ch0", "nan_fill": 0}
+    path = write_config(data / "nan_fill.yaml", cfg)
+    affine = data / "nan_fill_out" / "global" / "affine.mat"
+    proc = snakemake(path, data, str(affine))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert np.isfinite(np.loadtxt(affine)).all()
+    log = (data / "nan_fill_out" / "logs" / "global_align.log").read_text()
+    counts = [int(ln.split(": ")[1].split(" of ")[0]) for ln in log.splitlines()
+              if "nan_slab.h5" in ln and "replaced by nan_fill 0" in ln]
+    # the global stage reads the image once per alignment spacing, the overlay once more;
+    # each whole read replaces exactly the file's NaN voxels
+    assert counts and sum(counts) % n_nan == 0 and sum(counts) >= n_nan
 
 
 def test_empty_mask(data):

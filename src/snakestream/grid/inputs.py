@@ -20,8 +20,10 @@ def _selection(spec):
 
 
 def open_image(spec):
-    """Open a volume from its config mapping (path, dataset, channel, timepoint, spacing)."""
-    return open_volume(spec["path"], spec.get("dataset"), spec.get("spacing"), **_selection(spec))
+    """Open a volume from its config mapping (path, dataset, channel, timepoint, spacing,
+    nan_fill: what NaN voxels read as, None to read them as stored)."""
+    return open_volume(spec["path"], spec.get("dataset"), spec.get("spacing"),
+                       nan_fill=spec.get("nan_fill"), **_selection(spec))
 
 
 def open_mask(spec, image_vol):

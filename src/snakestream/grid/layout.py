@@ -32,7 +32,7 @@ from snakestream.grid.blocks import COLUMNS, block_id, foreground_fractions, n_s
 from snakestream.grid.inputs import open_image, open_mask
 from snakestream.io.atomic import atomic_path
 from snakestream.io.chunks import slab_bounds
-from snakestream.io.pyramids import pick_level
+from snakestream.io.pyramids import pick_level, require_finite_preview
 
 
 def overlap_voxels(blocksize, overlap):
@@ -364,6 +364,8 @@ class Layout:
         ``write_cache=False`` (a dry run) writes nothing under ``<output>/.cache``.
         """
         fix, mov = open_image(cfg["fixed"]), open_image(cfg["moving"])
+        require_finite_preview(fix, key="fixed")
+        require_finite_preview(mov, key="moving")
         chunks = tuple(min(int(c), int(n)) for c, n in zip(cfg["output_chunks"], fix.shape))
         layout = cls(tuple(int(n) for n in fix.shape), fix.spacing, chunks, str(mov.dtype),
                      fixed_dtype=str(fix.dtype), moving_shape=tuple(int(n) for n in mov.shape),
