@@ -68,6 +68,17 @@ BLOCK_FILE = f"{BLOCKS_DIR}/z{{bz}}/y{{by}}/z{{bz}}_y{{by}}_x{{bx}}.npz"
 BLOCK_LOG = f"{OUT}/logs/blocks/z{{bz}}/y{{by}}/z{{bz}}_y{{by}}_x{{bx}}.log"
 EXTRAS = {v["name"]: v for v in CFG["extra_volumes"]}
 POINTS = {v["name"]: v for v in CFG["points"]}
+# landmark pairs for the TRE tables (qc/landmarks.tsv): landmarks, or the older truth .npz
+LANDMARKS = CFG["landmarks"] or CFG["truth"]
+LANDMARK_TABLES = [f"{OUT}/qc/landmarks.tsv", f"{OUT}/qc/landmarks_points.tsv"]
+if LANDMARKS:  # a small table: read it now, so a bad one stops the run before any job
+    from snakestream.qc.landmarks import Frame, read_landmarks
+
+    try:
+        read_landmarks(LANDMARKS, units=CFG["landmarks_units"], fixed=Frame(LAYOUT.spacing),
+                       moving=Frame(LAYOUT.moving_spacing))
+    except SnakestreamError as err:
+        raise WorkflowError(f"snakestream input error: {err}") from None
 
 
 def warp_markers(folder, n_slabs):
@@ -207,6 +218,8 @@ def report_inputs(wildcards):
     if BLOCKS:
         inputs.update(table=BLOCK_TABLE, qc=f"{OUT}/blocks/qc.tsv", field=FIELD,
                       gather=gathered())
+    if LANDMARKS:
+        inputs["landmarks"] = LANDMARK_TABLES[0]  # TRE per stage
     return inputs
 
 
@@ -218,6 +231,8 @@ def all_targets(wildcards):
     out += OUTPUT_IMAGES["aligned"]["slabs"] + [f"{OUT}/report.html"]
     out += [f"{OUT}/pyramid/{name}.json" for name in OUTPUT_IMAGES]
     out += [f"{OUT}/points/{name}.csv" for name in POINTS]
+    if LANDMARKS:
+        out += LANDMARK_TABLES
     if CFG["exports"]["itk"]:
         out.append(f"{OUT}/itk/affine.tfm")
     return out
