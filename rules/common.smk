@@ -1,7 +1,8 @@
 # Config, paths and every input function of the workflow. Parsing is cheap: it reads
-# image metadata, and with a fixed mask a small cached array of block foreground
-# fractions (one streaming pass over the mask the first time). Each cluster job
-# re-parses this file.
+# image metadata, the landmarks table if any, for a float image its coarsest pyramid
+# level (or a centre box of it) to refuse NaN before any job runs, and with a fixed
+# mask a small cached array of block foreground fractions (one streaming pass over the
+# mask the first time; a dry run writes no cache). Each cluster job re-parses this file.
 import json
 import os
 import re
