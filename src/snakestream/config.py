@@ -69,7 +69,8 @@ def _problem_and_fix(error):
                 f"remove or rename it; valid keys here: {valid}.")
     if error.validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
-        return f"{missing!r} is required.", f"add {missing} (see config/config.yaml)."
+        full = f"{key}.{missing}" if error.absolute_path else missing
+        return f"{missing!r} is required.", f"add {full} (see config/config.yaml)."
     if error.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         return _bound(error)
     if error.validator == "enum":
@@ -95,30 +96,19 @@ def _line(error, root):
     """A violation as (where, problem, fix): 'key blocks.overlap', '1.5 is above ...'."""
     inner = _innermost(error)
     problem, fix = _problem_and_fix(inner)
-    description = (_described(error, root) or "").strip()
+    # a bad value is told what its key means and defaults to; a bad set of keys is not
+    about_value = error.absolute_path and inner.validator not in ("additionalProperties",
+                                                                   "required")
+    key_schema = _sub_schema(root, error.absolute_path, root) if about_value else {}
+    description = (key_schema.get("description") or "").strip()
     if description:
-        problem = f"{problem.rstrip('.')}; {_location(error).split('.')[-1]}: {description}."
-    elif not problem.endswith("."):
-        problem += "."
-    default = _key_schema(error, root).get("default", ...)
-    if fix and default is not ...:
-        fix += f" (or leave it out for the default, {json.dumps(default)})"
-    return f"key {_location(error)}", problem, (fix + "." if fix and not fix.endswith(".") else fix)
-
-
-def _key_schema(error, root):
-    """The schema of the config key at the error's path (following $ref)."""
-    sub = root
-    for part in error.absolute_path:
-        if isinstance(part, int):
-            sub = _resolve(sub.get("items", {}), root)
-        else:
-            sub = _resolve(sub.get("properties", {}).get(part, {}), root)
-    return sub
-
-
-def _described(error, root):
-    return _key_schema(error, root).get("description") if error.absolute_path else None
+        problem = f"{problem.rstrip('.')}; {_location(error).split('.')[-1]}: {description}"
+    if fix and "default" in key_schema:
+        fix = (f"{fix.rstrip('.')} (or leave it out for the default, "
+               f"{json.dumps(key_schema['default'])})")
+    end = lambda text: text if text is None or text.endswith(".") else text + "."  # noqa: E731
+    where = f"key {_location(error)}" if error.absolute_path else "config"
+    return where, end(problem), end(fix)
 
 
 def check_schema(config, schema):
