@@ -47,6 +47,7 @@ def demo_config(data_dir, out_dir, **changes):
     cfg["fixed"]["mask"]["path"] = os.path.join(data_dir, "fix_mask.zarr")
     cfg["moving"]["path"] = os.path.join(data_dir, "mov.h5")
     cfg["landmarks"] = os.path.join(data_dir, "landmarks.csv")
+    cfg["truth"] = os.path.join(data_dir, "truth.npz")
     cfg["output"] = str(out_dir)
     cfg.update(changes)
     return cfg

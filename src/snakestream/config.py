@@ -348,10 +348,6 @@ def validate(config, schema=None):
     if config.get("blocks") is not None:
         bigstream_block_keys(config["blocks"])
     fill_defaults(config, schema)
-    if config["landmarks"] and config["truth"] and config["landmarks"] != config["truth"]:
-        raise ConfigError("key landmarks", f"and truth name two landmark files "
-                          f"({config['landmarks']}, {config['truth']}).",
-                          "keep landmarks (truth is its older name for an .npz).")
     config["_global_steps"] = normalize_steps(
         config["global_steps"], "global_steps", FEATURE_STEPS + ("rigid", "affine"))
     if config["blocks"] is not None:
