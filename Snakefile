@@ -17,6 +17,7 @@ include: "rules/blocks.smk"
 include: "rules/gather.smk"
 include: "rules/warp.smk"
 include: "rules/report.smk"
+include: "rules/landmarks.smk"
 include: "rules/transform.smk"
 include: "rules/cluster.smk"
 

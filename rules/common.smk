@@ -1,7 +1,8 @@
 # Config, paths and every input function of the workflow. Parsing is cheap: it reads
-# image metadata, and with a fixed mask a small cached array of block foreground
-# fractions (one streaming pass over the mask the first time). Each cluster job
-# re-parses this file.
+# image metadata, the landmarks table if any, for a float image its coarsest pyramid
+# level (or a centre box of it) to refuse NaN before any job runs, and with a fixed
+# mask a small cached array of block foreground fractions (one streaming pass over the
+# mask the first time; a dry run writes no cache). Each cluster job re-parses this file.
 import functools
 import json
 import os
@@ -20,11 +21,18 @@ except ImportError:
         "(or run `make install` there and use .venv/bin/snakemake)."
     ) from None
 
-from snakestream.config import auto_mask_path, load_schema, validate
+from snakestream.config import (auto_mask_path, command_line_config, load_schema,
+                                read_config_files, validate)
 from snakestream.errors import SnakestreamError
 from snakestream.grid.blocks import block_relpath
 from snakestream.grid.inputs import is_auto_mask
 from snakestream.grid.layout import Layout
+from snakestream.io.atomic import require_writable_folder
+from snakestream.smk.runtime import is_dry_run
+
+# `snakemake -n` writes nothing: no output folder, no cache (parse time cannot ask
+# Snakemake, whose executor is chosen later, so the command line is read)
+DRY_RUN = is_dry_run()
 
 SCRIPTS = os.path.join(workflow.basedir, "scripts")  # the rule scripts
 PYTHON = shlex.quote(sys.executable)  # shell rules run this workflow's interpreter
@@ -35,7 +43,11 @@ if not config:
         "(see config/config.yaml for a template, config/demo.yaml for the demo)."
     )
 try:
-    CFG = validate(config, load_schema(os.path.join(workflow.basedir, "config/schema.yaml")))
+    SCHEMA = load_schema(os.path.join(workflow.basedir, "config/schema.yaml"))
+    # --config 'blocks={overlap: 0.25}' changes blocks.overlap only, read as YAML
+    CFG = validate(command_line_config(
+        config, workflow.config_settings.overwrite_config,
+        read_config_files(workflow.overwrite_configfiles), SCHEMA), SCHEMA)
 except SnakestreamError as err:
     raise WorkflowError(f"snakestream config error: {err}") from None
 
@@ -44,7 +56,8 @@ except SnakestreamError as err:
 # same DAG. A fixed `mask: auto` is the output of checkpoint auto_mask: until it is
 # written, LAYOUT.mask_pending is set and block_layout() waits for the checkpoint.
 try:
-    LAYOUT = Layout.from_config(CFG)
+    require_writable_folder(CFG["output"], where="output", create=not DRY_RUN)
+    LAYOUT = Layout.from_config(CFG, write_cache=not DRY_RUN)
 except SnakestreamError as err:
     raise WorkflowError(f"snakestream input error: {err}") from None
 
@@ -62,6 +75,18 @@ EXTRAS = {v["name"]: v for v in CFG["extra_volumes"]}
 POINTS = {v["name"]: v for v in CFG["points"]}
 CHALLENGE_FILE = (None if CFG["challenge"] is None else
                   f"{OUT}/challenge/{CFG['challenge']['name']}.h5")
+# landmark pairs for the TRE tables (qc/landmarks.tsv): landmarks, or the older truth .npz
+LANDMARKS = CFG["landmarks"] or CFG["truth"]
+LANDMARK_TABLES = [f"{OUT}/qc/landmarks.tsv", f"{OUT}/qc/landmarks_points.tsv"]
+if LANDMARKS:  # a small table: read it now, so a bad one stops the run before any job
+    from snakestream.qc.landmarks import Frame, read_landmarks
+
+    try:
+        read_landmarks(LANDMARKS, units=CFG["landmarks_units"],
+                       fixed=Frame(LAYOUT.spacing, LAYOUT.origin),
+                       moving=Frame(LAYOUT.moving_spacing, LAYOUT.moving_origin))
+    except SnakestreamError as err:
+        raise WorkflowError(f"snakestream input error: {err}") from None
 
 
 def warp_markers(folder, n_slabs):
@@ -253,6 +278,8 @@ def report_inputs(wildcards):
                       gather=gathered())
     if CFG["labels"]:
         inputs.update(labels=f"{OUT}/qc/labels.tsv", label_scores=f"{OUT}/qc/label_scores.tsv")
+    if LANDMARKS:
+        inputs["landmarks"] = LANDMARK_TABLES[0]  # TRE per stage
     return inputs
 
 
@@ -276,6 +303,8 @@ def all_targets(wildcards):
     out += OUTPUT_IMAGES["aligned"]["slabs"] + [f"{OUT}/report.html"]
     out += [f"{OUT}/pyramid/{name}.json" for name in OUTPUT_IMAGES]
     out += [f"{OUT}/points/{name}.csv" for name in POINTS]
+    if LANDMARKS:
+        out += LANDMARK_TABLES
     if CFG["exports"]["itk"]:
         out.append(f"{OUT}/itk/affine.tfm")
     if CHALLENGE_FILE:

@@ -46,7 +46,7 @@ def demo_config(data_dir, out_dir, **changes):
     cfg["fixed"]["path"] = os.path.join(data_dir, "fix.zarr")
     cfg["fixed"]["mask"]["path"] = os.path.join(data_dir, "fix_mask.zarr")
     cfg["moving"]["path"] = os.path.join(data_dir, "mov.h5")
-    cfg["truth"] = os.path.join(data_dir, "truth.npz")
+    cfg["landmarks"] = os.path.join(data_dir, "landmarks.csv")
     cfg["output"] = str(out_dir)
     cfg.update(changes)
     return cfg
@@ -65,10 +65,7 @@ def cluster_config(data, out):
 
     The cluster tests (stand-in LSF, real SLURM) run it on a CLUSTER_SHAPE pair.
     """
-    cfg = demo_config(data, out)
-    if cfg.get("truth"):
-        cfg["truth"] = os.path.join(data, "truth.npz")
-    return fast_settings(cfg)
+    return fast_settings(demo_config(data, out))
 
 
 def fast_settings(cfg):

@@ -176,7 +176,20 @@ def test_rewrite_replaces_existing_output(tmp_path):
     assert first == second
     assert demo.load_truth(second["truth"]).fix_shape.tolist() == [16, 40, 40]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["fix.zarr", "mov.h5", "fix_mask.zarr", "truth.npz"])
+        ["fix.zarr", "mov.h5", "fix_mask.zarr", "truth.npz", "landmarks.csv"])
+
+
+def test_landmarks_csv_is_the_truth_in_bigwarp_format(written, truth):
+    """landmarks.csv: BigWarp rows (name, true, moving x y z, fixed x y z) of the truth's
+    landmarks, read back bit for bit."""
+    from snakestream.qc.landmarks import read_landmarks
+
+    first = open(written["landmarks"]).readline().strip().split(",")
+    assert len(first) == 8 and first[:2] == ['"Pt-0"', '"true"']
+    assert float(first[2].strip('"')) == truth.landmarks_moving[0, 2]  # moving x first
+    found = read_landmarks(written["landmarks"])
+    np.testing.assert_array_equal(found.fixed, truth.landmarks_fixed)
+    np.testing.assert_array_equal(found.moving, truth.landmarks_moving)
 
 
 # ---------------------------------------------------------------- tre, cli --

@@ -118,3 +118,24 @@ def test_load_reads_validates_and_fills_a_config_file(tmp_path):
     path.write_text(yaml.safe_dump(_config(blocksizes=[1, 2, 3])))
     with pytest.raises(ConfigError, match="unknown key.*'blocksizes'"):
         load(path)
+
+
+def test_schema_violations_name_the_key_what_it_is_and_the_fix():
+    """A oneOf value (moving.channel), a missing key and a bad value among several: each
+    its own line naming the key and the fix, never jsonschema's own wording."""
+    cfg = _config()
+    cfg["moving"]["channel"] = -1
+    with pytest.raises(ConfigError) as err:
+        validate(cfg, SCHEMA)
+    msg = str(err.value)
+    assert msg.startswith("key moving.channel: -1 is below the minimum 0; channel: ")
+    assert msg.endswith("Fix: set moving.channel to at least 0.")
+    cfg = _config()
+    del cfg["blocks"]["steps"]
+    cfg["pyramid_levels"] = 0
+    with pytest.raises(ConfigError) as err:
+        validate(cfg, SCHEMA)
+    msg = str(err.value)
+    assert "2 problems" in msg and "Fix: add blocks.steps" in msg
+    assert "key pyramid_levels: 0 is below the minimum 1" in msg
+    assert "is not valid under any of the given schemas" not in msg and "\n" not in msg

@@ -8,6 +8,7 @@ stage) or a complete dict.
 """
 
 import copy
+import json
 import os
 import site
 import sys
@@ -44,23 +45,106 @@ def _location(error):
     return path or "config"
 
 
-def _message(error):
+_TYPE_NAMES = {"number": "a number", "integer": "a whole number", "string": "a string",
+               "boolean": "true or false", "array": "a list", "object": "a mapping of keys",
+               "null": "null"}
+
+
+def _types(value):
+    """A schema ``type`` (one name or a list) in words: 'a number or null'."""
+    names = value if isinstance(value, list) else [value]
+    return " or ".join(_TYPE_NAMES.get(n, n) for n in names)
+
+
+def _innermost(error):
+    """The most telling sub-error of a ``oneOf``/``anyOf`` failure (not a bare type
+    mismatch against ``null`` when the value has another type)."""
+    while error.context:
+        deeper = [e for e in error.context if e.validator != "type"] or list(error.context)
+        error = jsonschema.exceptions.best_match(deeper)
+    return error
+
+
+def _bound(error):
+    """(problem, fix) of a min/max violation, e.g. ('1.5 is above the maximum 1', ...)."""
+    v, limit, key = error.instance, error.validator_value, _location(error)
+    words = {"minimum": ("below the minimum", f"at least {limit}"),
+             "exclusiveMinimum": ("not above the minimum", f"a value above {limit}"),
+             "maximum": ("above the maximum", f"at most {limit}"),
+             "exclusiveMaximum": ("not below the maximum", f"a value below {limit}")}
+    what, fix = words[error.validator]
+    if error.validator.startswith("exclusive") and v != limit:
+        what = "below the minimum" if error.validator == "exclusiveMinimum" else "above the maximum"
+    return f"{v!r} is {what} {limit}", f"set {key} to {fix}"
+
+
+def _problem_and_fix(error):
+    """One violation as (problem, fix): what is wrong with the value, what to set."""
+    key, value = _location(error), error.instance
     if error.validator == "additionalProperties":
         extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
         valid = ", ".join(sorted(error.schema.get("properties", {})))
-        return f"unknown key(s) {', '.join(map(repr, extra))}. Valid keys here: {valid}."
+        return (f"unknown key(s) {', '.join(map(repr, extra))}.",
+                f"remove or rename it; valid keys here: {valid}.")
     if error.validator == "required":
-        return error.message.replace("is a required property", "is required") + "."
-    return f"{error.message}."
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        full = f"{key}.{missing}" if error.absolute_path else missing
+        return f"{missing!r} is required.", f"add {full} (see config/config.yaml)."
+    if error.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        return _bound(error)
+    if error.validator == "enum":
+        choices = ", ".join(map(str, error.validator_value))
+        return f"{value!r} is not one of {choices}", f"set {key} to one of {choices}"
+    if error.validator == "type":
+        return (f"{value!r} is not {_types(error.validator_value)}",
+                f"give {key} as {_types(error.validator_value)}")
+    if error.validator in ("minItems", "maxItems"):
+        n = error.validator_value
+        more = "at least" if error.validator == "minItems" else "at most"
+        return (f"{value!r} has {len(value)} item(s), {more} {n} needed",
+                f"give {key} {more} {n} values")
+    if error.validator == "pattern":
+        return (f"{value!r} does not match {error.validator_value}",
+                f"use only the characters {error.validator_value} allows")
+    if error.validator == "minLength":
+        return f"{value!r} is too short", f"give {key} a non-empty value"
+    return f"{error.message}.", None
+
+
+def _line(error, root):
+    """A violation as (where, problem, fix): 'key blocks.overlap', '1.5 is above ...'."""
+    inner = _innermost(error)
+    problem, fix = _problem_and_fix(inner)
+    # a bad value is told what its key means and defaults to; a bad set of keys is not
+    about_value = error.absolute_path and inner.validator not in ("additionalProperties",
+                                                                   "required")
+    key_schema = _sub_schema(root, error.absolute_path, root) if about_value else {}
+    description = (key_schema.get("description") or "").strip()
+    if description:
+        problem = f"{problem.rstrip('.')}; {_location(error).split('.')[-1]}: {description}"
+    if fix and "default" in key_schema:
+        fix = (f"{fix.rstrip('.')} (or leave it out for the default, "
+               f"{json.dumps(key_schema['default'])})")
+    end = lambda text: text if text is None or text.endswith(".") else text + "."  # noqa: E731
+    where = f"key {_location(error)}" if error.absolute_path else "config"
+    return where, end(problem), end(fix)
 
 
 def check_schema(config, schema):
-    """Validate ``config`` against a JSON schema; ConfigError lists every problem, one per line."""
+    """Validate ``config`` against a JSON schema.
+
+    A violation is one line ``key <dotted key>: <the value> is <what is wrong>;
+    <the key's description>. Fix: <what to set>``; several are numbered on that line.
+    """
     validator = jsonschema.Draft7Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
-    if errors:
-        lines = [f"{_location(e)}: {_message(e)}" for e in errors]
-        raise ConfigError("config", "\n".join(lines) if len(lines) > 1 else lines[0])
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if not errors:
+        return
+    lines = [_line(e, schema) for e in errors]
+    if len(lines) == 1:
+        raise ConfigError(*lines[0])
+    text = " ".join(f"({i}) {ConfigError(*line)}" for i, line in enumerate(lines, 1))
+    raise ConfigError("config", f"{len(lines)} problems: {text}")
 
 
 def _resolve(sub, schema):
@@ -160,6 +244,120 @@ def auto_masks(config):
         if config[role].get("mask") == AUTO_MASK:
             config[role]["mask"] = {"path": auto_mask_path(config["output"], role),
                                     "dataset": "0", "auto": dict(config["auto_mask"])}
+    return config
+
+
+def _sub_schema(schema, path, root):
+    """The schema of the value at ``path`` (keys and list indices), following $ref; {} if unknown."""
+    sub = schema
+    for part in path:
+        sub = _resolve(sub, root)
+        if isinstance(part, int):
+            sub = sub.get("items", {})
+        else:
+            sub = sub.get("properties", {}).get(part, {})
+    return _resolve(sub, root)
+
+
+def _allows(sub, kind, root):
+    """Whether a schema admits JSON type ``kind`` ('string', 'object'); unknown: True."""
+    branches = sub.get("oneOf") or sub.get("anyOf")
+    if branches:
+        return any(_allows(_resolve(b, root), kind, root) for b in branches)
+    if "type" not in sub:
+        return kind == "string" or not sub
+    types = sub["type"] if isinstance(sub["type"], list) else [sub["type"]]
+    return kind in types
+
+
+def _string_leaves(value, path=()):
+    """(path, text) of every string inside nested dicts and lists."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _string_leaves(v, path + (k,))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _string_leaves(v, path + (i,))
+
+
+def _set(config, path, value):
+    for part in path[:-1]:
+        config = config[part]
+    config[path[-1]] = value
+
+
+def merge_mappings(base, update):
+    """``base`` (not modified) with ``update``'s keys, nested mappings merged key by key."""
+    out = copy.deepcopy(base) if isinstance(base, dict) else {}
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_mappings(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _parse_yaml(text, where):
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        problem = str(err).splitlines()[0]
+        raise ConfigError(where, f"{text!r} is not valid YAML ({problem}).",
+                          f"quote the whole value, e.g. --config '{where.split()[-1]}={{overlap: "
+                          "0.25}' (a mapping in braces, keys and values separated by ': ')."
+                          ) from None
+
+
+def read_config_files(paths):
+    """The settings of YAML config files, later files' keys merged over earlier ones'."""
+    out = {}
+    for path in paths or ():
+        with open(path) as fh:
+            out = merge_mappings(out, yaml.safe_load(fh) or {})
+    return out
+
+
+def command_line_config(config, overrides, file_config, schema=None):
+    """The config with ``snakemake --config`` values read as YAML, as the config file's are.
+
+    Snakemake reads ``--config 'blocks={overlap: 0.25}'`` as strings
+    (``{'overlap': '0.25'}``) merged into the file's ``blocks``, or keeps the whole
+    value as a string when it is not a flow mapping it can read. Here a string given
+    for a key whose schema wants a mapping is parsed with ``yaml.safe_load`` and
+    merged into the config file's mapping (only the keys given change), and every
+    other string given on the command line where the schema wants no string (a
+    number, a list, true/false) is parsed likewise.
+
+    Parameters
+    ----------
+    config : dict
+        Snakemake's ``config`` (file and command line merged; not modified).
+    overrides : dict
+        The ``--config`` values (``workflow.config_settings.overwrite_config``).
+    file_config : dict
+        The config files' settings alone, merged in order.
+    schema : dict, optional
+        The schema; config/schema.yaml by default.
+
+    Returns
+    -------
+    dict
+    """
+    schema = load_schema() if schema is None else schema
+    config, merged = copy.deepcopy(config), set()
+    for key, value in (overrides or {}).items():
+        if isinstance(value, str) and _allows(_sub_schema(schema, (key,), schema), "object",
+                                              schema):
+            parsed = _parse_yaml(value, f"--config {key}")
+            if isinstance(parsed, dict):
+                config[key] = merge_mappings((file_config or {}).get(key), parsed)
+                merged.add(key)
+    for path, text in _string_leaves(overrides or {}):
+        sub = _sub_schema(schema, path, schema)
+        if path[0] not in merged and sub and not _allows(sub, "string", schema):
+            _set(config, path, _parse_yaml(text, "--config " + ".".join(map(str, path))))
     return config
 
 

@@ -472,6 +472,16 @@ def write_truth(path, truth):
         np.savez(f, **_truth_arrays(truth))
 
 
+def write_landmarks_csv(path, truth):
+    """Write the truth's landmark pairs to ``path`` as BigWarp's landmarks.csv, atomically."""
+    from snakestream.qc.landmarks import Landmarks, write_bigwarp
+
+    pairs = Landmarks([f"Pt-{i}" for i in range(len(truth.landmarks_fixed))],
+                      truth.landmarks_fixed, truth.landmarks_moving)
+    with atomic_path(str(path)) as tmp:
+        write_bigwarp(tmp, pairs)
+
+
 def _truth_arrays(truth):
     """Dict of the DemoTruth fields as plain arrays."""
     return {name: np.asarray(getattr(truth, name)) for name in DemoTruth.__dataclass_fields__}
@@ -521,18 +531,21 @@ def make_demo(out_dir, shape=(48, 160, 160), spacing=(0.8, 0.4, 0.4), mov_spacin
     -------
     dict of str paths: ``fix`` (fix.zarr, dataset s0), ``mov`` (mov.h5,
     dataset /ch0), ``fix_mask`` (fix_mask.zarr, dataset s0), ``truth``
-    (truth.npz).
+    (truth.npz) and ``landmarks`` (landmarks.csv: the truth's landmarks in
+    BigWarp's format, what the demo config's ``landmarks`` key reads).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pair = make_pair(shape, spacing, mov_spacing, seed)
     truth = pair["truth"]
     paths = {key: out / name for key, name in [("fix", "fix.zarr"), ("mov", "mov.h5"),
-             ("fix_mask", "fix_mask.zarr"), ("truth", "truth.npz")]}
+             ("fix_mask", "fix_mask.zarr"), ("truth", "truth.npz"),
+             ("landmarks", "landmarks.csv")]}
     write_zarr(paths["fix"], pair["fix"], truth.fix_spacing)
     write_h5(paths["mov"], pair["mov"], truth.mov_spacing)
     write_zarr(paths["fix_mask"], pair["fix_mask"], truth.fix_spacing)
     write_truth(paths["truth"], truth)
+    write_landmarks_csv(paths["landmarks"], truth)
     return {key: str(p) for key, p in paths.items()}
 
 

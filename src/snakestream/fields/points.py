@@ -12,6 +12,32 @@ from snakestream.errors import InputError
 AXES = ["z", "y", "x"]
 
 
+def voxels_to_um(points, spacing, origin=None, *, where="points"):
+    """Voxel coordinates (z, y, x, of an image's grid) as physical µm.
+
+    Parameters
+    ----------
+    points : (N, 3) array
+        Voxel coordinates, z, y, x (voxel centres at integers).
+    spacing : sequence of 3 float
+        The image's voxel size, µm, z, y, x.
+    origin : sequence of 3 float, optional
+        Physical position (µm, z, y, x) of the image's voxel 0 (its ``origin``
+        once volumes carry one); 0 by default.
+    where : str
+        The file the points came from, for the message.
+
+    Returns
+    -------
+    (N, 3) float64 µm, z, y, x.
+    """
+    if spacing is None:
+        raise InputError(where, "voxel coordinates need the image spacing.",
+                         "give the points in µm, or the image they belong to.")
+    origin = np.zeros(3) if origin is None else np.asarray(origin, float)
+    return np.asarray(points, float) * np.asarray(spacing, float) + origin
+
+
 def read_points(path, units="um", spacing=None, *, origin=None):
     """Read a point table: a CSV with z, y, x columns (other columns kept) or an (N, 3) .npy.
 
@@ -47,9 +73,7 @@ def read_points(path, units="um", spacing=None, *, origin=None):
     if pts.ndim != 2 or pts.shape[1] != 3:
         raise InputError(path, f"points must be an (N, 3) z,y,x array, got {pts.shape}.")
     if units == "voxel":
-        if spacing is None:
-            raise InputError(path, "voxel coordinates need the image spacing.")
-        pts = pts * np.asarray(spacing, float) + (0.0 if origin is None else np.asarray(origin))
+        pts = voxels_to_um(pts, spacing, origin, where=path)
     return pts, table
 
 

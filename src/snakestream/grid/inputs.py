@@ -28,9 +28,10 @@ def _selection(spec):
 
 def open_image(spec):
     """Open a volume from its config mapping (path, dataset, channel, timepoint, spacing,
-    origin)."""
+    origin; nan_fill: what NaN voxels read as, None to read them as stored)."""
     return open_volume(spec["path"], spec.get("dataset"), spec.get("spacing"),
-                       origin=spec.get("origin"), **_selection(spec))
+                       origin=spec.get("origin"), nan_fill=spec.get("nan_fill"),
+                       **_selection(spec))
 
 
 def open_mask(spec, image_vol):

@@ -36,7 +36,7 @@ from snakestream.grid.blocks import COLUMNS, block_id, foreground_fractions, n_s
 from snakestream.grid.inputs import auto_mask_pending, is_auto_mask, open_image, open_mask
 from snakestream.io.atomic import atomic_path
 from snakestream.io.chunks import slab_bounds, write_units
-from snakestream.io.pyramids import pick_level
+from snakestream.io.pyramids import pick_level, require_finite_preview
 
 
 def overlap_voxels(blocksize, overlap):
@@ -241,7 +241,8 @@ def mask_for_blocks(mask, fix_vol, blocksize):
     return level_vol, level.offset, message
 
 
-def fixed_block_grid(fix_vol, fixed, *, blocksize, overlap, threshold, cache_dir, log=None):
+def fixed_block_grid(fix_vol, fixed, *, blocksize, overlap, threshold, cache_dir, log=None,
+                     write_cache=True):
     """The block grid of the fixed volume, its mask deciding which blocks are aligned.
 
     Parameters
@@ -257,6 +258,8 @@ def fixed_block_grid(fix_vol, fixed, *, blocksize, overlap, threshold, cache_dir
         Folder of the foreground cache (:func:`cached_foreground`).
     log : callable, optional
         Called with one line naming the mask level read (:func:`mask_for_blocks`).
+    write_cache : bool
+        False (a dry run) reads an existing cache but writes none.
 
     Returns
     -------
@@ -270,7 +273,7 @@ def fixed_block_grid(fix_vol, fixed, *, blocksize, overlap, threshold, cache_dir
             log(message)
         foreground = cached_foreground(level_vol, fix_vol.shape, fix_vol.spacing, blocksize,
                                        cache_dir, offset=offset,
-                                       every_file=is_auto_mask(fixed))
+                                       every_file=is_auto_mask(fixed), write=write_cache)
     grid = BlockGrid.build(fix_vol.shape, blocksize, overlap, foreground=foreground,
                            threshold=threshold)
     require_aligned_blocks(grid, fix_vol.shape, mask=mask)
@@ -377,13 +380,16 @@ class Layout:
     mask_pending: bool = False
 
     @classmethod
-    def from_config(cls, cfg):
+    def from_config(cls, cfg, *, write_cache=True):
         """Layout of a validated config (opens both volumes' metadata, and the fixed mask once).
 
         A fixed ``mask: auto`` not written yet leaves the block grid unmasked and
         ``mask_pending`` set; the workflow makes the layout again once it is.
+        ``write_cache=False`` (a dry run) writes nothing under ``<output>/.cache``.
         """
         fix, mov = open_image(cfg["fixed"]), open_image(cfg["moving"])
+        require_finite_preview(fix, key="fixed")
+        require_finite_preview(mov, key="moving")
         fmt = cfg["output_zarr"]
         chunks, inner = write_units(fix.shape, cfg["output_chunks"], fmt["shard_chunks"])
         layout = cls(tuple(int(n) for n in fix.shape), fix.spacing, chunks, str(mov.dtype),
@@ -398,7 +404,7 @@ class Layout:
                 fix, {} if layout.mask_pending else cfg["fixed"],
                 blocksize=blocks["blocksize"], overlap=blocks["overlap"],
                 threshold=blocks["foreground_fraction"],
-                cache_dir=os.path.join(cfg["output"], ".cache"))
+                cache_dir=os.path.join(cfg["output"], ".cache"), write_cache=write_cache)
         check_other_inputs(cfg, fix, mov)
         return layout
 
@@ -494,7 +500,7 @@ def _mtimes(path, dataset, *, every_file=False):
 
 
 def cached_foreground(mask, shape, spacing, blocksize, cache_dir, *, offset=(0.0, 0.0, 0.0),
-                      every_file=False):
+                      every_file=False, write=True):
     """:func:`snakestream.grid.blocks.foreground_fractions`, cached in ``cache_dir``.
 
     The cache key covers the mask's path, dataset, selection (channel, time point),
@@ -503,6 +509,7 @@ def cached_foreground(mask, shape, spacing, blocksize, cache_dir, *, offset=(0.0
     without changing its files' times. With `every_file` the key also has the newest
     modification time of any file in the mask's store (a walk over it: meant for the
     small masks ``mask: auto`` writes, which the user may edit chunk by chunk).
+    ``write=False`` (a dry run) computes the fractions without storing them.
     """
     key = json.dumps([os.path.abspath(mask.path), mask.dataset, list(mask.selection),
                       list(mask.shape), np.asarray(mask.spacing).tolist(), list(shape),
@@ -513,6 +520,8 @@ def cached_foreground(mask, shape, spacing, blocksize, cache_dir, *, offset=(0.0
     if os.path.exists(path):
         return np.load(path)
     fractions = foreground_fractions(mask, shape, spacing, blocksize, offset=offset)
+    if not write:
+        return fractions
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.save(fh, fractions)
     return fractions

@@ -11,7 +11,9 @@ import os
 import secrets
 import shutil
 
-__all__ = ["atomic_path", "remove_path", "replace_path", "write_json"]
+from snakestream.errors import InputError
+
+__all__ = ["atomic_path", "remove_path", "replace_path", "require_writable_folder", "write_json"]
 
 
 def remove_path(path):
@@ -75,3 +77,46 @@ def write_json(path, obj):
     with atomic_path(path) as tmp:
         with open(tmp, "w") as fh:
             json.dump(obj, fh, indent=1)
+
+
+def _nearest_existing(path):
+    """`path` or its closest ancestor that exists."""
+    path = os.path.abspath(path)
+    while not os.path.lexists(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def require_writable_folder(path, *, where="output", create=True):
+    """InputError (one line naming `path` and the fix) unless a folder can be written there.
+
+    Parameters
+    ----------
+    path : str
+        The folder (it need not exist yet).
+    where : str
+        The config key that names it, for the message.
+    create : bool
+        Create the folder and write and delete a probe file in it (the real test);
+        False (a dry run) writes nothing and only checks that the closest existing
+        ancestor is a folder this process may write into.
+    """
+    fix = (f"set {where} to a folder you can write to, or make {path} writable "
+           f"(e.g. mkdir -p {path} && chmod u+w {path}).")
+    existing = _nearest_existing(path)
+    if not os.path.isdir(existing):
+        raise InputError(f"{where} {path}", f"cannot be a folder: {existing} is a file.",
+                         f"set {where} to another folder, or move the file {existing} away.")
+    if not create:
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise InputError(f"{where} {path}", f"is not writable ({existing} is read-only "
+                             "for this user).", fix)
+        return
+    probe = os.path.join(path, f".write-test-{os.getpid()}-{secrets.token_hex(3)}")
+    try:
+        os.makedirs(path, exist_ok=True)
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as err:
+        raise InputError(f"{where} {path}", f"is not writable ({err.strerror}).", fix) from None

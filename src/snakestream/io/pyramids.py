@@ -31,10 +31,11 @@ from snakestream.io import n5, zarr_store
 from snakestream.io.datasets import label
 from snakestream.io.downsample import read_downsampled
 from snakestream.io.metadata import as_floats, ome_levels
-from snakestream.io.volumes import format_of, open_volume
+from snakestream.io.volumes import format_of, nonfinite_error, open_volume
 
-__all__ = ["Coarse", "Level", "SPACING_TOLERANCE", "coarsest_level", "full_level", "open_level",
-           "pick_level", "pyramid_levels", "read_coarse", "read_near"]
+__all__ = ["Coarse", "Level", "PREVIEW_VOXELS", "SPACING_TOLERANCE", "coarsest_level",
+           "full_level", "open_level", "pick_level", "pyramid_levels", "read_coarse",
+           "read_near", "require_finite_preview"]
 
 # A level of a pyramid: its dataset path in the container, shape (z, y, x),
 # spacing (µm, z, y, x) and offset (µm, z, y, x: its voxel 0's centre from the
@@ -50,6 +51,8 @@ _N5_LEVEL = re.compile(r"s\d+")
 # read_coarse accepts a level when a whole block mean of it lands this close
 # (relative, every axis) to the spacing a block mean of the full level gives.
 SPACING_TOLERANCE = 0.1
+# require_finite_preview reads at most this many voxels (16 MiB of float32) per volume
+PREVIEW_VOXELS = 1 << 22
 
 
 def full_level(volume):
@@ -174,12 +177,16 @@ def _factors(level, needed):
 
 def open_level(volume, level):
     """`level` of `volume`'s pyramid opened as a Volume (`volume` itself for its own level),
-    at the same channel and time point, its origin ``volume.origin + level.offset``."""
+    at the same channel and time point, its origin ``volume.origin + level.offset``, with
+    the same ``nan_fill`` and ``log``."""
     if level.dataset == volume.dataset:
         return volume
-    return open_volume(volume.path, level.dataset, spacing=level.spacing.tolist(),
-                       origin=(volume.origin + level.offset).tolist(),
-                       channel=volume.channel, timepoint=volume.timepoint)
+    opened = open_volume(volume.path, level.dataset, spacing=level.spacing.tolist(),
+                         origin=(volume.origin + level.offset).tolist(),
+                         channel=volume.channel, timepoint=volume.timepoint,
+                         nan_fill=volume.nan_fill)
+    opened.log = volume.log
+    return opened
 
 
 def pick_level(volume, needed, *, purpose, whole=False):
@@ -287,3 +294,55 @@ def _block_mean_of(opened, level, rest, text):
     offset = level.offset + (rest - 1) / 2 * level.spacing
     text += f"; block mean {rest.tolist()} -> {np.round(spacing, 4).tolist()} µm"
     return Coarse(data, spacing, offset, level, text)
+
+
+def _centre_box(shape, budget):
+    """(z, y, x) slices of a box of at most `budget` voxels at the centre of `shape`,
+    shrunk by the same factor on every axis (the whole array when it fits)."""
+    shape = np.asarray(shape, int)
+    scale = min(1.0, (budget / max(float(np.prod(shape)), 1.0)) ** (1 / 3))
+    size = np.clip(np.floor(shape * scale).astype(int), 1, shape)
+    lo = (shape - size) // 2
+    return tuple(slice(int(a), int(a + n)) for a, n in zip(lo, size))
+
+
+def require_finite_preview(volume, *, key, budget=PREVIEW_VOXELS):
+    """InputError if the coarsest pyramid level of a float volume holds NaN or infinity.
+
+    The check the workflow makes at parse time, before any job runs: it reads the
+    volume's coarsest usable level (the level the global stage reads from, or the
+    volume itself without a pyramid), all of it when it has at most `budget` voxels,
+    else a box of `budget` voxels at its centre. Integer volumes and volumes with a
+    ``nan_fill`` are not read. NaN voxels elsewhere are found by the first job that
+    reads them, which counts them at full resolution.
+
+    Parameters
+    ----------
+    volume : snakestream.io.volumes.Volume
+        The configured (full) level.
+    key : str
+        Its config key ("fixed", "moving"), for the message.
+    budget : int
+        Largest number of voxels read.
+
+    Raises
+    ------
+    InputError
+        One line naming the file and level, the count among the voxels read, and
+        the fix (:func:`~snakestream.io.volumes.nonfinite_error`).
+    """
+    if volume.nan_fill is not None or not np.issubdtype(volume.dtype, np.inexact):
+        return
+    levels, _ = pyramid_levels(volume)
+    level = min(levels, key=lambda lv: int(np.prod(lv.shape)))
+    opened = open_level(volume, level)
+    box = _centre_box(opened.shape, budget)
+    data = opened.read(box)
+    bad = data.size - int(np.count_nonzero(np.isfinite(data)))
+    if not bad:
+        return
+    where = "all" if data.shape == tuple(opened.shape) else f"a centre box {list(data.shape)} of"
+    first = level.dataset == volume.dataset
+    name = "the configured level" if first else f"pyramid level {level.dataset!r}"
+    raise nonfinite_error(label(volume.path, volume.dataset), bad, data.size, key=key,
+                          what=f"voxels ({where} {name}, checked before any job runs)")

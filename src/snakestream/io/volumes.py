@@ -33,7 +33,8 @@ from snakestream.io.datasets import label, no_dataset, require_exists
 from snakestream.io.metadata import SPACING_FIX, as_floats, check_origin, check_spacing
 from snakestream.io.selection import NOT_3D_FIX, conventional_axes, full_index, select, spatial
 
-__all__ = ["Volume", "format_of", "open_volume", "require_finite", "write_volume"]
+__all__ = ["Volume", "count_nonfinite", "format_of", "nonfinite_error", "open_volume",
+           "require_finite", "write_volume"]
 
 _EXTENSIONS = {
     ".zarr": "zarr",
@@ -92,11 +93,18 @@ class Volume:
     channel, timepoint : int, str or None
         The selection as asked for (:func:`open_volume`), so the same image's other
         pyramid levels open at the same channel and time point.
+    nan_fill : float or None
+        Value that NaN and infinite voxels are read as (the config's ``nan_fill``);
+        None reads them as stored. Each read that replaces some calls ``log``.
+    log : callable
+        Gets one line per read that replaced voxels (``print``: a job's log).
     """
 
     def __init__(self, path, dataset, shape, dtype, spacing, reader, *, origin=None, chunks=None,
-                 selection=(None, None, None), channel=None, timepoint=None):
+                 selection=(None, None, None), channel=None, timepoint=None, nan_fill=None,
+                 log=print):
         self.path, self.dataset = str(path), dataset
+        self.nan_fill, self.log = (None if nan_fill is None else float(nan_fill)), log
         self.channel, self.timepoint = channel, timepoint  # as asked (open_volume's keys)
         self.shape = tuple(int(n) for n in shape)
         self.dtype = np.dtype(dtype).newbyteorder("=")
@@ -135,7 +143,21 @@ class Volume:
         """
         slices = _check_region(region, self.shape, label(self.path, self.dataset))
         data = np.asarray(self._reader(full_index(self.selection, slices)))
-        return np.array(data, dtype=self.dtype, copy=None, order="C")
+        return self._fill(np.array(data, dtype=self.dtype, copy=None, order="C"), slices)
+
+    def _fill(self, data, slices):
+        """``data`` with its non-finite voxels set to :attr:`nan_fill` (when set), logged."""
+        if self.nan_fill is None or not np.issubdtype(data.dtype, np.inexact):
+            return data
+        bad = ~np.isfinite(data)
+        n = int(np.count_nonzero(bad))
+        if n:
+            data = data.copy() if not data.flags.writeable else data
+            data[bad] = self.nan_fill
+            box = [(s.start, s.stop) for s in slices]
+            self.log(f"{label(self.path, self.dataset)}: {n} of {data.size} voxels read "
+                     f"(z,y,x {box}) were NaN or infinite, replaced by nan_fill {self.nan_fill:g}")
+        return data
 
     def __getitem__(self, key):
         """``vol[z0:z1]``, ``vol[a:b, c:d, e:f]``: :meth:`read` with NumPy's slicing
@@ -189,7 +211,8 @@ def _origin_of(opened, origin, axes, where):
     return check_origin(_spatial_spacing(value, axes), where, f"the file's {source}")
 
 
-def open_volume(path, dataset=None, spacing=None, *, origin=None, channel=None, timepoint=None):
+def open_volume(path, dataset=None, spacing=None, *, origin=None, channel=None, timepoint=None,
+                nan_fill=None):
     """Open a 3-D volume lazily; the format comes from the path's extension.
 
     An array with time or channel axes is opened at `timepoint` and `channel`; an
@@ -216,6 +239,8 @@ def open_volume(path, dataset=None, spacing=None, *, origin=None, channel=None, 
         Index on the channel axis, or an OME channel label (``omero.channels[].label``).
     timepoint : int, optional
         Index on the time axis.
+    nan_fill : float, optional
+        Read NaN and infinite voxels as this value (:attr:`Volume.nan_fill`).
 
     Returns
     -------
@@ -250,10 +275,38 @@ def open_volume(path, dataset=None, spacing=None, *, origin=None, channel=None, 
     chunks = spatial(opened.chunks, axes) if opened.chunks else None
     return Volume(path, opened.dataset, spatial(opened.shape, axes), opened.dtype, spacing,
                   opened.reader, origin=_origin_of(opened, origin, axes, where), chunks=chunks,
-                  selection=selection, channel=channel, timepoint=timepoint)
+                  selection=selection, channel=channel, timepoint=timepoint, nan_fill=nan_fill)
 
 
-def require_finite(array, where):
+def _nonfinite(array):
+    """Number of NaN and infinite values of an array (0 for integer arrays)."""
+    array = np.asarray(array)
+    if not np.issubdtype(array.dtype, np.inexact):
+        return 0
+    return array.size - int(np.count_nonzero(np.isfinite(array)))
+
+
+def nonfinite_error(where, bad, total, *, what="voxels", key=None):
+    """The InputError of `bad` NaN or infinite values among `total`, and how to run anyway.
+
+    Parameters
+    ----------
+    where : str
+        File (and dataset, or block) the values came from.
+    bad, total : int
+    what : str
+        What the values are ("voxels", "voxels at full resolution").
+    key : str, optional
+        The config entry of the volume ("moving"); the fix names it.
+    """
+    entry = (f"the config's {key} entry" if key else
+             "this volume's config entry (fixed, moving or extra_volumes[])")
+    return InputError(where, f"{bad} of {total} {what} are NaN or infinite.",
+                      f"set `nan_fill: 0` in {entry} to read NaN and infinite voxels as 0 "
+                      "(the jobs log how many), or replace them in the file.")
+
+
+def require_finite(array, where, *, what="voxels"):
     """Raise InputError naming `where` if `array` holds any NaN or infinity.
 
     Parameters
@@ -262,19 +315,42 @@ def require_finite(array, where):
         Any array; integer arrays always pass.
     where : str
         File (and dataset) the array came from, for the message.
+    what : str
+        What the array's values are, for the message ("voxels of block z0000_y0000_x0001").
 
     Raises
     ------
     InputError
-        Some voxels are NaN or infinite (the message counts them).
+        Some voxels are NaN or infinite (:func:`nonfinite_error`).
     """
-    array = np.asarray(array)
-    if not np.issubdtype(array.dtype, np.inexact):
-        return
-    bad = array.size - int(np.count_nonzero(np.isfinite(array)))
+    bad = _nonfinite(array)
     if bad:
-        raise InputError(where, f"{bad} of {array.size} voxels are NaN or infinite.",
-                         "replace non-finite voxels (e.g. with 0) or mask them before registration")
+        raise nonfinite_error(where, bad, np.size(array), what=what)
+
+
+def count_nonfinite(volume):
+    """NaN and infinite voxels of a whole volume at full resolution, read slab by slab.
+
+    Parameters
+    ----------
+    volume : Volume
+        Read as stored (its ``nan_fill`` is not applied).
+
+    Returns
+    -------
+    int
+        The count (0 for an integer volume, which is not read).
+    """
+    if not np.issubdtype(volume.dtype, np.inexact):
+        return 0
+    plane = int(np.prod(volume.shape[1:]))
+    depth = max(1, min(volume.chunks[0] if volume.chunks else 1 << 30,
+                       (1 << 24) // max(plane, 1)))
+    raw = Volume(volume.path, volume.dataset, volume.shape, volume.dtype, volume.spacing,
+                 volume._reader, selection=volume.selection)
+    return sum(_nonfinite(raw.read((slice(z, min(z + depth, volume.shape[0])),
+                                    slice(None), slice(None))))
+               for z in range(0, volume.shape[0], depth))
 
 
 def write_volume(path, array, spacing, *, origin=None, dataset=None, chunks=None, zarr_format=2):

@@ -11,6 +11,32 @@ from snakestream.errors import InputError
 from snakestream.fields.transform import transform_points
 
 
+def distances(predicted, truth):
+    """Distance (µm) of each predicted point from its true position, (N,).
+
+    Parameters
+    ----------
+    predicted, truth : (N, 3) arrays
+        Points in µm, z, y, x, row i of one matching row i of the other.
+    """
+    predicted, truth = np.asarray(predicted, float), np.asarray(truth, float)
+    if predicted.shape != truth.shape:
+        raise InputError("predicted points", f"shape {predicted.shape} does not match the "
+                         f"{truth.shape} true points.",
+                         "map every landmark, in the order of the truth.")
+    return np.linalg.norm(predicted - truth, axis=1)
+
+
+def summary(d):
+    """``median``, ``p95``, ``mean`` and ``max`` of distances ``d`` (µm, NaN when empty) and ``n``."""
+    d = np.asarray(d, float)
+    if d.size == 0:
+        return {"median": float("nan"), "p95": float("nan"), "mean": float("nan"),
+                "max": float("nan"), "n": 0}
+    return {"median": float(np.median(d)), "p95": float(np.percentile(d, 95)),
+            "mean": float(d.mean()), "max": float(d.max()), "n": int(d.size)}
+
+
 def tre(predicted, truth):
     """Target registration error of predicted points against their true positions.
 
@@ -21,18 +47,26 @@ def tre(predicted, truth):
 
     Returns
     -------
-    dict: ``median``, ``p95`` and ``max`` distance (µm, NaN without points) and ``n``.
+    dict: ``median``, ``p95``, ``mean`` and ``max`` distance (µm, NaN without points)
+    and ``n`` (:func:`summary`).
     """
-    predicted, truth = np.asarray(predicted, float), np.asarray(truth, float)
-    if predicted.shape != truth.shape:
-        raise InputError("predicted points", f"shape {predicted.shape} does not match the "
-                         f"{truth.shape} true points.",
-                         "map every landmark, in the order of the truth.")
-    d = np.linalg.norm(predicted - truth, axis=1)
-    if d.size == 0:
-        return {"median": float("nan"), "p95": float("nan"), "max": float("nan"), "n": 0}
-    return {"median": float(np.median(d)), "p95": float(np.percentile(d, 95)),
-            "max": float(d.max()), "n": int(d.size)}
+    return summary(distances(predicted, truth))
+
+
+def stage_errors(landmarks_fixed, landmarks_moving, affine, field=None, field_spacing=None, *,
+                 field_origin=None):
+    """Each landmark's error (µm, (N,)) with no transform, the affine and ``[affine, field]``.
+
+    Parameters as :func:`stage_tre`; returns ``{"before": d, "global": d, "blocks": d}``
+    (``blocks`` only with a field).
+    """
+    out = {"before": distances(landmarks_fixed, landmarks_moving),
+           "global": distances(transform_points(landmarks_fixed, affine), landmarks_moving)}
+    if field is not None:
+        moved = transform_points(landmarks_fixed, affine, field, field_spacing,
+                                 field_origin=field_origin)
+        out["blocks"] = distances(moved, landmarks_moving)
+    return out
 
 
 def stage_tre(landmarks_fixed, landmarks_moving, affine, field=None, field_spacing=None, *,
@@ -57,10 +91,6 @@ def stage_tre(landmarks_fixed, landmarks_moving, affine, field=None, field_spaci
     dict ``{"before": ..., "global": ..., "blocks": ...}`` of :func:`tre` results
     (``blocks`` only with a field).
     """
-    out = {"before": tre(landmarks_fixed, landmarks_moving),
-           "global": tre(transform_points(landmarks_fixed, affine), landmarks_moving)}
-    if field is not None:
-        moved = transform_points(landmarks_fixed, affine, field, field_spacing,
-                                 field_origin=field_origin)
-        out["blocks"] = tre(moved, landmarks_moving)
-    return out
+    errors = stage_errors(landmarks_fixed, landmarks_moving, affine, field, field_spacing,
+                          field_origin=field_origin)
+    return {stage: summary(d) for stage, d in errors.items()}

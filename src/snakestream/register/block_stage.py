@@ -59,7 +59,7 @@ def read_block_images(row, fix_vol, mov_vol, affine, *, margin=None,
     start = np.array([s.start for s in fix_slices])
     shape = tuple(s.stop - s.start for s in fix_slices)
     fix_data = fix_vol.read(fix_slices)
-    require_finite(fix_data, f"{fix_vol.path} block {row['id']}")
+    require_finite(fix_data, f"{fix_vol.path} block {row['id']}", what="voxels of its crop")
     if not _has_signal(fix_data):
         return None, None, "no signal in the fixed crop"
     if margin is None:
@@ -68,7 +68,7 @@ def read_block_images(row, fix_vol, mov_vol, affine, *, margin=None,
     if mov_slices is None:
         return None, None, "the global affine maps this block outside the moving image"
     mov_data = mov_vol.read(mov_slices)
-    require_finite(mov_data, f"{mov_vol.path} block {row['id']}")
+    require_finite(mov_data, f"{mov_vol.path} block {row['id']}", what="voxels of its crop")
     if not _has_signal(mov_data):
         return None, None, "no signal in the moving crop"
     mov_start = np.array([s.start for s in mov_slices])

@@ -5,7 +5,7 @@ import numpy as np
 from snakestream.errors import InputError
 from snakestream.grid.geometry import compose_affines, physical_grid, to_frames
 from snakestream.io.pyramids import read_coarse
-from snakestream.io.volumes import require_finite
+from snakestream.io.volumes import count_nonfinite, nonfinite_error
 from snakestream.register.align import (GLOBAL_LOG_EVERY, Image, downsample_factors,
                                        in_local_frame, run_steps)
 from snakestream.register.similarity import ncc_after_affine
@@ -38,7 +38,9 @@ def downsample_volume(vol, alignment_spacing, *, purpose="global stage", log=Non
     coarse = read_coarse(vol, factors, purpose=purpose)
     if log is not None:
         log(coarse.message)
-    require_finite(coarse.data, vol.path)
+    if not np.isfinite(coarse.data).all():  # count the file's voxels, not the block means
+        raise nonfinite_error(vol.path, count_nonfinite(vol), int(np.prod(vol.shape)),
+                              what="voxels (full resolution)")
     return Image(coarse.data, coarse.spacing, vol.origin + coarse.offset)
 
 

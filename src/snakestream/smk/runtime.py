@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import re
 import sys
 import traceback
 
@@ -50,3 +51,18 @@ def rule_context(snakemake, threads=None):
         except Exception:
             traceback.print_exc(file=log)
             raise
+
+
+_DRY_RUN_FLAGS = {"-n", "--dry-run", "--dryrun", "--just-print"}
+
+
+def is_dry_run(argv=None):
+    """Whether the Snakemake command line (``sys.argv`` by default) asks for a dry run.
+
+    At parse time Snakemake has not yet chosen its executor (``workflow.dryrun`` is
+    False even under ``-n``), so the flags are read: ``-n``, ``--dry-run``,
+    ``--dryrun`` and short flags grouped with n (``-np``).
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    return any(arg in _DRY_RUN_FLAGS or re.fullmatch(r"-[A-Za-z]*n[A-Za-z]*", arg) is not None
+               and arg.isascii() and "-" not in arg[1:] for arg in argv)
