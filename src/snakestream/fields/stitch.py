@@ -22,7 +22,7 @@ from snakestream.fields.jacobian import jacobian_det, jacobian_stats, merge_jaco
 from snakestream.fields.transform import displacement_on_grid
 from snakestream.grid.blocks import ramp
 from snakestream.grid.layout import field_box, rows_touching
-from snakestream.io.chunks import for_each_chunk, slab_bounds
+from snakestream.io.chunks import for_each_chunk, slab_bounds, write_unit
 
 
 def block_weight(row, lo, hi, ovl, step=(1, 1, 1)):
@@ -138,7 +138,7 @@ def write_field_slab(out, table, slab, spacing, ovl, transform_of, *, step=(1, 1
     """
     from scipy.ndimage import binary_erosion
 
-    shape, chunks, step = out.shape[:3], out.chunks[:3], np.asarray(step, int)
+    shape, chunks, step = out.shape[:3], write_unit(out), np.asarray(step, int)
     z0, z1 = slab_bounds(shape, chunks, slab)
     rows = rows_touching(table, *field_box((z0, 0, 0), (z1,) + tuple(shape[1:]), step))
     jac = []

@@ -7,7 +7,7 @@ the same way, so memory stays one chunk whatever the volume size.
 
 import numpy as np
 
-__all__ = ["chunk_starts", "for_each_chunk", "slab_bounds"]
+__all__ = ["chunk_starts", "for_each_chunk", "slab_bounds", "write_unit", "write_units"]
 
 
 def chunk_starts(lo, hi, chunks):
@@ -64,6 +64,11 @@ def write_units(shape, chunks, inner=None):
     return unit, inner
 
 
+def write_unit(out):
+    """(z, y, x) of what a job writes whole in ``out``: its shard when sharded, else its chunk."""
+    return tuple((getattr(out, "shards", None) or out.chunks)[:3])
+
+
 def for_each_chunk(out, slab, fill):
     """Write every chunk of one z slab of ``out`` (or of all of it) from ``fill``.
 
@@ -85,8 +90,7 @@ def for_each_chunk(out, slab, fill):
     -------
     int, the number of chunks (shards) written.
     """
-    shape = tuple(out.shape[:3])
-    chunks = tuple((getattr(out, "shards", None) or out.chunks)[:3])
+    shape, chunks = tuple(out.shape[:3]), write_unit(out)
     z0, z1 = (0, shape[0]) if slab is None else slab_bounds(shape, chunks, slab)
     count = 0
     for start in chunk_starts((z0, 0, 0), (z1,) + shape[1:], chunks):
