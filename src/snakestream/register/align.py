@@ -520,9 +520,10 @@ def run_steps(steps, fix, mov, static=(), *, seed=0, threads=1, log=print, log_e
     """
     static, results = list(static), []
     for name, params in steps:
-        result = run_step(name, params, fix, mov, static, seed=seed, threads=threads,
-                          log=log, log_every=log_every)
         tag = f" [{params['context']}]" if params.get("context") else ""
+        step_log = (lambda line, tag=tag: log(f"{line}{tag}")) if tag else log  # noqa: E731
+        result = run_step(name, params, fix, mov, static, seed=seed, threads=threads,
+                          log=step_log, log_every=log_every)
         log(f"step {name}{tag}: {result.qc}")
         static.append(result)
         results.append(result)
