@@ -91,9 +91,8 @@ def test_the_local_profile_keeps_the_console_short(run):
 def test_a_failed_run_names_the_logs_with_errors(run, tmp_path):
     for name in ("out", "data"):
         shutil.copytree(run["root"] / name, tmp_path / name)
-    (tmp_path / "bad_truth.npz").write_text("not a truth file")
-    write_config(tmp_path / "bad.yaml", {**yaml.safe_load((run["root"] / "my.yaml").read_text()),
-                                         "truth": "bad_truth.npz"})
+    (tmp_path / "out" / "blocks" / "qc.tsv").write_text("not a block table\n")  # report fails
+    shutil.copy(run["root"] / "my.yaml", tmp_path / "bad.yaml")
     proc = cli("run", "bad.yaml", "--cores", "1", "--forcerun", "report", cwd=tmp_path)
     assert proc.returncode == 1
     hint = [x for x in proc.stderr.splitlines() if x.startswith("snakestream run: ")]

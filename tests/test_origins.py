@@ -247,8 +247,8 @@ def runs(demo_data):
         cfg = fast_settings(demo_config(data, root / name))
         cfg["fixed"].update(path=fixed, dataset=None, spacing=None, origin=origins)
         cfg["moving"].update(path=moving, dataset="scale0/image", origin=origins)
-        cfg.update(truth=str(data / "truth_shifted.npz") if origins is None else None,
-                   exports={"itk": True, "itk_total_field": True})
+        cfg.update(landmarks=str(data / "truth_shifted.npz") if origins is None else None,
+                   exports={"itk": True, "itk_total_field": True, "itk_field_step": [1, 1, 1]})
         if origins is None:
             cfg.update(inverse=True, points=[
                 {"name": "to_fixed", "path": str(data / "moving_vox.csv"), "units": "voxel",
@@ -332,8 +332,10 @@ def test_transforms_map_the_shifted_landmarks(runs):
     back_tre = tre(back * SPACING + FIX_ORIGIN, truth.landmarks_fixed + FIX_ORIGIN)["median"]
     print(f"moving -> fixed points (voxels): median TRE {back_tre:.3f} µm")
     assert back_tre < 1.0
-    html = (out / "report.html").read_text()             # the report's TRE uses the origins
-    assert f"<td>blocks</td><td>{result['median']:.3f}</td>" in html
+    table = pd.read_csv(out / "qc" / "landmarks.tsv", sep="\t").set_index("stage")
+    assert table.loc["blocks", "median_um"] == pytest.approx(result["median"], abs=1e-4)
+    html = (out / "report.html").read_text()             # the report shows that table
+    assert f"<td>blocks</td><td>{len(truth.landmarks_fixed)}</td><td>{result['median']:.3f}</td>" in html
 
 
 def test_origins_only_shift_the_frame(runs):
