@@ -189,6 +189,7 @@ rule itk_export:
     params:
         use_field=BLOCKS,
         total=CFG["exports"]["itk_total_field"],
+        step=CFG["exports"]["itk_field_step"],
     log:
         f"{OUT}/logs/itk_export.log",
     benchmark:

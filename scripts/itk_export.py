@@ -18,8 +18,9 @@ with rule_context(snakemake):  # noqa: F821
     if p.use_field:
         field = open_zarr_array(i.field)
         with atomic_path(o.field) as tmp:
-            write_itk_field(tmp, field)
+            shape = write_itk_field(tmp, field, step=p.step)
+        print(f"field: {tuple(field.shape[:3])} stored, every {list(p.step)} -> {shape}, gzip")
         if p.total:
             with atomic_path(o.total) as tmp:
-                write_itk_field(tmp, field, add_affine=affine)
+                write_itk_field(tmp, field, add_affine=affine, step=p.step)
     print("wrote", ", ".join(os.path.basename(str(f)) for f in o))
