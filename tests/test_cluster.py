@@ -223,7 +223,8 @@ def test_short_profile_name_resolves_through_the_user_config_folder(demo, tmp_pa
     linking the repository's profiles there (README) makes the short name work."""
     cfg_path = write_config(tmp_path / "cfg.yaml", cluster_config(demo["root"] / "data", tmp_path / "out"))
     env = dict(_env(), XDG_CONFIG_HOME=str(tmp_path / "xdg"), XDG_CONFIG_DIRS=str(tmp_path / "etc"))
-    args = ("--profile", "lsf", "--configfile", cfg_path, "--directory", str(tmp_path / "w"), "-n")
+    args = ("--profile", "lsf", "--configfile", cfg_path, "--directory", str(tmp_path / "w"), "-n",
+            "--quiet", "host")  # the job descriptions name the batch groups
     missing = _snakemake(*args, env=env)
     assert missing.returncode != 0 and "profile" in missing.stderr
     os.makedirs(tmp_path / "xdg" / "snakemake")

@@ -148,8 +148,10 @@ def run_profile(slurm, reference, profile, name, *extra, env=None, field_only=Fa
                for slab in glob.glob(str(root / "local" / "gather" / "slab_*.json"))] if field_only else []
     if stage:
         targets = [str(root / name / stage)]
+    # --quiet host: the profile's short output without `rules`, so the job descriptions
+    # (which blocks a rerun ran) can be read back
     args = [*targets, "--profile", profile, "--configfile", cfg_path,
-            "--directory", str(root / f"work_{name}"), *FAST, *extra]
+            "--directory", str(root / f"work_{name}"), "--quiet", "host", *FAST, *extra]
     run = Run(args, env or slurm.env, root / f"{name}.log")
     run.cfg_path, run.out, run.args = cfg_path, root / name, args
     try:
