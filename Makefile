@@ -26,7 +26,7 @@ demo: $(DEMO)/data/truth.npz
 	@echo "QC report: $(DEMO)/results/report.html"
 
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 3 --dist loadfile
 
 clean-demo:
 	rm -rf $(DEMO)

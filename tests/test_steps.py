@@ -92,7 +92,7 @@ def test_defaults_reach_nested_and_null_objects():
     cfg["blocks"] = {"blocksize": [8, 8, 8], "steps": cfg["blocks"]["steps"], "overlap": 0.25}
     out = validate(cfg, SCHEMA)
     assert out["threads"] == {"global": 1, "gather": 1, "warp": 1}
-    assert out["exports"] == {"itk": True, "itk_total_field": False}
+    assert out["exports"] == {"itk": True, "itk_total_field": False, "itk_field_step": [2, 2, 2]}
     assert out["output_chunks"] == [64, 128, 128] and out["points"] == []
     assert out["extra_volumes"][0]["interpolation"] == "linear"
     assert {k: v for k, v in out["blocks"].items() if k != "steps"} == {
