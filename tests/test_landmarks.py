@@ -1,15 +1,14 @@
 """Landmark files (BigWarp's landmarks.csv, a plain CSV in µm or voxels, the demo's .npz)
 give the TRE of each stage, in qc/landmarks.tsv and qc/landmarks_points.tsv."""
 import csv
-import os
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import about_centre, demo_config, fast_settings, rotation_z, snakemake, write_config
+from conftest import about_centre, rotation_z
 from snakestream.errors import InputError
-from snakestream.qc.landmarks import Frame, read_landmarks, read_stage_table, tre_tables
+from snakestream.qc.landmarks import Frame, read_landmarks, tre_tables
 from snakestream.qc.metrics import stage_tre
 
 FIX_SPACING = np.array([2.0, 0.5, 0.25])  # µm, z, y, x: anisotropic, every axis different
@@ -117,52 +116,3 @@ def test_a_table_in_neither_format_is_one_line(tmp_path):
         read_landmarks(path)
     assert str(path) in str(err.value) and "fixed_z" in str(err.value)
     assert "Fix:" in str(err.value) and "\n" not in str(err.value)
-
-
-# ---------------------------------------------------------------- the workflow
-
-
-@pytest.fixture(scope="module")
-def run(demo_data):
-    """A fast demo run's landmark tables, from the demo's BigWarp landmarks.csv."""
-    root = demo_data("landmarks", (24, 80, 80), seed=3)
-    cfg = fast_settings(demo_config(root / "data", root / "out"))
-    path = write_config(root / "lm.yaml", cfg)
-    proc = snakemake(path, root, str(root / "out" / "qc" / "landmarks.tsv"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return root, cfg
-
-
-def test_workflow_tables_match_demo_tre(run):
-    """qc/landmarks.tsv holds, per stage, the TRE scripts/demo_tre.py prints from truth.npz."""
-    import importlib.util
-
-    from snakestream.demo.scene import load_truth
-
-    root, _ = run
-    spec = importlib.util.spec_from_file_location(
-        "demo_tre", os.path.join(os.path.dirname(__file__), os.pardir, "scripts", "demo_tre.py"))
-    demo_tre = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo_tre)
-    want = demo_tre.results_tre(load_truth(root / "data" / "truth.npz"), root / "out")
-    got = read_stage_table(root / "out" / "qc" / "landmarks.tsv")
-    assert list(got) == ["before", "global", "blocks"] == list(want)
-    for stage in want:
-        assert got[stage]["n"] == want[stage]["n"]
-        for key in ("median", "p95", "max"):
-            assert got[stage][key] == pytest.approx(want[stage][key], abs=2e-6), (stage, key)
-    assert got["blocks"]["median"] < got["global"]["median"] < got["before"]["median"]
-    points = pd.read_csv(root / "out" / "qc" / "landmarks_points.tsv", sep="\t")
-    assert len(points) == want["before"]["n"]
-    assert points.error_global_um.median() == pytest.approx(got["global"]["median"], abs=2e-6)
-
-
-def test_truth_npz_feeds_the_same_rule(run):
-    root, cfg = run
-    cfg = dict(cfg, landmarks=None, truth=str(root / "data" / "truth.npz"))
-    path = write_config(root / "truth.yaml", cfg)
-    before = (root / "out" / "qc" / "landmarks.tsv").read_text()
-    proc = snakemake(path, root, str(root / "out" / "qc" / "landmarks.tsv"), "-R", "landmarks")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "truth.npz" in (root / "out" / "logs" / "landmarks.log").read_text()  # ran on it
-    assert (root / "out" / "qc" / "landmarks.tsv").read_text() == before

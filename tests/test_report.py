@@ -2,6 +2,7 @@
 page itself in headless Chromium (no console errors, the slider moves the images, the
 block table sorts)."""
 import html as htmlmod
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -16,6 +17,7 @@ from conftest import demo_config, fast_settings, snakemake, write_config
 from snakestream.grid.geometry import translation
 from snakestream.io.volumes import open_volume, write_volume
 from snakestream.qc import slices as sl
+from snakestream.qc.landmarks import read_stage_table
 from snakestream.qc.report import render_report
 
 SPACING = (0.8, 0.4, 0.4)
@@ -212,3 +214,40 @@ def test_console_check_catches_an_injected_error(demo_report, tmp_path):
                                    "function compose(mode, img, rows, cols) { img.nope.x;"))
     dom, errors = headless.load(broken.as_uri(), tmp_path)
     assert any("Uncaught" in e for e in errors) and 'data-ready="1"' not in dom, errors
+
+
+# the demo run's landmark tables (qc/landmarks.tsv), which the report shows
+def test_workflow_landmark_tables_match_demo_tre(demo_report):
+    """qc/landmarks.tsv holds, per stage, the TRE scripts/demo_tre.py prints from truth.npz."""
+    import importlib.util
+
+    from snakestream.demo.scene import load_truth
+
+    root = demo_report.parent
+    spec = importlib.util.spec_from_file_location(
+        "demo_tre", os.path.join(os.path.dirname(__file__), os.pardir, "scripts", "demo_tre.py"))
+    demo_tre = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo_tre)
+    want = demo_tre.results_tre(load_truth(root / "data" / "truth.npz"), root / "out")
+    got = read_stage_table(root / "out" / "qc" / "landmarks.tsv")
+    assert list(got) == ["before", "global", "blocks"] == list(want)
+    for stage in want:
+        assert got[stage]["n"] == want[stage]["n"]
+        for key in ("median", "p95", "max"):
+            assert got[stage][key] == pytest.approx(want[stage][key], abs=2e-6), (stage, key)
+    assert got["blocks"]["median"] < got["global"]["median"] < got["before"]["median"]
+    points = pd.read_csv(root / "out" / "qc" / "landmarks_points.tsv", sep="\t")
+    assert len(points) == want["before"]["n"]
+    assert points.error_global_um.median() == pytest.approx(got["global"]["median"], abs=2e-6)
+
+
+def test_truth_npz_feeds_the_same_landmarks_rule(demo_report):
+    root = demo_report.parent
+    cfg = fast_settings(demo_config(root / "data", root / "out"))
+    cfg = dict(cfg, landmarks=None, truth=str(root / "data" / "truth.npz"))
+    path = write_config(root / "truth.yaml", cfg)
+    before = (root / "out" / "qc" / "landmarks.tsv").read_text()
+    proc = snakemake(path, root, str(root / "out" / "qc" / "landmarks.tsv"), "-R", "landmarks")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "truth.npz" in (root / "out" / "logs" / "landmarks.log").read_text()  # ran on it
+    assert (root / "out" / "qc" / "landmarks.tsv").read_text() == before
