@@ -240,3 +240,9 @@ def render_blobs(centres, sigmas, amplitudes, shape, spacing):
              for d in range(3)]
         out[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] += a * np.einsum("i,j,k->ijk", *g)
     return out
+
+
+def pytest_collection_modifyitems(config, items):
+    """The real-SLURM tests first: they mostly wait on the scheduler, so under
+    ``pytest -n`` (make test) the other files run beside them instead of after."""
+    items.sort(key=lambda item: item.get_closest_marker("slurm") is None)
