@@ -53,6 +53,15 @@ def as_floats(value):
         return value
 
 
+def _finite_triple(value):
+    """``value`` as a float64 array of shape (3,) if it is 3 finite numbers, else None."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return array if array.shape == (3,) and np.all(np.isfinite(array)) else None
+
+
 def check_spacing(value, where, source):
     """Validate a spacing and return it as a float64 array (z, y, x, µm).
 
@@ -75,12 +84,8 @@ def check_spacing(value, where, source):
     InputError
         `value` is not 3 positive finite numbers.
     """
-    try:
-        spacing = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        spacing = None
-    if (spacing is None or spacing.shape != (3,)
-            or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0)):
+    spacing = _finite_triple(value)
+    if spacing is None or np.any(spacing <= 0):
         raise InputError(
             where, f"spacing {value!r} from {source} is not 3 positive finite "
             "numbers (z, y, x in µm).", SPACING_FIX)
@@ -107,11 +112,8 @@ def check_origin(value, where, source):
     InputError
         `value` is not 3 finite numbers.
     """
-    try:
-        origin = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        origin = None
-    if origin is None or origin.shape != (3,) or not np.all(np.isfinite(origin)):
+    origin = _finite_triple(value)
+    if origin is None:
         raise InputError(
             where, f"origin {value!r} from {source} is not 3 finite numbers "
             "(z, y, x in µm).", ORIGIN_FIX)
